@@ -1,0 +1,29 @@
+# make run [DATA=/path/to/beir/folder] [CORES=all]   the default experiment (config.yaml)
+# make test                                          the test suite
+# make bench                                         SciFact benchmark -> benchmarks/results/
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+DATA ?=
+SNAKEMAKE_ARGS ?=
+
+.PHONY: run test bench clean-results
+
+$(BIN)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+run: $(BIN)/.installed
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) $(if $(DATA),--config data_dir=$(abspath $(DATA))) $(SNAKEMAKE_ARGS)
+
+test: $(BIN)/.installed
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests
+
+bench: $(BIN)/.installed
+	PATH=$(CURDIR)/$(BIN):$$PATH bash benchmarks/scifact.sh
+
+clean-results:
+	rm -rf results .snakemake

@@ -1,0 +1,117 @@
+# Iterative knowledge distillation for dense passage retrieval.
+#   snakemake --cores all                       # the default experiment (config.yaml)
+#   snakemake --cores 2 --config data_dir=PATH  # any BEIR-format folder
+# Each rule calls one function of the `pipeline` package through `python -m pipeline STEP`.
+
+import copy
+import json
+import re
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+PY = sys.executable
+EXP = config["experiment"]
+R = f"{config['results_dir']}/{EXP}"
+STUDENT = re.compile(r"^student-it(\d+)$")
+# Snakemake never assigns GPU ids; `device: cuda` asks the scheduler for one GPU per model job.
+GPUS = 1 if config["device"].startswith("cuda") else 0
+
+
+def deep_merge(base, update):
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def cfg(it):
+    """The config of iteration `it`: the base config with `overrides[it]` deep-merged over it."""
+    return deep_merge(config, config["overrides"].get(str(it), {}))
+
+
+def model_cfg(name):
+    """The settings of a named model, or of the student of an iteration (`student-itK`)."""
+    match = STUDENT.match(name)
+    if match:
+        student = dict(config["student"], layers=None, source=f"{R}/students/it{match.group(1)}")
+        return dict(student, name=name)
+    if name not in config["models"]:
+        raise ValueError(f"config: unknown model {name!r}; models are {sorted(config['models'])}")
+    return dict(config["models"][name], name=name)
+
+
+def bi_encoders_of(name):
+    """The bi-encoders whose corpus embeddings scoring with `name` needs (itself, or fusion members)."""
+    model = model_cfg(name)
+    if model["kind"] == "bi-encoder":
+        return [name]
+    if model["kind"] == "fusion":
+        return sorted({b for member in model["members"] for b in bi_encoders_of(member)})
+    return []
+
+
+def shards(model):
+    n = config["encode"]["shards"]
+    return [f"{R}/embeddings/{model}/shard-{k}-of-{n}.parquet" for k in range(n)]
+
+
+def miner_of(it):
+    c = cfg(it)["mine"]
+    name = c["first_miner"] if int(it) == 1 else c["miner"]
+    return f"student-it{int(it) - 1}" if name == "student" else name
+
+
+def teachers_of(it):
+    """Scorers whose scores the student of iteration `it` learns from (the teacher, for now)."""
+    return [cfg(it)["teacher"]]
+
+
+def to_json(**kwargs):
+    return json.dumps(kwargs, sort_keys=True)
+
+
+DATA = {
+    "corpus": f"{R}/data/corpus.parquet",
+    "queries": f"{R}/data/queries.parquet",
+    "qrels_train": f"{R}/data/qrels-{config['splits']['train']}.parquet",
+    "qrels_test": f"{R}/data/qrels-{config['splits']['test']}.parquet",
+}
+
+wildcard_constraints:
+    it=r"\d+",
+    model=r"[A-Za-z0-9._-]+",
+    scorer=r"[A-Za-z0-9._-]+",
+    shard=r"\d+",
+    n=r"\d+",
+
+
+include: "rules/data.smk"
+include: "rules/encode.smk"
+include: "rules/distill.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        f"{R}/summary.md",
+        f"{R}/summary.json",
+    default_target: True
+
+
+onsuccess:
+    summary = f"{R}/summary.md"
+    import os
+
+    if os.path.exists(summary):
+        print(open(summary).read())

@@ -1,0 +1,52 @@
+"""Command line: ``python -m pipeline STEP '<json keyword arguments>' [--threads N]``.
+
+Each Snakemake rule calls exactly one step; the same call runs a step by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+
+STEPS = {
+    "download": "pipeline.data:download_scifact",
+    "prepare": "pipeline.data:prepare_dataset",
+    "init_student": "pipeline.training:init_student",
+    "encode": "pipeline.embeddings:encode_corpus_shard",
+    "index": "pipeline.index:build_shard_indexes",
+    "mine": "pipeline.index:mine_negatives",
+    "score": "pipeline.scorers:score_candidates",
+    "train": "pipeline.training:train_student",
+    "evaluate": "pipeline.evaluation:evaluate_model",
+    "summary": "pipeline.evaluation:summarize",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    parser.add_argument("step", choices=sorted(STEPS))
+    parser.add_argument("kwargs", help="keyword arguments of the step, as a JSON object")
+    parser.add_argument("--threads", type=int, default=None, help="threads for torch/FAISS")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    kwargs = json.loads(args.kwargs)
+    module_name, function_name = STEPS[args.step].split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    if args.threads is not None and "threads" in function.__code__.co_varnames:
+        kwargs["threads"] = args.threads
+    from .data import InputError
+
+    try:
+        function(**kwargs)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

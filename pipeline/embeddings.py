@@ -1,0 +1,93 @@
+"""Corpus embeddings: sharded encoding to Parquet (``doc_id``, fixed-size float32 list) and reading back."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .data import passage_texts, read_provenance, read_table, write_table
+
+log = logging.getLogger(__name__)
+
+
+def shard_bounds(n_items: int, shard: int, num_shards: int) -> tuple[int, int]:
+    """Contiguous, near-equal slices: shard ``k`` of ``n`` covers ``[start, stop)``."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
+    base, extra = divmod(n_items, num_shards)
+    start = shard * base + min(shard, extra)
+    return start, start + base + (1 if shard < extra else 0)
+
+
+def embeddings_table(ids: Sequence[str], embeddings: np.ndarray) -> pa.Table:
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    values = pa.array(embeddings.reshape(-1), type=pa.float32())
+    column = pa.FixedSizeListArray.from_arrays(values, embeddings.shape[1])
+    return pa.table({"doc_id": pa.array(list(ids), type=pa.string()), "embedding": column})
+
+
+def read_embeddings(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[list[str], np.ndarray]:
+    """Ids and a (n, dim) float32 matrix from one or several embedding shards, in shard order."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    ids: list[str] = []
+    blocks = []
+    for path in paths:
+        table = pq.read_table(path)
+        column = table.column("embedding").combine_chunks()
+        dim = column.type.list_size
+        blocks.append(column.values.to_numpy(zero_copy_only=False).reshape(-1, dim))
+        ids.extend(table.column("doc_id").to_pylist())
+    return ids, np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32)
+
+
+def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, shard: int = 0,
+                        num_shards: int = 1, include_title: bool = True, device: str = "auto",
+                        threads: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
+    """Encode shard ``shard`` of ``num_shards`` of the corpus with a bi-encoder and write it as Parquet."""
+    from .models import BiEncoder, ModelSpec, count_parameters, resolve_device, set_threads
+
+    set_threads(threads)
+    spec = ModelSpec.from_config(model["name"], model)
+    if spec.kind != "bi-encoder":
+        raise ValueError(f"model {spec.name!r} is a {spec.kind}; only bi-encoders encode a corpus")
+    corpus = read_table(corpus_path)
+    start, stop = shard_bounds(len(corpus), shard, num_shards)
+    corpus = corpus.iloc[start:stop]
+    texts = passage_texts(corpus, include_title)
+    device_ = resolve_device(device)
+    encoder = BiEncoder.load(spec, device_)
+    began = time.perf_counter()
+    embeddings = encoder.encode(texts, is_query=False, batch_size=batch_size, show_progress=True,
+                                desc=f"encode {spec.name} shard {shard}")
+    seconds = time.perf_counter() - began
+    provenance = {
+        "model": spec.to_dict(), "shard": shard, "num_shards": num_shards, "rows": [start, stop],
+        "include_title": include_title, "device": str(device_), "threads": threads,
+        "dim": int(embeddings.shape[1]), "seconds": seconds,
+        "docs_per_s": len(texts) / seconds if seconds > 0 else None,
+        "params": count_parameters(encoder.backbone),
+    }
+    write_table(embeddings_table(corpus["doc_id"].tolist(), embeddings), out_path, provenance)
+    log.info("encoded %d documents in %.1f s (%.1f docs/s)", len(texts), seconds, provenance["docs_per_s"] or 0)
+    return provenance
+
+
+def encoding_stats(shard_paths: Sequence[str]) -> dict[str, Any]:
+    """Throughput over all shards (documents / summed encode seconds) and the model's size."""
+    provenances = [read_provenance(p) for p in shard_paths]
+    docs = sum(p["rows"][1] - p["rows"][0] for p in provenances)
+    seconds = sum(p["seconds"] for p in provenances)
+    return {"encode_docs_per_s": docs / seconds if seconds else None, "params": provenances[0]["params"],
+            "encode_seconds": seconds}
+
+
+def shard_paths(folder: str | os.PathLike, num_shards: int) -> list[str]:
+    return [str(Path(folder) / f"shard-{k}-of-{num_shards}.parquet") for k in range(num_shards)]

@@ -1,0 +1,142 @@
+"""Evaluation: retrieve for the test split, write a TREC run, compute metrics with ``ir_measures``
+(pytrec_eval underneath), and gather the per-model results into a summary table."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import atomic_path, load_qrels, load_queries, read_table, write_json
+from .models import ModelSpec
+
+log = logging.getLogger(__name__)
+
+METRICS = {"ndcg@10": "nDCG@10", "mrr@10": "RR@10", "recall@100": "R@100"}
+
+
+def compute_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
+    """nDCG@10, MRR@10 and R@100, averaged over every judged query (a query with no results counts 0)."""
+    import ir_measures
+
+    measures = {name: ir_measures.parse_measure(spec) for name, spec in METRICS.items()}
+    per_query = {name: {} for name in measures}
+    for metric in ir_measures.iter_calc(list(measures.values()), qrels, run):
+        for name, measure in measures.items():
+            if metric.measure == measure:
+                per_query[name][metric.query_id] = metric.value
+    judged = [q for q, docs in qrels.items() if any(r > 0 for r in docs.values())]
+    return {name: float(np.mean([values.get(q, 0.0) for q in judged])) for name, values in per_query.items()}
+
+
+def write_trec_run(run: dict[str, dict[str, float]], path: str | Path, tag: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
+        for query_id in sorted(run):
+            ranked = sorted(run[query_id].items(), key=lambda kv: (-kv[1], kv[0]))
+            for rank, (doc_id, score) in enumerate(ranked, start=1):
+                handle.write(f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}\n")
+
+
+def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
+    run: dict[str, dict[str, float]] = {}
+    with open(path) as handle:
+        for line in handle:
+            query_id, _, doc_id, _, score, _ = line.split()
+            run.setdefault(query_id, {})[doc_id] = float(score)
+    return run
+
+
+def retrieve(spec: ModelSpec, query_ids: Sequence[str], queries: dict[str, str], corpus_path: str, depth: int,
+             index_dir: str | None, models: dict[str, dict], embedding_shards: dict[str, Sequence[str]],
+             include_title: bool, device, rerank_depth: int = 100) -> dict[str, dict[str, float]]:
+    """A run for ``query_ids``: dense search for bi-encoders, BM25, or BM25 top-``rerank_depth``
+    reranked by any other scorer (cross-encoder, fusion)."""
+    texts = [queries[q] for q in query_ids]
+    if spec.kind == "bi-encoder":
+        from .index import ShardedIndex
+        from .models import BiEncoder
+
+        index = ShardedIndex(index_dir)
+        scores, indices = index.search(BiEncoder.load(spec, device).encode(texts, is_query=True), depth)
+        return {q: {index.doc_ids[i]: float(s) for s, i in zip(row_s, row_i) if i < len(index.doc_ids)}
+                for q, row_s, row_i in zip(query_ids, scores, indices)}
+    from .lexical import BM25
+
+    bm25 = BM25.from_corpus(read_table(corpus_path), include_title=include_title,
+                            **(spec.bm25 if spec.kind == "bm25" else {}))
+    ranked_ids, ranked_scores = bm25.search(texts, depth if spec.kind == "bm25" else rerank_depth)
+    if spec.kind == "bm25":
+        return {q: dict(zip(ids, scores)) for q, ids, scores in zip(query_ids, ranked_ids, ranked_scores)}
+    from .scorers import make_scorer
+
+    pairs = pd.DataFrame([(q, d) for q, ids in zip(query_ids, ranked_ids) for d in ids], columns=["query_id", "doc_id"])
+    scorer = make_scorer(spec, models, queries, corpus_path, embedding_shards, include_title, device)
+    pairs["score"] = scorer.score(pairs)
+    return {q: dict(zip(group.doc_id, group.score.astype(float))) for q, group in pairs.groupby("query_id")}
+
+
+def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, queries_path: str, qrels_path: str,
+                   corpus_path: str, out_dir: str, depth: int = 100, index_dir: str | None = None,
+                   embedding_shards: dict[str, Sequence[str]] | None = None,
+                   models: dict[str, dict] | None = None, include_title: bool = True, device: str = "auto",
+                   threads: int | None = None, rerank_depth: int = 100) -> dict[str, Any]:
+    """Evaluate one model on a judged split; writes ``run.trec`` and ``metrics.json`` into ``out_dir``."""
+    from .embeddings import encoding_stats
+    from .models import resolve_device, set_threads
+
+    set_threads(threads)
+    spec = ModelSpec.from_config(model["name"], model)
+    qrels = load_qrels(qrels_path)
+    queries = load_queries(queries_path)
+    query_ids = sorted(q for q, docs in qrels.items() if any(r > 0 for r in docs.values()))
+    embedding_shards = embedding_shards or {}
+    run = retrieve(spec, query_ids, queries, corpus_path, depth, index_dir, models or {}, embedding_shards,
+                   include_title, resolve_device(device), rerank_depth)
+    metrics = compute_metrics(qrels, run)
+    stats = encoding_stats(embedding_shards[spec.name]) if spec.kind == "bi-encoder" and spec.name in embedding_shards \
+        else {"encode_docs_per_s": None, "params": None}
+    result = {"model": role, "name": spec.name, "iteration": iteration, **metrics,
+              "encode_docs_per_s": stats["encode_docs_per_s"], "params": stats["params"],
+              "queries": len(query_ids), "depth": depth, "source": spec.source, "kind": spec.kind}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_trec_run(run, out / "run.trec", tag=spec.name)
+    write_json(result, out / "metrics.json")
+    log.info("%s: %s", spec.name, {k: round(v, 4) for k, v in metrics.items()})
+    return result
+
+
+COLUMNS = [("model", "model"), ("iteration", "iteration"), ("name", "name"), ("ndcg@10", "nDCG@10"),
+           ("mrr@10", "MRR@10"), ("recall@100", "R@100"), ("encode_docs_per_s", "encode docs/s"),
+           ("params", "parameters")]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}" if value > 10 else f"{value:.4f}"
+    if isinstance(value, int) and value > 100_000:
+        return f"{value / 1e6:.1f}M"
+    return str(value)
+
+
+def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, experiment: str) -> list[dict]:
+    """Gather per-model metrics into a table (teachers first, then the student by iteration)."""
+    rows = [json.loads(Path(p).read_text()) for p in metric_paths]
+    rows.sort(key=lambda r: (r["model"] != "teacher", -1 if r["iteration"] is None else r["iteration"], r["name"]))
+    header = "| " + " | ".join(title for _, title in COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    lines = [f"# {experiment}", "", header, rule]
+    lines += ["| " + " | ".join(_cell(row.get(key)) for key, _ in COLUMNS) + " |" for row in rows]
+    table = "\n".join(lines) + "\n"
+    with atomic_path(out_markdown) as tmp:
+        tmp.write_text(table)
+    write_json({"experiment": experiment, "rows": rows}, out_json)
+    print(table)
+    return rows

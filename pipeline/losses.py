@@ -1,0 +1,183 @@
+"""Distillation losses over one batch structure.
+
+Every term maps ``(StudentScores, Batch)`` to a per-query loss vector ``[B]``, so that per-instance
+weights or selection (self-paced learning, confusing-query rounds) apply uniformly, and a
+:class:`CompositeLoss` is a weighted sum of named terms. Scores are *scaled* similarities
+(cosine x ``similarity_scale`` for a normalised student), teacher scores already multiplied by their
+own scale; see :mod:`pipeline.training`.
+
+Notation: for query ``q`` with candidates ``[p+, n_1 .. n_k]`` (positive first), ``s_j`` are student
+scores, ``t_j`` teacher scores, ``T`` a temperature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Batch:
+    """B queries, each with a group of G candidates ``[positive, negatives...]`` (positive at column 0).
+
+    ``passage_texts`` is row-major ``B*G``; a passage may be synthetic (not in the corpus).
+    ``teacher_scores`` maps a teacher/assistant name to ``[B, G]`` scaled scores.
+    """
+
+    query_ids: list[str]
+    query_texts: list[str]
+    passage_texts: list[str]
+    group_size: int
+    teacher_scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    weights: torch.Tensor | None = None  # [B] per-instance weights (None = all 1)
+
+    @property
+    def size(self) -> int:
+        return len(self.query_ids)
+
+    def to(self, device: torch.device) -> "Batch":
+        self.teacher_scores = {k: v.to(device) for k, v in self.teacher_scores.items()}
+        if self.weights is not None:
+            self.weights = self.weights.to(device)
+        return self
+
+
+@dataclass
+class StudentScores:
+    """What a student produced for a batch: embeddings and scaled scores."""
+
+    query_embeddings: torch.Tensor  # [B, d]
+    passage_embeddings: torch.Tensor  # [B*G, d]
+    scale: float
+
+    @property
+    def all_scores(self) -> torch.Tensor:
+        """``[B, B*G]``: every query against every passage of the batch (in-batch negatives)."""
+        return self.scale * self.query_embeddings @ self.passage_embeddings.T
+
+    @property
+    def group_scores(self) -> torch.Tensor:
+        """``[B, G]``: every query against its own candidates."""
+        b, d = self.query_embeddings.shape
+        groups = self.passage_embeddings.view(b, -1, d)
+        return self.scale * torch.einsum("bd,bgd->bg", self.query_embeddings, groups)
+
+
+class ContrastiveNLL:
+    r"""Contrastive negative log-likelihood with in-batch and hard negatives (DPR; Karpukhin et al., 2020).
+
+    .. math:: \mathcal{L} = -\log \frac{e^{s(q, p^+)}}{\sum_{p \in P} e^{s(q, p)}}
+
+    where ``P`` is the query's own group (``in_batch=False``) or every passage in the batch
+    (``in_batch=True``: the other queries' positives and negatives serve as negatives too).
+    Same as sentence-transformers' ``MultipleNegativesRankingLoss`` with hard negatives.
+    """
+
+    def __init__(self, in_batch: bool = True):
+        self.in_batch = in_batch
+
+    def __call__(self, out: StudentScores, batch: Batch) -> torch.Tensor:
+        if self.in_batch:
+            logits = out.all_scores
+            target = torch.arange(batch.size, device=logits.device) * batch.group_size
+        else:
+            logits = out.group_scores
+            target = torch.zeros(batch.size, dtype=torch.long, device=logits.device)
+        return F.cross_entropy(logits, target, reduction="none")
+
+
+class ListwiseKL:
+    r"""Listwise distillation: KL divergence from the teacher's to the student's candidate distribution
+    (Hinton et al., 2015; used by PROD, MTA4DPR, RocketQAv2's listwise KD).
+
+    .. math:: \mathcal{L} = T^2 \, \mathrm{KL}\big(\mathrm{softmax}(t/T) \,\|\, \mathrm{softmax}(s/T)\big)
+              = T^2 \sum_j \pi^t_j (\log \pi^t_j - \log \pi^s_j)
+
+    over each query's own group ``[p+, n_1..n_k]``. ``teacher`` names the entry of
+    ``Batch.teacher_scores`` to distil from. The ``T^2`` factor keeps gradient magnitudes comparable
+    across temperatures.
+    """
+
+    def __init__(self, temperature: float = 1.0, teacher: str = "teacher"):
+        self.temperature, self.teacher = temperature, teacher
+
+    def __call__(self, out: StudentScores, batch: Batch) -> torch.Tensor:
+        return kl_divergence(batch.teacher_scores[self.teacher], out.group_scores, self.temperature)
+
+
+def kl_divergence(teacher: torch.Tensor, student: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``T^2 KL(softmax(teacher/T) || softmax(student/T))`` per row."""
+    t_log = F.log_softmax(teacher.float() / temperature, dim=-1)
+    s_log = F.log_softmax(student.float() / temperature, dim=-1)
+    return temperature ** 2 * (t_log.exp() * (t_log - s_log)).sum(-1)
+
+
+class MarginMSE:
+    r"""Margin-MSE (Hofstätter et al., 2020, "Improving Efficient Neural Ranking Models with
+    Cross-Architecture Knowledge Distillation").
+
+    .. math:: \mathcal{L} = \frac{1}{k}\sum_{j=1}^{k} \big((s_{+} - s_j) - (t_{+} - t_j)\big)^2
+
+    Sensitive to the scale of teacher scores, which is why score artifacts record their scale.
+    """
+
+    def __init__(self, teacher: str = "teacher"):
+        self.teacher = teacher
+
+    def __call__(self, out: StudentScores, batch: Batch) -> torch.Tensor:
+        s, t = out.group_scores, batch.teacher_scores[self.teacher].float()
+        student_margin = s[:, :1] - s[:, 1:]
+        teacher_margin = t[:, :1] - t[:, 1:]
+        return ((student_margin - teacher_margin) ** 2).mean(-1)
+
+
+def embedding_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    r"""Embedding MSE (Reimers & Gurevych, 2020, "Making Monolingual Sentence Embeddings Multilingual
+    using Knowledge Distillation"; sentence-transformers' ``MSELoss``), summed over dimensions:
+
+    .. math:: \mathcal{L} = \lVert E_S(x) - E_T(x) \rVert_2^2
+
+    Label-free: a warm-up that pulls a truncated student onto its teacher's embedding space. Needs equal
+    embedding sizes.
+    """
+    if student.shape[-1] != teacher.shape[-1]:
+        raise ValueError(f"embedding MSE needs equal sizes: student {student.shape[-1]}, teacher {teacher.shape[-1]}")
+    return ((student.float() - teacher.float()) ** 2).sum(-1)
+
+
+class CompositeLoss:
+    """A weighted sum of named per-query terms, averaged over the batch with per-instance weights."""
+
+    def __init__(self, terms: dict[str, tuple[float, object]]):
+        self.terms = {name: (float(w), term) for name, (w, term) in terms.items() if float(w) != 0.0}
+        if not self.terms:
+            raise ValueError("the loss has no term with a non-zero weight")
+
+    def __call__(self, out: StudentScores, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        weights = batch.weights
+        total = 0.0
+        parts: dict[str, float] = {}
+        for name, (weight, term) in self.terms.items():
+            per_query = term(out, batch)
+            value = (per_query * weights).sum() / weights.sum().clamp(min=1e-9) if weights is not None \
+                else per_query.mean()
+            parts[name] = float(value.detach())
+            total = total + weight * value
+        return total, parts
+
+
+def build_loss(settings: dict, teachers: list[str]) -> CompositeLoss:
+    """The loss a ``train`` config section asks for: ``w_nll·NLL + w_kd·KL_T + w_mse·MarginMSE``,
+    KL and MarginMSE against each named teacher/assistant with its weight."""
+    terms: dict[str, tuple[float, object]] = {
+        "nll": (settings.get("w_nll", 0.0), ContrastiveNLL(in_batch=settings.get("in_batch_negatives", True)))
+    }
+    teacher_weights = settings.get("teacher_weights") or {name: 1.0 for name in teachers}
+    for name in teachers:
+        share = teacher_weights.get(name, 0.0)
+        terms[f"kl:{name}"] = (settings.get("w_kd", 0.0) * share,
+                               ListwiseKL(settings.get("temperature", 1.0), teacher=name))
+        terms[f"margin_mse:{name}"] = (settings.get("w_mse", 0.0) * share, MarginMSE(teacher=name))
+    return CompositeLoss(terms)

