@@ -1,0 +1,25 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fixtures import write_beir, write_tiny_bert  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    return write_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", layers=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory):
+    return write_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-ce", layers=2, cross_encoder=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_beir(tmp_path_factory):
+    return write_beir(tmp_path_factory.mktemp("data") / "beir")

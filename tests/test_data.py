@@ -1,0 +1,103 @@
+import json
+
+import pytest
+
+from pipeline.data import InputError, prepare_dataset, read_provenance, read_table
+from fixtures import write_beir
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+
+
+@pytest.fixture
+def beir(tmp_path):
+    return write_beir(tmp_path / "beir", docs_per_topic=5, queries_per_topic=3)
+
+
+def test_prepare_writes_parquet_with_provenance(beir, tmp_path):
+    report = prepare_dataset(str(beir), str(tmp_path / "out"), ["train", "test"])
+    corpus = read_table(tmp_path / "out" / "corpus.parquet")
+    assert list(corpus.columns) == ["doc_id", "title", "text"]
+    assert len(corpus) == report["documents"] == 40
+    qrels = read_table(tmp_path / "out" / "qrels-test.parquet")
+    assert list(qrels.columns) == ["query_id", "doc_id", "relevance"]
+    assert report["splits"]["test"]["judged_queries"] == qrels.query_id.nunique() > 0
+    assert read_provenance(tmp_path / "out" / "queries.parquet")["source"] == str(beir.resolve())
+
+
+def expect_error(beir, tmp_path, line, field, fragment):
+    with pytest.raises(InputError) as err:
+        prepare_dataset(str(beir), str(tmp_path / "out"), ["train", "test"])
+    assert err.value.line == line
+    assert err.value.field == field
+    assert fragment in str(err.value)
+    assert not (tmp_path / "out" / "corpus.parquet").exists(), "no artifact after a validation error"
+    return str(err.value)
+
+
+def test_malformed_json_names_file_and_line(beir, tmp_path):
+    lines = (beir / "corpus.jsonl").read_text().splitlines()
+    lines[6] = '{"_id": "broken", "text": '
+    (beir / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    message = expect_error(beir, tmp_path, 7, None, "malformed JSON")
+    assert "corpus.jsonl, line 7" in message
+
+
+def test_missing_text_field(beir, tmp_path):
+    rows = [json.loads(x) for x in (beir / "queries.jsonl").read_text().splitlines()]
+    del rows[2]["text"]
+    write_jsonl(beir / "queries.jsonl", rows)
+    message = expect_error(beir, tmp_path, 3, "text", "missing")
+    assert "queries.jsonl" in message
+
+
+def test_missing_id_field(beir, tmp_path):
+    rows = [json.loads(x) for x in (beir / "corpus.jsonl").read_text().splitlines()]
+    del rows[0]["_id"]
+    write_jsonl(beir / "corpus.jsonl", rows)
+    expect_error(beir, tmp_path, 1, "_id", "missing")
+
+
+def test_duplicate_id(beir, tmp_path):
+    rows = [json.loads(x) for x in (beir / "corpus.jsonl").read_text().splitlines()]
+    rows[4]["_id"] = rows[1]["_id"]
+    write_jsonl(beir / "corpus.jsonl", rows)
+    expect_error(beir, tmp_path, 5, "_id", "first on line 2")
+
+
+def test_unknown_ids_in_qrels(beir, tmp_path):
+    path = beir / "qrels" / "train.tsv"
+    path.write_text(path.read_text() + "q0\tnope\t1\n")
+    line = len(path.read_text().splitlines())
+    expect_error(beir, tmp_path, line, "corpus-id", "unknown document id 'nope'")
+    path.write_text(path.read_text().replace("q0\tnope", "zz\td0"))
+    expect_error(beir, tmp_path, line, "query-id", "unknown query id 'zz'")
+
+
+def test_split_without_judged_queries(beir, tmp_path):
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t0\n")
+    with pytest.raises(InputError, match="no judged"):
+        prepare_dataset(str(beir), str(tmp_path / "out"), ["train", "test"])
+
+
+def test_empty_texts_are_counted_and_kept_or_dropped(beir, tmp_path):
+    rows = [json.loads(x) for x in (beir / "corpus.jsonl").read_text().splitlines()]
+    rows[3]["text"], rows[3]["title"] = "", ""
+    write_jsonl(beir / "corpus.jsonl", rows)
+    kept = prepare_dataset(str(beir), str(tmp_path / "kept"), ["train", "test"])
+    assert kept["empty_documents"] == 1 and kept["documents"] == 40
+    dropped = prepare_dataset(str(beir), str(tmp_path / "dropped"), ["train", "test"], drop_empty_texts=True)
+    assert dropped["empty_documents"] == 1 and dropped["documents"] == 39
+    corpus = read_table(tmp_path / "dropped" / "corpus.parquet")
+    assert rows[3]["_id"] not in set(corpus.doc_id)
+    qrels = read_table(tmp_path / "dropped" / "qrels-train.parquet")
+    assert rows[3]["_id"] not in set(qrels.doc_id)
+
+
+def test_download_without_network_says_how_to_use_local_copy(tmp_path):
+    from pipeline.data import download_scifact
+
+    with pytest.raises(RuntimeError, match="data_dir"):
+        download_scifact(str(tmp_path / "cache"), url="http://127.0.0.1:9/scifact.zip", timeout_s=2)
+    assert not (tmp_path / "cache").exists()
