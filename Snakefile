@@ -5,6 +5,7 @@
 
 import copy
 import json
+import os
 import re
 import sys
 
@@ -18,6 +19,8 @@ configfile: "config.yaml"
 validate(config, "schemas/config.schema.yaml")
 
 PY = sys.executable
+# Jobs run `python -m pipeline` from the working directory (maybe --directory elsewhere, maybe a cluster node).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 EXP = config["experiment"]
 R = f"{config['results_dir']}/{EXP}"
 STUDENT = re.compile(r"^student-it(\d+)$")
@@ -111,7 +114,5 @@ rule all:
 
 onsuccess:
     summary = f"{R}/summary.md"
-    import os
-
     if os.path.exists(summary):
         print(open(summary).read())

@@ -147,6 +147,26 @@ def embedding_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return ((student.float() - teacher.float()) ** 2).sum(-1)
 
 
+def anchored_rank_kl(student: torch.Tensor, teacher: torch.Tensor, anchors: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
+    r"""Ranking distillation against fixed teacher anchors [ours]: each text's teacher and student
+    embeddings rank the same set of teacher embeddings of the *other* side (a query against every
+    corpus passage, a passage against every training query), and the student's distribution is pulled
+    towards the teacher's:
+
+    .. math:: \mathcal{L} = \mathrm{KL}\big(\mathrm{softmax}(\tau\, E_T(x) A^\top) \,\|\,
+              \mathrm{softmax}(\tau\, E_S(x) A^\top)\big)
+
+    with ``A`` the anchors (no gradient) and ``tau`` the similarity scale. Label-free and cheap (one
+    matrix product per batch); unlike embedding MSE it weighs the directions that change rankings. The
+    student's side is put into the teacher's space, so at search time student queries and student
+    passages meet there. Needs equal embedding sizes.
+    """
+    anchors = anchors.to(student.device, torch.float32)
+    teacher_log = F.log_softmax(scale * teacher.float() @ anchors.T, dim=-1)
+    student_log = F.log_softmax(scale * student.float() @ anchors.T, dim=-1)
+    return (teacher_log.exp() * (teacher_log - student_log)).sum(-1)
+
+
 class CompositeLoss:
     """A weighted sum of named per-query terms, averaged over the batch with per-instance weights."""
 

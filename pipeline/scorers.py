@@ -41,7 +41,8 @@ class Scorer:
 
 def _synthetic_texts(pairs: pd.DataFrame) -> np.ndarray:
     if "text" in pairs.columns:
-        return pairs["text"].to_numpy(dtype=object)
+        text = pairs["text"]
+        return np.array([t if isinstance(t, str) else None for t in text], dtype=object)
     return np.full(len(pairs), None, dtype=object)
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from .data import atomic_path, load_qrels, load_queries, passage_texts, read_provenance, read_table, write_json
-from .losses import Batch, StudentScores, build_loss, embedding_mse
+from .losses import Batch, StudentScores, anchored_rank_kl, build_loss, embedding_mse
 from .models import BiEncoder, ModelSpec, autocast, load_student_spec, resolve_device, set_threads
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ DEFAULT_TRAIN = {
     "checkpoint_every": 50, "max_bad_steps": 10, "denoise": {"margin": None, "max_score": None},
 }
 DEFAULT_WARMUP = {"epochs": 0, "lr": 2e-4, "batch_size": 32, "texts": ["corpus", "train_queries", "titles"],
-                  "max_passage_length": None}
+                  "max_passage_length": None, "w_embedding_mse": 1.0, "w_rank_kl": 1.0, "rank_scale": 20.0}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,24 +119,28 @@ class Phase:
 
 def warmup_phase(student: BiEncoder, settings: dict, teacher_spec: ModelSpec, teacher_shards: Sequence[str],
                  corpus: pd.DataFrame, include_title: bool, short_texts: Sequence[str], device, seed: int) -> Phase:
-    """Label-free embedding MSE of the student onto the teacher over corpus passages and short texts
-    (training queries, titles). Corpus targets are the teacher's cached embeddings."""
+    """Label-free distillation of the student onto the teacher over corpus passages and short texts
+    (training queries, titles): ``w_embedding_mse`` x embedding MSE + ``w_rank_kl`` x ranking KL against
+    the teacher's embeddings of the other side (see :func:`pipeline.losses.anchored_rank_kl`).
+    Corpus targets are the teacher's cached embeddings."""
     from .embeddings import read_embeddings
 
     for path in teacher_shards:
         meta = read_provenance(path)
         if meta.get("model", {}).get("source") != teacher_spec.source or meta.get("include_title") != include_title:
             raise ValueError(f"{path}: embeddings were not made by warm-up teacher {teacher_spec.name!r}")
-    doc_ids, doc_targets = read_embeddings(teacher_shards)
     doc_text = dict(zip(corpus["doc_id"], passage_texts(corpus, include_title)))
     teacher = BiEncoder.load(teacher_spec, device)
-    short_targets = teacher.encode(list(short_texts), is_query=True) if short_texts else np.zeros((0, doc_targets.shape[1]), np.float32)
+    dim = teacher.backbone.config.hidden_size
+    doc_ids, doc_targets = read_embeddings(teacher_shards) if teacher_shards else ([], np.zeros((0, dim), np.float32))
+    short_targets = teacher.encode(list(short_texts), is_query=True) if short_texts else np.zeros((0, dim), np.float32)
     del teacher
     texts = [doc_text[d] for d in doc_ids] + list(short_texts)
     targets = torch.from_numpy(np.concatenate([doc_targets, short_targets]))
     is_query = np.array([False] * len(doc_ids) + [True] * len(short_texts))
     lengths = [len(t) for t in texts]
     max_passage = settings.get("max_passage_length")
+    doc_anchors, short_anchors = torch.from_numpy(doc_targets), torch.from_numpy(short_targets)
     doc_items = np.flatnonzero(~is_query)
     short_items = np.flatnonzero(is_query)
 
@@ -158,8 +162,16 @@ def warmup_phase(student: BiEncoder, settings: dict, teacher_spec: ModelSpec, te
                 emb = model(**{k: v.to(model.device) for k, v in tokens.items()})
         else:
             emb = model.embed(batch_texts, is_query=queries)
-        loss = embedding_mse(emb, targets[rows].to(emb.device)).mean()
-        return loss, {"embedding_mse": float(loss.detach())}
+        target = targets[rows].to(emb.device)
+        mse = embedding_mse(emb, target).mean()
+        loss = settings["w_embedding_mse"] * mse
+        parts = {"embedding_mse": float(mse.detach())}
+        anchors = doc_anchors if queries else short_anchors
+        if settings["w_rank_kl"] and len(anchors):
+            rank = anchored_rank_kl(emb, target, anchors, settings["rank_scale"]).mean()
+            loss = loss + settings["w_rank_kl"] * rank
+            parts["rank_kl"] = float(rank.detach())
+        return loss, parts
 
     return Phase("warmup", settings["epochs"], settings["lr"], 0.01, 0.05, batches, step)
 
@@ -315,7 +327,7 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
     doc_text = dict(zip(corpus["doc_id"], passage_texts(corpus, include_title)))
     candidates = read_table(candidates_path)
     if "text" in candidates.columns:  # synthetic passages exist only in the training data
-        synthetic = candidates.dropna(subset=["text"])
+        synthetic = candidates[candidates["text"].notna()]
         doc_text.update(zip(synthetic["doc_id"], synthetic["text"]))
 
     teacher_lookup: dict[str, dict[tuple[str, str], float]] = {}

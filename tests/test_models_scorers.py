@@ -116,13 +116,13 @@ def test_score_kinds_and_fusion(prepared, tiny_bert, tiny_cross_encoder, tmp_pat
                   models=models, embedding_shards={"bi": [str(shard)]}, device="cpu")
     frames = {}
     for name in models:
-        frames[name] = score_candidates(out_path=str(tmp_path / f"{name}.parquet"), scorer=models[name], **common)
+        frames[name] = score_candidates(out_path=str(tmp_path / f"scores-{name}.parquet"), scorer=models[name], **common)
         assert list(frames[name].columns) == ["query_id", "doc_id", "scorer", "score"]
         assert np.isfinite(frames[name].score).all()
-    assert read_provenance(tmp_path / "bi.parquet")["scale"] == "cosine"
-    assert read_provenance(tmp_path / "ce.parquet")["scale"] == "logit"
-    assert read_provenance(tmp_path / "bm25.parquet")["scale"] == "bm25"
-    assert read_provenance(tmp_path / "mix.parquet")["scale"] == "fusion-zscore"
+    assert read_provenance(tmp_path / "scores-bi.parquet")["scale"] == "cosine"
+    assert read_provenance(tmp_path / "scores-ce.parquet")["scale"] == "logit"
+    assert read_provenance(tmp_path / "scores-bm25.parquet")["scale"] == "bm25"
+    assert read_provenance(tmp_path / "scores-mix.parquet")["scale"] == "fusion-zscore"
     expected = fuse_scores({"bi": frames["bi"], "bm25": frames["bm25"]}, {"bi": 0.5, "bm25": 0.5})
     merged = frames["mix"].merge(expected, on=["query_id", "doc_id"])
     np.testing.assert_allclose(merged.score_x, merged.score_y, rtol=1e-5)

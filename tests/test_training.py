@@ -1,0 +1,146 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.data import prepare_dataset, read_table
+from pipeline.index import mine_negatives
+from pipeline.models import BiEncoder, ModelSpec
+from pipeline.scorers import score_candidates
+from pipeline.training import (Phase, init_student, linear_schedule, run_phases, sample_groups, build_examples,
+                               teacher_scale, train_student)
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_beir, tiny_bert, tmp_path_factory):
+    """Prepared data, BM25 candidates, teacher scores, an initial 1-layer student."""
+    root = tmp_path_factory.mktemp("train")
+    prepare_dataset(str(tiny_beir), str(root / "data"), ["train", "test"])
+    data = {k: str(root / "data" / f"{k}.parquet") for k in ("corpus", "queries", "qrels-train")}
+    mine_negatives(data["queries"], data["qrels-train"], str(root / "candidates.parquet"),
+                   {"name": "bm25", "kind": "bm25"}, depth=20, window=(0, 10), corpus_path=data["corpus"])
+    teacher = {"name": "teacher", "kind": "bi-encoder", "source": str(tiny_bert)}
+    from pipeline.embeddings import encode_corpus_shard
+
+    encode_corpus_shard(data["corpus"], teacher, str(root / "teacher-emb.parquet"))
+    score_candidates(str(root / "candidates.parquet"), data["qrels-train"], data["queries"], data["corpus"],
+                     str(root / "scores.parquet"), teacher, embedding_shards={"teacher": [str(root / "teacher-emb.parquet")]},
+                     device="cpu")
+    init_student({"name": "student-it0", "kind": "bi-encoder", "source": str(tiny_bert), "layers": 1},
+                 str(root / "student0"))
+    return root, data, teacher
+
+
+def train(setup, out, **kwargs):
+    root, data, teacher = setup
+    settings = {"epochs": 2, "batch_size": 4, "group_size": 4, "lr": 1e-3, "checkpoint_every": 3,
+                **kwargs.pop("settings", {})}
+    return train_student(str(root / "student0"), str(out), str(root / "candidates.parquet"),
+                         {"teacher": str(root / "scores.parquet")}, data["qrels-train"], data["queries"],
+                         data["corpus"], settings=settings, device="cpu", seed=3, **kwargs)
+
+
+def test_training_learns_and_saves_a_loadable_student(setup, tmp_path):
+    summary = train(setup, tmp_path / "student1", scratch_dir=str(tmp_path / "scratch"))
+    history = summary["history"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert {"nll", "kl:teacher"} <= set(history[0])
+    saved = json.loads((tmp_path / "student1" / "training.json").read_text())
+    assert saved["initialised_from"].endswith("student0")
+    model = BiEncoder.load(ModelSpec("s", source=str(tmp_path / "student1")))
+    assert model.num_layers == 1
+    assert not (tmp_path / "scratch").exists(), "scratch checkpoints are removed after success"
+    before = BiEncoder.load(ModelSpec("s", source=str(setup[0] / "student0")))
+    changed = [not torch.equal(a, b) for a, b in zip(model.parameters(), before.parameters())]
+    assert any(changed)
+
+
+def test_warmup_phase_runs_before_distillation(setup, tmp_path):
+    root, data, teacher = setup
+    summary = train(setup, tmp_path / "student1", settings={"epochs": 1},
+                    warmup={"epochs": 1, "batch_size": 8, "max_passage_length": 32},
+                    warmup_teacher=teacher, warmup_teacher_shards=[str(root / "teacher-emb.parquet")])
+    phases = [h["phase"] for h in summary["history"]]
+    assert phases[0] == "warmup" and phases[-1] == "distill"
+    assert "embedding_mse" in summary["history"][0]
+
+
+def test_warmup_refuses_embeddings_of_another_model(setup, tmp_path):
+    root, data, teacher = setup
+    with pytest.raises(ValueError, match="not made by warm-up teacher"):
+        train(setup, tmp_path / "s", warmup={"epochs": 1}, warmup_teacher=dict(teacher, source="elsewhere"),
+              warmup_teacher_shards=[str(root / "teacher-emb.parquet")])
+    assert not (tmp_path / "s").exists()
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_killed_training_resumes_to_the_same_weights(setup, tmp_path, monkeypatch):
+    reference = train(setup, tmp_path / "reference", scratch_dir=str(tmp_path / "scratch-ref"))
+
+    import pipeline.training as training
+
+    original = training.distill_phase
+
+    def interrupting_phase(*args, **kwargs):
+        phase = original(*args, **kwargs)
+        inner, calls = phase.step, {"n": 0}
+
+        def step(model, batch):
+            calls["n"] += 1
+            if calls["n"] == 8:
+                raise Interrupt()
+            return inner(model, batch)
+
+        phase.step = step
+        return phase
+
+    monkeypatch.setattr(training, "distill_phase", interrupting_phase)
+    with pytest.raises(Interrupt):
+        train(setup, tmp_path / "resumed", scratch_dir=str(tmp_path / "scratch"))
+    assert (tmp_path / "scratch" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "resumed").exists(), "no output after a killed run"
+    monkeypatch.setattr(training, "distill_phase", original)
+    resumed = train(setup, tmp_path / "resumed", scratch_dir=str(tmp_path / "scratch"))
+    assert resumed["history"] == reference["history"]
+    a = BiEncoder.load(ModelSpec("a", source=str(tmp_path / "reference")))
+    b = BiEncoder.load(ModelSpec("b", source=str(tmp_path / "resumed")))
+    for x, y in zip(a.parameters(), b.parameters()):
+        assert torch.equal(x, y)
+
+
+def test_nan_guard_skips_then_stops(tiny_bert):
+    model = BiEncoder.load(ModelSpec("s", source=str(tiny_bert)))
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def nan_step(model, batch):
+        return model.embed(["x"], is_query=True).sum() * float("nan"), {}
+
+    phase = Phase("distill", 1, 1e-3, 0.0, 0.0, lambda epoch: [0] * 20, nan_step)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        run_phases(model, [phase], None, "run", 1.0, 5, max_bad_steps=3, seed=0)
+    for p, q in zip(model.parameters(), before):
+        assert torch.equal(p, q), "skipped steps leave weights untouched"
+
+
+def test_sampling_is_deterministic_and_groups_start_with_a_positive():
+    candidates = pd.DataFrame({"query_id": ["a"] * 3 + ["b"] * 2, "doc_id": ["n1", "n2", "n3", "m1", "m2"],
+                               "rank": [0, 1, 2, 0, 1], "score": 0.0, "miner": "x"})
+    examples = build_examples(candidates, {"a": {"p": 1}, "b": {"q1": 1, "q2": 1}})
+    one = sample_groups(examples, group_size=4, batch_size=2, seed=1)
+    assert one == sample_groups(examples, group_size=4, batch_size=2, seed=1)
+    for query_id, group in one[0]:
+        assert group[0] in {"a": {"p"}, "b": {"q1", "q2"}}[query_id]
+        assert len(group) == 4
+
+
+def test_schedule_and_teacher_scale():
+    factor = linear_schedule(10, 0.2)
+    assert [round(factor(s), 3) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+    assert teacher_scale({"scale": "cosine"}, "auto", 20.0) == 20.0
+    assert teacher_scale({"scale": "logit"}, "auto", 20.0) == 1.0
+    assert teacher_scale({"scale": "cosine"}, 5, 20.0) == 5.0

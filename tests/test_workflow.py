@@ -1,0 +1,161 @@
+"""The Snakemake workflow end to end on a tiny fixture: artifacts, the DAG, kill and resume."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline.data import read_provenance
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+
+
+def write_config(workdir: Path, beir: Path, model: Path, **overrides) -> Path:
+    config = {
+        "experiment": "tiny",
+        "data_dir": str(beir),
+        "iterations": 2,
+        "models": {
+            "tiny-teacher": {"kind": "bi-encoder", "source": str(model), "max_passage_length": 48,
+                             "max_query_length": 16},
+            "bm25": {"kind": "bm25"},
+        },
+        "teacher": "tiny-teacher",
+        "student": {"kind": "bi-encoder", "source": str(model), "layers": 1, "max_passage_length": 48,
+                    "max_query_length": 16},
+        "encode": {"shards": 2},
+        "mine": {"depth": 20, "window": [0, 10]},
+        "warmup": {"epochs": 1, "batch_size": 16},
+        "train": {"epochs": 1, "batch_size": 8, "group_size": 4, "checkpoint_every": 2},
+    }
+    for key, value in overrides.items():
+        config[key] = value
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return workdir
+
+
+def snakemake(workdir: Path, *args, check=True, **kwargs):
+    result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True,
+                            **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_dry_run_unrolls_n_iterations(tmp_path, tiny_beir, tiny_bert, iterations):
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=iterations)
+    counts = job_counts(snakemake(workdir, "--cores", "2", "-n").stdout)
+    assert counts["train"] == counts["mine"] == counts["score"] == iterations
+    assert counts["evaluate"] == iterations + 2  # every student iteration, the untrained one, the teacher
+    assert counts["encode"] == 2 * (iterations + 2)  # two shards per model encoded
+    assert counts["prepare"] == 1 and counts["init_student"] == 1
+
+
+def test_bad_config_fails_before_any_job(tmp_path, tiny_beir, tiny_bert):
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=0)
+    result = snakemake(workdir, "--cores", "2", "-n", check=False)
+    assert result.returncode != 0
+    assert "iterations" in result.stdout + result.stderr
+    workdir = write_config(tmp_path / "wd2", tiny_beir, tiny_bert, teacher="nope")
+    result = snakemake(workdir, "--cores", "2", "-n", check=False)
+    assert result.returncode != 0 and "unknown model 'nope'" in result.stdout + result.stderr
+
+
+def test_bad_input_stops_at_prepare_with_file_and_line(tmp_path, tiny_beir, tiny_bert):
+    import shutil
+
+    beir = tmp_path / "beir"
+    shutil.copytree(tiny_beir, beir)
+    lines = (beir / "queries.jsonl").read_text().splitlines()
+    lines[4] = '{"_id": "q4"}'
+    (beir / "queries.jsonl").write_text("\n".join(lines) + "\n")
+    workdir = write_config(tmp_path / "wd", beir, tiny_bert)
+    result = snakemake(workdir, "--cores", "2", check=False)
+    assert result.returncode != 0
+    log = (workdir / "results/tiny/logs/prepare.log").read_text()
+    assert "queries.jsonl, line 5, field 'text': missing" in log
+    assert not list((workdir / "results/tiny").glob("embeddings/*/*.parquet")), "no heavy work after bad input"
+
+
+def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert)
+    result = snakemake(workdir, "--cores", "2")
+    out = workdir / "results" / "tiny"
+    assert "| student | 2 | student-it2 |" in result.stdout, "the run ends by printing the summary"
+
+    # every artifact has its schema and provenance
+    for name in ("corpus", "queries", "qrels-train", "qrels-test"):
+        assert pq.read_schema(out / "data" / f"{name}.parquet")
+    for model in ("tiny-teacher", "student-it0", "student-it1", "student-it2"):
+        for k in range(2):
+            schema = pq.read_schema(out / "embeddings" / model / f"shard-{k}-of-2.parquet")
+            assert schema.names == ["doc_id", "embedding"]
+            assert str(schema.field("embedding").type) == "fixed_size_list<element: float>[32]"
+        assert (out / "index" / model / "manifest.json").is_file()
+    for it in (1, 2):
+        assert pq.read_schema(out / f"it{it}/candidates.parquet").names == ["query_id", "doc_id", "rank", "score", "miner"]
+        assert pq.read_schema(out / f"it{it}/scores/tiny-teacher.parquet").names == ["query_id", "doc_id", "scorer", "score"]
+        assert read_provenance(out / f"it{it}/scores/tiny-teacher.parquet")["scale"] == "cosine"
+    # iteration 1 mined with BM25; iteration 2 with, and from, iteration 1's student
+    assert read_provenance(out / "it1/candidates.parquet")["miner"]["kind"] == "bm25"
+    miner2 = read_provenance(out / "it2/candidates.parquet")["miner"]
+    assert miner2["name"] == "student-it1" and miner2["source"].endswith("students/it1")
+    training2 = json.loads((out / "students/it2/training.json").read_text())
+    assert training2["initialised_from"].endswith("students/it1")
+    training1 = json.loads((out / "students/it1/training.json").read_text())
+    assert training1["history"][0]["phase"] == "warmup"
+    assert all(h["phase"] == "distill" for h in training2["history"])
+
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {(r["model"], r["iteration"]) for r in summary["rows"]}
+    assert rows == {("teacher", None), ("student", 0), ("student", 1), ("student", 2)}
+    for row in summary["rows"]:
+        assert 0.0 <= row["ndcg@10"] <= 1.0 and row["encode_docs_per_s"] > 0 and row["params"] > 0
+    run_lines = (out / "eval/student-it2/run.trec").read_text().splitlines()
+    assert len(run_lines[0].split()) == 6
+    for name in ("train/it1.log", "encode/student-it2-0-of-2.log"):
+        assert (out / "logs" / name).is_file()
+    assert (out / "benchmarks/train/it1.tsv").is_file()
+
+    # nothing changed: nothing to do
+    again = snakemake(workdir, "--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_killed_run_resumes_with_rerun_incomplete(tmp_path, tiny_beir, tiny_bert):
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=1,
+                           train={"epochs": 40, "batch_size": 4, "group_size": 4, "checkpoint_every": 2})
+    checkpoint = workdir / "results/tiny/scratch/train-it1/checkpoint.pt"
+    process = subprocess.Popen([*SNAKEMAKE, "--directory", str(workdir), "--cores", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "training wrote a checkpoint"
+    time.sleep(1.0)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (workdir / "results/tiny/students/it1").exists()
+
+    snakemake(workdir, "--unlock", "--cores", "1")
+    snakemake(workdir, "--cores", "2", "--rerun-incomplete")
+    log = (workdir / "results/tiny/logs/train/it1.log").read_text()
+    assert "resuming from" in log
+    assert (workdir / "results/tiny/students/it1/model.safetensors").is_file()
+    assert (workdir / "results/tiny/summary.json").is_file()
