@@ -84,6 +84,53 @@ def to_json(**kwargs):
     return json.dumps(kwargs, sort_keys=True)
 
 
+def models_of(name):
+    """The configured models a scorer needs to be rebuilt: itself and, for a fusion, its members."""
+    model = model_cfg(name)
+    names = {name} | {n for member in model.get("members", {}) for n in models_of(member)}
+    return {n: dict(config["models"][n], name=n) for n in sorted(names) if n in config["models"]}
+
+
+def check_config():
+    """Cross-field checks the schema cannot express; fail at parse time, before any job runs."""
+    problems = []
+    models = config["models"]
+    for name, model in models.items():
+        if model["kind"] in ("bi-encoder", "cross-encoder") and not model.get("source"):
+            problems.append(f"models.{name}: a {model['kind']} needs a source")
+        for member in model.get("members", {}) if model["kind"] == "fusion" else ():
+            if member not in models:
+                problems.append(f"models.{name}.members: unknown model {member!r}")
+        if model["kind"] == "fusion" and not model.get("members"):
+            problems.append(f"models.{name}: a fusion needs members")
+    if config["student"]["kind"] != "bi-encoder":
+        problems.append("student.kind: the student must be a bi-encoder")
+    for it in range(1, config["iterations"] + 1):
+        c = cfg(it)
+        where = f"iteration {it}"
+        if c["teacher"] not in models:
+            problems.append(f"{where}: teacher: unknown model {c['teacher']!r}; models are {sorted(models)}")
+        miner = c["mine"]["first_miner"] if it == 1 else c["mine"]["miner"]
+        if miner != "student":
+            if miner not in models:
+                problems.append(f"{where}: mine: unknown miner {miner!r}")
+            elif models[miner]["kind"] not in ("bm25", "bi-encoder"):
+                problems.append(f"{where}: mine: {miner!r} is a {models[miner]['kind']}; miners are bm25 or bi-encoders")
+        low, high = c["mine"]["window"]
+        if not low < high:
+            problems.append(f"{where}: mine.window [{low}, {high}) is empty")
+        warm = c["warmup"]
+        if warm["epochs"] > 0 and it in warm["iterations"]:
+            name = warm["teacher"] or c["teacher"]
+            if models.get(name, {}).get("kind") != "bi-encoder":
+                problems.append(f"{where}: warmup needs a bi-encoder teacher; set warmup.teacher (got {name!r})")
+    if problems:
+        raise ValueError("config: " + "; ".join(problems))
+
+
+check_config()
+
+
 DATA = {
     "corpus": f"{R}/data/corpus.parquet",
     "queries": f"{R}/data/queries.parquet",

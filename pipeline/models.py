@@ -194,10 +194,11 @@ class BiEncoder(nn.Module):
         embeddings = embeddings.float()
         return nn.functional.normalize(embeddings, dim=-1) if self.spec.normalize else embeddings
 
-    def embed(self, texts: Sequence[str], is_query: bool) -> torch.Tensor:
-        """Embeddings with gradients (training): tokenise, move, forward."""
+    def embed(self, texts: Sequence[str], is_query: bool, max_length: int | None = None) -> torch.Tensor:
+        """Embeddings with gradients (training): tokenise, move, forward. ``max_length`` overrides the
+        spec's (training on shorter passages is cheaper)."""
         prefix = self.spec.query_prefix if is_query else self.spec.passage_prefix
-        max_length = self.spec.max_query_length if is_query else self.spec.max_passage_length
+        max_length = max_length or (self.spec.max_query_length if is_query else self.spec.max_passage_length)
         batch = self.tokenize([prefix + t for t in texts], max_length)
         with autocast(self.device):
             return self(**{k: v.to(self.device) for k, v in batch.items()})

@@ -25,7 +25,7 @@ import torch
 
 from .data import atomic_path, load_qrels, load_queries, passage_texts, read_provenance, read_table, write_json
 from .losses import Batch, StudentScores, anchored_rank_kl, build_loss, embedding_mse
-from .models import BiEncoder, ModelSpec, autocast, load_student_spec, resolve_device, set_threads
+from .models import BiEncoder, ModelSpec, load_student_spec, resolve_device, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ DEFAULT_TRAIN = {
     "max_grad_norm": 1.0, "w_nll": 0.1, "w_kd": 1.0, "w_mse": 0.0, "temperature": 1.0,
     "similarity_scale": 20.0, "teacher_scale": "auto", "in_batch_negatives": True, "teacher_weights": None,
     "checkpoint_every": 50, "max_bad_steps": 10, "denoise": {"margin": None, "max_score": None},
+    "max_passage_length": None,
 }
 DEFAULT_WARMUP = {"epochs": 0, "lr": 2e-4, "batch_size": 32, "texts": ["corpus", "train_queries", "titles"],
                   "max_passage_length": None, "w_embedding_mse": 1.0, "w_rank_kl": 1.0, "rank_scale": 20.0}
@@ -155,13 +156,7 @@ def warmup_phase(student: BiEncoder, settings: dict, teacher_spec: ModelSpec, te
     def step(model: BiEncoder, rows) -> tuple[torch.Tensor, dict[str, float]]:
         queries = bool(is_query[rows[0]])
         batch_texts = [texts[i] for i in rows]
-        if not queries and max_passage:
-            # Shorter passages during warm-up trade a little fidelity for a lot of speed.
-            tokens = model.tokenize(batch_texts, max_passage)
-            with autocast(model.device):
-                emb = model(**{k: v.to(model.device) for k, v in tokens.items()})
-        else:
-            emb = model.embed(batch_texts, is_query=queries)
+        emb = model.embed(batch_texts, is_query=queries, max_length=None if queries else max_passage)
         target = targets[rows].to(emb.device)
         mse = embedding_mse(emb, target).mean()
         loss = settings["w_embedding_mse"] * mse
@@ -180,6 +175,7 @@ def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, s
                   teacher_lookup: dict[str, dict[tuple[str, str], float]], seed: int) -> Phase:
     loss_fn = build_loss(settings, list(teacher_lookup))
     scale = float(settings["similarity_scale"])
+    max_passage = settings.get("max_passage_length")
 
     def batches(epoch: int) -> list:
         return sample_groups(examples, settings["group_size"], settings["batch_size"], seed + 15485863 * epoch)
@@ -194,7 +190,7 @@ def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, s
                             for name, lookup in teacher_lookup.items()},
         ).to(model.device)
         out = StudentScores(model.embed(batch.query_texts, is_query=True),
-                            model.embed(batch.passage_texts, is_query=False), scale)
+                            model.embed(batch.passage_texts, is_query=False, max_length=max_passage), scale)
         return loss_fn(out, batch)
 
     return Phase("distill", settings["epochs"], settings["lr"], settings["weight_decay"], settings["warmup_ratio"],

@@ -58,7 +58,7 @@ rule score:
             corpus_path=DATA["corpus"],
             out_path=output[0],
             scorer=model_cfg(wc.scorer),
-            models={name: dict(m, name=name) for name, m in config["models"].items()},
+            models=models_of(wc.scorer),
             embedding_shards={b: shards(b) for b in bi_encoders_of(wc.scorer)},
             include_title=config["include_title"],
             device=config["device"],

@@ -36,7 +36,7 @@ rule evaluate:
             rerank_depth=config["evaluate"]["rerank_depth"],
             index_dir=f"{R}/index/{wc.model}" if model_cfg(wc.model)["kind"] == "bi-encoder" else None,
             embedding_shards={b: shards(b) for b in bi_encoders_of(wc.model)},
-            models={name: dict(m, name=name) for name, m in config["models"].items()},
+            models=models_of(wc.model),
             include_title=config["include_title"],
             device=config["device"],
         ),
@@ -72,4 +72,4 @@ rule summary:
     log:
         f"{R}/logs/summary.log",
     shell:
-        "{PY} -m pipeline summary {params.args:q} 2> {log}"
+        "{PY} -m pipeline summary {params.args:q} > {log} 2>&1"
