@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import SCORES_SCHEMA, load_qrels, load_queries, passage_texts, read_provenance, read_table, write_table
+from .data import SCORES_SCHEMA, load_qrels, load_queries, passage_texts, read_table, write_table
 from .models import ModelSpec
 
 log = logging.getLogger(__name__)

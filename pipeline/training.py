@@ -11,19 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .data import atomic_path, load_qrels, load_queries, passage_texts, read_provenance, read_table, write_json
+from .data import atomic_path, load_qrels, load_queries, passage_texts, read_provenance, read_table
 from .losses import Batch, StudentScores, anchored_rank_kl, build_loss, embedding_mse
 from .models import BiEncoder, ModelSpec, load_student_spec, resolve_device, set_threads
 

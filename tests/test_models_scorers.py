@@ -1,4 +1,3 @@
-import json
 
 import numpy as np
 import pandas as pd
@@ -6,7 +5,7 @@ import pytest
 import torch
 
 from pipeline.data import prepare_dataset, read_provenance, read_table
-from pipeline.models import BiEncoder, CrossEncoder, ModelSpec, resolve_source
+from pipeline.models import BiEncoder, ModelSpec, resolve_source
 from pipeline.scorers import fuse_scores, normalize_per_query, pairs_to_score, score_candidates
 
 

@@ -1,11 +1,10 @@
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from pipeline.data import prepare_dataset, read_table
+from pipeline.data import prepare_dataset
 from pipeline.index import mine_negatives
 from pipeline.models import BiEncoder, ModelSpec
 from pipeline.scorers import score_candidates
