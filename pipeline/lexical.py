@@ -33,10 +33,11 @@ class BM25:
     def from_corpus(cls, corpus: pd.DataFrame, include_title: bool = True, **settings) -> "BM25":
         return cls(corpus["doc_id"].tolist(), passage_texts(corpus, include_title), **settings)
 
-    def _tokenize(self, texts: Sequence[str]):
+    def _tokenize(self, texts: Sequence[str], return_ids: bool = True):
         import bm25s
 
-        return bm25s.tokenize(list(texts), stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False)
+        return bm25s.tokenize(list(texts), stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False,
+                              return_ids=return_ids)
 
     def search(self, queries: Sequence[str], k: int, threads: int | None = None) -> tuple[list[list[str]], list[list[float]]]:
         k = min(k, len(self.doc_ids))
@@ -54,15 +55,8 @@ class BM25:
         """BM25 score of every (query_id, doc_id) row of ``pairs``."""
         out = np.zeros(len(pairs), dtype=np.float32)
         for query_id, rows in pairs.groupby("query_id", sort=False).indices.items():
-            tokens = self._tokenize([queries[query_id]])
-            token_list = [tokens.vocab_inverse[t] for t in tokens.ids[0]] if hasattr(tokens, "vocab_inverse") \
-                else _tokens_as_strings(tokens)[0]
-            all_scores = self.retriever.get_scores(token_list)
+            all_scores = self.retriever.get_scores(self._tokenize([queries[query_id]], return_ids=False)[0])
             positions = [self._position[d] for d in pairs["doc_id"].to_numpy()[rows]]
             out[rows] = all_scores[positions]
         return out
 
-
-def _tokens_as_strings(tokens) -> list[list[str]]:
-    inverse = {v: k for k, v in tokens.vocab.items()}
-    return [[inverse[i] for i in row] for row in tokens.ids]

@@ -93,3 +93,16 @@ def test_bm25_mining_on_fixture(tiny_beir, tmp_path):
     meta = read_provenance(out)
     assert meta["window"] == [2, 12] and meta["depth"] == 30 and meta["miner"]["kind"] == "bm25"
     assert list(read_table(out).columns) == ["query_id", "doc_id", "rank", "score", "miner"]
+
+
+def test_bm25_pair_scores_equal_retrieval_scores(tiny_beir, tmp_path):
+    from pipeline.lexical import BM25
+
+    prepare_dataset(str(tiny_beir), str(tmp_path / "data"), ["train", "test"])
+    corpus = read_table(tmp_path / "data/corpus.parquet")
+    bm25 = BM25.from_corpus(corpus)
+    queries = {"a": "heart artery cardio3x", "b": "brain neuron"}
+    ids, scores = bm25.search(list(queries.values()), 5)
+    pairs = pd.DataFrame([(q, d) for q, row in zip(queries, ids) for d in row], columns=["query_id", "doc_id"])
+    np.testing.assert_allclose(bm25.score_pairs(queries, pairs), [s for row in scores for s in row], rtol=1e-6)
+    assert ids[0][0] == "d3", "the document carrying the query's marker ranks first"

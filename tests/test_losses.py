@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pipeline.losses import (Batch, CompositeLoss, ContrastiveNLL, ListwiseKL, MarginMSE, StudentScores,
-                             build_loss, embedding_mse, kl_divergence)
+                             anchored_rank_kl, build_loss, embedding_mse, kl_divergence)
 
 
 def one_query_batch(teacher):
@@ -101,3 +101,16 @@ def test_losses_have_gradients():
     total, _ = build_loss({"w_nll": 1, "w_kd": 1, "w_mse": 1}, ["teacher"])(StudentScores(q, p, 20.0), batch)
     total.backward()
     assert q.grad is not None and torch.isfinite(q.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_anchored_rank_kl_matches_hand_computation():
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    teacher = torch.tensor([[1.0, 0.0]])
+    student = torch.tensor([[0.0, 1.0]])
+    # teacher ranks anchors with logits [2, 0], student with [0, 2] (scale 2)
+    pt = [math.exp(2) / (math.exp(2) + 1), 1 / (math.exp(2) + 1)]
+    ps = [pt[1], pt[0]]
+    expected = sum(a * (math.log(a) - math.log(b)) for a, b in zip(pt, ps))
+    got = anchored_rank_kl(student, teacher, anchors, scale=2.0)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    assert anchored_rank_kl(teacher, teacher, anchors).item() == pytest.approx(0.0, abs=1e-7)

@@ -35,7 +35,7 @@ def write_config(workdir: Path, beir: Path, model: Path, **overrides) -> Path:
         "encode": {"shards": 2},
         "mine": {"depth": 20, "window": [0, 10]},
         "warmup": {"epochs": 1, "batch_size": 16},
-        "train": {"epochs": 1, "batch_size": 8, "group_size": 4, "checkpoint_every": 2},
+        "train": {"epochs": 1, "batch_size": 8, "group_size": 4, "checkpoint_every": 2, "max_passage_length": 32},
     }
     for key, value in overrides.items():
         config[key] = value
@@ -75,6 +75,10 @@ def test_bad_config_fails_before_any_job(tmp_path, tiny_beir, tiny_bert):
     workdir = write_config(tmp_path / "wd2", tiny_beir, tiny_bert, teacher="nope")
     result = snakemake(workdir, "--cores", "2", "-n", check=False)
     assert result.returncode != 0 and "unknown model 'nope'" in result.stdout + result.stderr
+    workdir = write_config(tmp_path / "wd3", tiny_beir, tiny_bert, teacher="bm25")
+    result = snakemake(workdir, "--cores", "2", "-n", check=False)
+    assert result.returncode != 0 and "warmup needs a bi-encoder teacher" in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
 
 
 def test_bad_input_stops_at_prepare_with_file_and_line(tmp_path, tiny_beir, tiny_bert):
