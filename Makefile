@@ -17,7 +17,7 @@ $(BIN)/.installed: requirements.txt
 	touch $@
 
 run: $(BIN)/.installed
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) $(if $(DATA),--config data_dir=$(abspath $(DATA))) $(SNAKEMAKE_ARGS)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --show-failed-logs $(if $(DATA),--config data_dir=$(abspath $(DATA))) $(SNAKEMAKE_ARGS)
 
 test: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests

@@ -307,8 +307,8 @@ def download_scifact(out_dir: str, url: str = SCIFACT_URL, timeout_s: float = 20
                     if actual != expected:
                         raise InputError(tmp / name, f"sha256 {actual} does not match the expected {expected}")
     except OSError as err:
-        raise RuntimeError(
-            f"Could not download BEIR SciFact from {url} ({err}). Without network, point the workflow at a "
+        raise InputError(
+            url, f"could not download BEIR SciFact ({err}). Without network, point the workflow at a "
             "local BEIR folder: `snakemake --cores all --config data_dir=/path/to/scifact` "
             "or `make run DATA=/path/to/scifact`."
         ) from None

@@ -98,6 +98,6 @@ def test_empty_texts_are_counted_and_kept_or_dropped(beir, tmp_path):
 def test_download_without_network_says_how_to_use_local_copy(tmp_path):
     from pipeline.data import download_scifact
 
-    with pytest.raises(RuntimeError, match="data_dir"):
+    with pytest.raises(InputError, match="data_dir"):
         download_scifact(str(tmp_path / "cache"), url="http://127.0.0.1:9/scifact.zip", timeout_s=2)
     assert not (tmp_path / "cache").exists()
