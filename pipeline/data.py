@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 import urllib.request
 import zipfile
 from contextlib import contextmanager
@@ -257,10 +256,6 @@ def passage_texts(corpus: pd.DataFrame, include_title: bool = True) -> list[str]
     return [f"{t} {x}".strip() if t else x for t, x in zip(corpus["title"], corpus["text"])]
 
 
-def load_corpus(path: str | os.PathLike) -> pd.DataFrame:
-    return read_table(path)
-
-
 def load_queries(path: str | os.PathLike) -> dict[str, str]:
     frame = read_table(path)
     return dict(zip(frame.query_id, frame.text))
@@ -314,6 +309,3 @@ def download_scifact(out_dir: str, url: str = SCIFACT_URL, timeout_s: float = 20
         ) from None
     return out
 
-
-def timestamp() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

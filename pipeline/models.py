@@ -13,7 +13,6 @@ import importlib
 import json
 import logging
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -328,11 +327,3 @@ def load_student_spec(path: str | os.PathLike) -> ModelSpec:
     raw = json.loads((Path(path) / "pipeline_model.json").read_text())
     return ModelSpec(**raw)
 
-
-class Timer:
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.start

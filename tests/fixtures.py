@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
 
 TOPICS = {
@@ -74,7 +73,3 @@ def write_tiny_bert(folder: str | Path, layers: int = 3, hidden: int = 32, seed:
     tokenizer.save_pretrained(folder)
     return folder
 
-
-def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
