@@ -237,8 +237,11 @@ class BiEncoder(nn.Module):
         self.train(was_training)
         return out
 
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        """HF weights + tokenizer, plus the sentence-transformers modules (Transformer, Pooling, Normalize)."""
+    def save_pretrained(self, path: str | os.PathLike, final_path: str | os.PathLike | None = None) -> None:
+        """HF weights + tokenizer, plus the sentence-transformers modules (Transformer, Pooling, Normalize).
+
+        ``final_path``: where the folder will live once moved into place (atomic saves write elsewhere
+        first); the saved spec points there."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.backbone.save_pretrained(path)
@@ -268,7 +271,7 @@ class BiEncoder(nn.Module):
             "default_prompt_name": None,
             "similarity_fn_name": "cosine" if self.spec.normalize else "dot",
         }, indent=2))
-        spec = self.spec.to_dict() | {"source": str(path), "layers": None}
+        spec = self.spec.to_dict() | {"source": str(final_path or path), "layers": None}
         (path / "pipeline_model.json").write_text(json.dumps(spec, indent=2))
 
 

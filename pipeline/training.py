@@ -367,18 +367,13 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
                          settings["checkpoint_every"], settings["max_bad_steps"], seed)
     seconds = time.perf_counter() - began
 
-    student.spec.source = out_dir
     with atomic_path(out_dir, directory=True) as tmp:
-        student.save_pretrained(tmp)
+        student.save_pretrained(tmp, final_path=out_dir)
         summary = {"settings": settings, "warmup": warmup, "seed": seed, "teachers": list(score_paths),
                    "examples": len(examples), "candidates_before_denoise": before,
                    "candidates_after_denoise": len(candidates), "seconds": seconds, "device": str(device_),
                    "history": history, "initialised_from": student_dir, **(provenance or {})}
         (tmp / "training.json").write_text(json.dumps(summary, indent=2, default=str))
-        # Point the saved spec at the final folder, not the temporary one.
-        saved = json.loads((tmp / "pipeline_model.json").read_text())
-        saved["source"] = str(out_dir)
-        (tmp / "pipeline_model.json").write_text(json.dumps(saved, indent=2))
     if scratch_dir:
         shutil.rmtree(scratch_dir, ignore_errors=True)
     return summary
@@ -389,9 +384,6 @@ def init_student(model: dict[str, Any], out_dir: str) -> dict[str, Any]:
     spec = ModelSpec.from_config(model["name"], model)
     student = BiEncoder.load(spec, "cpu")
     with atomic_path(out_dir, directory=True) as tmp:
-        student.save_pretrained(tmp)
-        saved = json.loads((tmp / "pipeline_model.json").read_text())
-        saved["source"] = str(out_dir)
-        (tmp / "pipeline_model.json").write_text(json.dumps(saved, indent=2))
+        student.save_pretrained(tmp, final_path=out_dir)
         (tmp / "training.json").write_text(json.dumps({"initialised_from": spec.to_dict()}, indent=2))
     return spec.to_dict()
