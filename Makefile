@@ -20,7 +20,7 @@ run: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --show-failed-logs $(if $(DATA),--config data_dir=$(abspath $(DATA))) $(SNAKEMAKE_ARGS)
 
 test: $(BIN)/.installed
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs tests
 
 bench: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH bash benchmarks/scifact.sh

@@ -23,6 +23,9 @@ PY = sys.executable
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 EXP = config["experiment"]
 R = f"{config['results_dir']}/{EXP}"
+# What each model job asks for; Snakemake lowers it to --cores on one machine, and a cluster profile
+# can lower it further (max-threads) or per rule (set-threads).
+JOB_THREADS = config["threads"]
 STUDENT = re.compile(r"^student-it(\d+)$")
 # Snakemake never assigns GPU ids; `device: cuda` asks the scheduler for one GPU per model job.
 GPUS = 1 if config["device"].startswith("cuda") else 0

@@ -30,7 +30,7 @@ rule mine:
         f"{R}/logs/mine/it{{it}}.log",
     benchmark:
         f"{R}/benchmarks/mine/it{{it}}.tsv"
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         mem_mb=8000,
         runtime=60,
@@ -68,7 +68,7 @@ rule score:
         f"{R}/logs/score/it{{it}}-{{scorer}}.log",
     benchmark:
         f"{R}/benchmarks/score/it{{it}}-{{scorer}}.tsv"
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         mem_mb=8000,
         runtime=240,
@@ -124,6 +124,10 @@ def train_args(wildcards, output):
 
 
 rule train:
+    # iteration 0 is init_student's; without this, a job run on a cluster node (where only `train` is an
+    # allowed rule) would see students/it0 as train's output and try to rebuild it from students/it-1
+    wildcard_constraints:
+        it=r"[1-9]\d*",
     input:
         unpack(train_inputs),
         **DATA,
@@ -135,7 +139,7 @@ rule train:
         f"{R}/logs/train/it{{it}}.log",
     benchmark:
         f"{R}/benchmarks/train/it{{it}}.tsv"
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         mem_mb=12000,
         runtime=720,

@@ -42,7 +42,7 @@ rule encode:
         f"{R}/logs/encode/{{model}}-{{shard}}-of-{{n}}.log",
     benchmark:
         f"{R}/benchmarks/encode/{{model}}-{{shard}}-of-{{n}}.tsv"
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         mem_mb=8000,
         runtime=120,
@@ -64,7 +64,7 @@ rule index:
         f"{R}/logs/index/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/index/{{model}}.tsv"
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         mem_mb=8000,
         runtime=60,

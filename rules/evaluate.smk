@@ -44,7 +44,7 @@ rule evaluate:
         f"{R}/logs/evaluate/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{model}}.tsv"
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         mem_mb=8000,
         runtime=60,
