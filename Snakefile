@@ -127,6 +127,10 @@ def check_config():
             name = warm["teacher"] or c["teacher"]
             if models.get(name, {}).get("kind") != "bi-encoder":
                 problems.append(f"{where}: warmup needs a bi-encoder teacher; set warmup.teacher (got {name!r})")
+        if c["train"]["kd_in_batch"]:
+            for name in teachers_of(it):
+                if models.get(name, {}).get("kind") != "bi-encoder":
+                    problems.append(f"{where}: train.kd_in_batch needs bi-encoder teachers; {name!r} is not one")
     if problems:
         raise ValueError("config: " + "; ".join(problems))
 

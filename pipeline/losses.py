@@ -23,7 +23,9 @@ class Batch:
     """B queries, each with a group of G candidates ``[positive, negatives...]`` (positive at column 0).
 
     ``passage_texts`` is row-major ``B*G``; a passage may be synthetic (not in the corpus).
-    ``teacher_scores`` maps a teacher/assistant name to ``[B, G]`` scaled scores.
+    ``teacher_scores`` maps a teacher/assistant name to ``[B, G]`` scaled scores;
+    ``teacher_batch_scores`` (bi-encoder teachers only) to ``[B, B*G]``: every query against every passage
+    of the batch, for in-batch distillation.
     """
 
     query_ids: list[str]
@@ -31,6 +33,7 @@ class Batch:
     passage_texts: list[str]
     group_size: int
     teacher_scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    teacher_batch_scores: dict[str, torch.Tensor] = field(default_factory=dict)
     weights: torch.Tensor | None = None  # [B] per-instance weights (None = all 1)
 
     @property
@@ -39,6 +42,7 @@ class Batch:
 
     def to(self, device: torch.device) -> "Batch":
         self.teacher_scores = {k: v.to(device) for k, v in self.teacher_scores.items()}
+        self.teacher_batch_scores = {k: v.to(device) for k, v in self.teacher_batch_scores.items()}
         if self.weights is not None:
             self.weights = self.weights.to(device)
         return self
@@ -95,15 +99,22 @@ class ListwiseKL:
     .. math:: \mathcal{L} = T^2 \, \mathrm{KL}\big(\mathrm{softmax}(t/T) \,\|\, \mathrm{softmax}(s/T)\big)
               = T^2 \sum_j \pi^t_j (\log \pi^t_j - \log \pi^s_j)
 
-    over each query's own group ``[p+, n_1..n_k]``. ``teacher`` names the entry of
-    ``Batch.teacher_scores`` to distil from. The ``T^2`` factor keeps gradient magnitudes comparable
-    across temperatures.
+    over each query's own group ``[p+, n_1..n_k]``, or with ``in_batch=True`` over every passage of the
+    batch (the other queries' candidates too: ``B*G`` instead of ``G`` teacher probabilities per query;
+    TAS-B distils in-batch negatives scored by a ColBERT teacher the same way, with Margin-MSE;
+    Hofstätter et al., 2021).
+    ``teacher`` names the entry of ``Batch.teacher_scores`` (``teacher_batch_scores`` in-batch) to distil
+    from. The ``T^2`` factor keeps gradient magnitudes comparable across temperatures.
     """
 
-    def __init__(self, temperature: float = 1.0, teacher: str = "teacher"):
-        self.temperature, self.teacher = temperature, teacher
+    def __init__(self, temperature: float = 1.0, teacher: str = "teacher", in_batch: bool = False):
+        self.temperature, self.teacher, self.in_batch = temperature, teacher, in_batch
 
     def __call__(self, out: StudentScores, batch: Batch) -> torch.Tensor:
+        if self.in_batch:
+            if self.teacher not in batch.teacher_batch_scores:
+                raise ValueError(f"in-batch distillation needs in-batch scores of teacher {self.teacher!r}")
+            return kl_divergence(batch.teacher_batch_scores[self.teacher], out.all_scores, self.temperature)
         return kl_divergence(batch.teacher_scores[self.teacher], out.group_scores, self.temperature)
 
 
@@ -196,6 +207,7 @@ def build_loss(settings: dict, teachers: list[str]) -> CompositeLoss:
     for name in teachers:
         share = teacher_weights.get(name, 0.0)
         terms[f"kl:{name}"] = (settings.get("w_kd", 0.0) * share,
-                               ListwiseKL(settings.get("temperature", 1.0), teacher=name))
+                               ListwiseKL(settings.get("temperature", 1.0), teacher=name,
+                                          in_batch=settings.get("kd_in_batch", False)))
         terms[f"margin_mse:{name}"] = (settings.get("w_mse", 0.0) * share, MarginMSE(teacher=name))
     return CompositeLoss(terms)

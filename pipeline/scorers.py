@@ -58,18 +58,26 @@ class BiEncoderScorer(Scorer):
         self.doc_embeddings = doc_embeddings
         self.encoder = BiEncoder.load(spec, device)
 
+    def query_embeddings(self, query_ids: Sequence[str]) -> np.ndarray:
+        return self.encoder.encode([self.queries[q] for q in query_ids], is_query=True)
+
+    def passage_embeddings(self, doc_ids: Sequence[str], synthetic: Sequence[str | None] | None = None) -> np.ndarray:
+        """Cached corpus embeddings; passages with a synthetic text are encoded now."""
+        synthetic = np.full(len(doc_ids), None, dtype=object) if synthetic is None else np.asarray(synthetic, dtype=object)
+        is_synthetic = np.array([t is not None for t in synthetic], dtype=bool)
+        out = np.empty((len(doc_ids), self.doc_embeddings.shape[1]), dtype=np.float32)
+        corpus_rows = ~is_synthetic
+        out[corpus_rows] = self.doc_embeddings[[self.position[d] for d in np.asarray(doc_ids, dtype=object)[corpus_rows]]]
+        if is_synthetic.any():
+            out[is_synthetic] = self.encoder.encode(list(synthetic[is_synthetic]), is_query=False)
+        return out
+
     def score(self, pairs: pd.DataFrame) -> np.ndarray:
         query_ids = pd.unique(pairs["query_id"])
-        query_emb = self.encoder.encode([self.queries[q] for q in query_ids], is_query=True)
+        query_emb = self.query_embeddings(query_ids)
         query_row = {q: i for i, q in enumerate(query_ids)}
         q = query_emb[[query_row[x] for x in pairs["query_id"]]]
-        synthetic = _synthetic_texts(pairs)
-        is_synthetic = np.array([t is not None for t in synthetic], dtype=bool)
-        p = np.empty_like(q)
-        corpus_rows = ~is_synthetic
-        p[corpus_rows] = self.doc_embeddings[[self.position[d] for d in pairs["doc_id"].to_numpy()[corpus_rows]]]
-        if is_synthetic.any():
-            p[is_synthetic] = self.encoder.encode(list(synthetic[is_synthetic]), is_query=False)
+        p = self.passage_embeddings(pairs["doc_id"].to_numpy(), _synthetic_texts(pairs))
         return np.einsum("nd,nd->n", q, p).astype(np.float32)
 
 

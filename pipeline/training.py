@@ -32,7 +32,7 @@ DEFAULT_TRAIN = {
     "max_grad_norm": 1.0, "w_nll": 0.1, "w_kd": 1.0, "w_mse": 0.0, "temperature": 1.0,
     "similarity_scale": 20.0, "teacher_scale": "auto", "in_batch_negatives": True, "teacher_weights": None,
     "checkpoint_every": 50, "max_bad_steps": 10, "denoise": {"margin": None, "max_score": None},
-    "max_passage_length": None,
+    "max_passage_length": None, "kd_in_batch": False,
 }
 DEFAULT_WARMUP = {"epochs": 0, "lr": 2e-4, "batch_size": 32, "texts": ["corpus", "train_queries", "titles"],
                   "max_passage_length": None, "w_embedding_mse": 1.0, "w_rank_kl": 1.0, "rank_scale": 20.0}
@@ -169,8 +169,26 @@ def warmup_phase(student: BiEncoder, settings: dict, teacher_spec: ModelSpec, te
     return Phase("warmup", settings["epochs"], settings["lr"], 0.01, 0.05, batches, step)
 
 
+class InBatchTeacher:
+    """A bi-encoder teacher's scores for every (query, passage) pair of a batch, from its cached corpus
+    embeddings (synthetic passages are encoded as they come), times the teacher's scale factor."""
+
+    def __init__(self, scorer, factor: float, query_ids: Sequence[str], synthetic: dict[str, str]):
+        self.scorer, self.factor, self.synthetic = scorer, factor, synthetic
+        ids = list(dict.fromkeys(query_ids))
+        self.query_row = {q: i for i, q in enumerate(ids)}
+        self.query_embeddings = torch.from_numpy(scorer.query_embeddings(ids))
+
+    def __call__(self, query_ids: Sequence[str], doc_ids: Sequence[str]) -> torch.Tensor:
+        q = self.query_embeddings[[self.query_row[x] for x in query_ids]]
+        p = torch.from_numpy(self.scorer.passage_embeddings(doc_ids, [self.synthetic.get(d) for d in doc_ids]))
+        return self.factor * q @ p.T
+
+
 def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, str], queries: dict[str, str],
-                  teacher_lookup: dict[str, dict[tuple[str, str], float]], seed: int) -> Phase:
+                  teacher_lookup: dict[str, dict[tuple[str, str], float]], seed: int,
+                  in_batch_teachers: dict[str, InBatchTeacher] | None = None) -> Phase:
+    in_batch_teachers = in_batch_teachers or {}
     loss_fn = build_loss(settings, list(teacher_lookup))
     scale = float(settings["similarity_scale"])
     max_passage = settings.get("max_passage_length")
@@ -179,13 +197,16 @@ def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, s
         return sample_groups(examples, settings["group_size"], settings["batch_size"], seed + 15485863 * epoch)
 
     def step(model: BiEncoder, rows) -> tuple[torch.Tensor, dict[str, float]]:
+        doc_ids = [d for _, group in rows for d in group]
         batch = Batch(
             query_ids=[q for q, _ in rows],
             query_texts=[queries[q] for q, _ in rows],
-            passage_texts=[doc_text[d] for _, group in rows for d in group],
+            passage_texts=[doc_text[d] for d in doc_ids],
             group_size=settings["group_size"],
             teacher_scores={name: torch.tensor([[lookup[(q, d)] for d in group] for q, group in rows])
                             for name, lookup in teacher_lookup.items()},
+            teacher_batch_scores={name: teacher([q for q, _ in rows], doc_ids)
+                                  for name, teacher in in_batch_teachers.items()},
         ).to(model.device)
         out = StudentScores(model.embed(batch.query_texts, is_query=True),
                             model.embed(batch.passage_texts, is_query=False, max_length=max_passage), scale)
@@ -299,13 +320,38 @@ def _save_checkpoint(path: Path, run_id, phase, step, model, optimizer, schedule
                     "torch_rng": torch.get_rng_state(), "history": state["history"]}, tmp)
 
 
+def in_batch_teacher_scorers(names: Sequence[str], models: dict[str, dict], embedding_shards: dict[str, Sequence[str]],
+                             settings: dict, queries: dict[str, str], corpus_path: str, query_ids: Sequence[str],
+                             synthetic: dict[str, str], include_title: bool, device) -> dict[str, InBatchTeacher]:
+    from .scorers import make_scorer
+
+    teachers = {}
+    for name in names:
+        model = models.get(name)
+        if model is None or model.get("kind") != "bi-encoder" or name not in embedding_shards:
+            kind = model.get("kind") if model else "unknown"
+            raise ValueError(f"train.kd_in_batch: teacher {name!r} ({kind}) must be a bi-encoder with cached corpus "
+                             "embeddings; in-batch pairs have no cached scores")
+        scorer = make_scorer(ModelSpec.from_config(name, model), models, queries, corpus_path, embedding_shards,
+                             include_title, device)
+        factor = teacher_scale({"scale": scorer.scale}, settings["teacher_scale"], settings["similarity_scale"])
+        teachers[name] = InBatchTeacher(scorer, factor, query_ids, synthetic)
+    return teachers
+
+
 def train_student(student_dir: str, out_dir: str, candidates_path: str, score_paths: dict[str, str],
                   qrels_path: str, queries_path: str, corpus_path: str, settings: dict | None = None,
                   warmup: dict | None = None, warmup_teacher: dict | None = None,
                   warmup_teacher_shards: Sequence[str] = (), scratch_dir: str | None = None,
                   include_title: bool = True, device: str = "auto", threads: int | None = None, seed: int = 13,
-                  provenance: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train the student in ``student_dir`` and save the result to ``out_dir`` (``save_pretrained``)."""
+                  provenance: dict[str, Any] | None = None, teacher_models: dict[str, dict] | None = None,
+                  teacher_embedding_shards: dict[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """Train the student in ``student_dir`` and save the result to ``out_dir`` (``save_pretrained``).
+
+    ``score_paths`` maps each teacher/assistant to its cached scores of the mined candidates. With
+    ``kd_in_batch``, every teacher must be a bi-encoder given in ``teacher_models`` with its corpus
+    embeddings in ``teacher_embedding_shards``: it then also scores the batch's other passages.
+    """
     from .index import denoise_with_teacher
 
     set_threads(threads)
@@ -320,21 +366,23 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
     qrels = load_qrels(qrels_path)
     doc_text = dict(zip(corpus["doc_id"], passage_texts(corpus, include_title)))
     candidates = read_table(candidates_path)
+    synthetic_texts: dict[str, str] = {}
     if "text" in candidates.columns:  # synthetic passages exist only in the training data
         synthetic = candidates[candidates["text"].notna()]
-        doc_text.update(zip(synthetic["doc_id"], synthetic["text"]))
+        synthetic_texts = dict(zip(synthetic["doc_id"], synthetic["text"]))
+        doc_text.update(synthetic_texts)
 
     teacher_lookup: dict[str, dict[tuple[str, str], float]] = {}
-    for name, path in score_paths.items():
-        frame = read_table(path)
-        factor = teacher_scale(read_provenance(path), settings["teacher_scale"], settings["similarity_scale"])
+    score_frames = {name: read_table(path) for name, path in score_paths.items()}
+    for name, frame in score_frames.items():
+        factor = teacher_scale(read_provenance(score_paths[name]), settings["teacher_scale"],
+                               settings["similarity_scale"])
         teacher_lookup[name] = dict(zip(zip(frame["query_id"], frame["doc_id"]), frame["score"].astype(float) * factor))
     denoise = settings.get("denoise") or {}
     before = len(candidates)
     if teacher_lookup and (denoise.get("margin") is not None or denoise.get("max_score") is not None):
-        first = next(iter(score_paths.values()))
-        candidates = denoise_with_teacher(candidates, read_table(first), qrels, denoise.get("margin"),
-                                          denoise.get("max_score"))
+        candidates = denoise_with_teacher(candidates, next(iter(score_frames.values())), qrels,
+                                          denoise.get("margin"), denoise.get("max_score"))
     examples = build_examples(candidates, qrels)
     missing = [(e.query_id, d) for e in examples for d in e.positives + e.negatives
                for name, lookup in teacher_lookup.items() if (e.query_id, d) not in lookup]
@@ -358,7 +406,13 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
         shards = list(warmup_teacher_shards) if "corpus" in warmup["texts"] else []
         phases.append(warmup_phase(student, warmup, ModelSpec.from_config(warmup_teacher["name"], warmup_teacher),
                                    shards, corpus, include_title, short, device_, seed))
-    phases.append(distill_phase(settings, examples, doc_text, queries, teacher_lookup, seed))
+    in_batch_teachers = {}
+    if settings["kd_in_batch"] and settings["epochs"] > 0:
+        in_batch_teachers = in_batch_teacher_scorers(list(score_paths), teacher_models or {},
+                                                     teacher_embedding_shards or {}, settings, queries, corpus_path,
+                                                     [e.query_id for e in examples], synthetic_texts, include_title,
+                                                     device_)
+    phases.append(distill_phase(settings, examples, doc_text, queries, teacher_lookup, seed, in_batch_teachers))
 
     run_id = fingerprint({"student": spec.to_dict(), "settings": settings, "warmup": warmup, "seed": seed,
                           "inputs": [candidates_path, *score_paths.values()], "provenance": provenance})

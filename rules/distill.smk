@@ -94,6 +94,8 @@ def train_inputs(wildcards):
     teacher = warmup_teacher(it)
     if teacher and "corpus" in cfg(it)["warmup"]["texts"]:
         inputs["warmup"] = shards(teacher)
+    if cfg(it)["train"]["kd_in_batch"]:
+        inputs["teacher_embeddings"] = [p for t in teachers_of(it) for p in shards(t)]
     return inputs
 
 
@@ -120,6 +122,8 @@ def train_args(wildcards, output):
         device=config["device"],
         seed=config["seed"] + it,
         provenance={"iteration": it, "experiment": EXP},
+        teacher_models={t: model_cfg(t) for t in teachers_of(it)},
+        teacher_embedding_shards={t: shards(t) for t in teachers_of(it) if model_cfg(t)["kind"] == "bi-encoder"},
     )
 
 

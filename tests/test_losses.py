@@ -114,3 +114,23 @@ def test_anchored_rank_kl_matches_hand_computation():
     got = anchored_rank_kl(student, teacher, anchors, scale=2.0)
     assert got.item() == pytest.approx(expected, rel=1e-6)
     assert anchored_rank_kl(teacher, teacher, anchors).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_in_batch_kl_spans_every_passage_of_the_batch():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [0.0, 0.0]])
+    out = StudentScores(q, p, scale=2.0)
+    teacher_batch = torch.tensor([[4.0, 1.0, 0.0, 0.0], [0.0, 0.0, 3.0, 1.0]])
+    batch = Batch(["a", "b"], ["a", "b"], ["p0", "n0", "p1", "n1"], group_size=2,
+                  teacher_scores={"t": torch.tensor([[4.0, 1.0], [3.0, 1.0]])},
+                  teacher_batch_scores={"t": teacher_batch})
+    got = ListwiseKL(teacher="t", in_batch=True)(out, batch)
+    student = [[2.0, 1.0, 0.0, 0.0], [0.0, 1.0, 2.0, 0.0]]
+    for row in range(2):
+        pt = torch.softmax(teacher_batch[row], -1)
+        ps = torch.softmax(torch.tensor(student[row]), -1)
+        assert got[row].item() == pytest.approx(float((pt * (pt.log() - ps.log())).sum()), rel=1e-5)
+    group_only = ListwiseKL(teacher="t")(out, batch)
+    assert not torch.allclose(got, group_only), "the in-batch list is longer than the query's own group"
+    with pytest.raises(ValueError, match="in-batch scores of teacher 'x'"):
+        ListwiseKL(teacher="x", in_batch=True)(out, batch)

@@ -143,3 +143,33 @@ def test_schedule_and_teacher_scale():
     assert teacher_scale({"scale": "cosine"}, "auto", 20.0) == 20.0
     assert teacher_scale({"scale": "logit"}, "auto", 20.0) == 1.0
     assert teacher_scale({"scale": "cosine"}, 5, 20.0) == 5.0
+
+
+def test_in_batch_distillation_scores_the_whole_batch_with_the_teacher(setup, tmp_path):
+    root, data, teacher = setup
+    from pipeline.data import load_queries, read_table
+    from pipeline.training import in_batch_teacher_scorers
+
+    shards = {"teacher": [str(root / "teacher-emb.parquet")]}
+    queries = load_queries(data["queries"])
+    scores = read_table(root / "scores.parquet")
+    query_ids = sorted(set(scores.query_id))[:3]
+    teachers = in_batch_teacher_scorers(["teacher"], {"teacher": teacher}, shards, {"teacher_scale": "auto",
+                                        "similarity_scale": 20.0}, queries, data["corpus"], query_ids, {}, True, "cpu")
+    docs = scores[scores.query_id.isin(query_ids)].groupby("query_id").head(2)
+    matrix = teachers["teacher"](query_ids, docs.doc_id.tolist())
+    assert matrix.shape == (3, len(docs))
+    lookup = dict(zip(zip(scores.query_id, scores.doc_id), scores.score))
+    for i, q in enumerate(query_ids):  # where the score step scored a pair, the in-batch matrix agrees (x scale)
+        for j, d in enumerate(docs.doc_id):
+            if (q, d) in lookup:
+                assert matrix[i, j].item() == pytest.approx(20.0 * lookup[(q, d)], abs=1e-3)
+
+    in_batch = train(setup, tmp_path / "student1", settings={"kd_in_batch": True}, teacher_models={"teacher": teacher},
+                     teacher_embedding_shards=shards)["history"]
+    group = train(setup, tmp_path / "student0", settings={"kd_in_batch": False})["history"]
+    assert [h["step"] for h in in_batch] == [h["step"] for h in group]
+    assert in_batch[0]["kl:teacher"] != pytest.approx(group[0]["kl:teacher"]), "the KL spans the whole batch"
+    with pytest.raises(ValueError, match="must be a bi-encoder with cached corpus embeddings"):
+        train(setup, tmp_path / "student2", settings={"kd_in_batch": True})
+    assert not (tmp_path / "student2").exists()

@@ -78,6 +78,10 @@ def test_bad_config_fails_before_any_job(tmp_path, tiny_beir, tiny_bert):
     workdir = write_config(tmp_path / "wd3", tiny_beir, tiny_bert, teacher="bm25")
     result = snakemake(workdir, "--cores", "2", "-n", check=False)
     assert result.returncode != 0 and "warmup needs a bi-encoder teacher" in result.stdout + result.stderr
+    workdir = write_config(tmp_path / "wd4", tiny_beir, tiny_bert, teacher="bm25", warmup={"epochs": 0},
+                           train={"kd_in_batch": True})
+    result = snakemake(workdir, "--cores", "2", "-n", check=False)
+    assert result.returncode != 0 and "kd_in_batch needs bi-encoder teachers" in result.stdout + result.stderr
     assert not (workdir / "results").exists()
 
 
