@@ -1,0 +1,101 @@
+"""Tune one iteration's distillation settings on the artifacts of a `make bench` run: train each variant
+from the same starting student on the same candidates and teacher scores, encode the corpus with it,
+evaluate on SciFact test.
+
+    .venv/bin/python benchmarks/tune_iteration.py results/bench-scifact \
+        'base={}' 'nll1={"w_nll": 1.0}' --iteration 1 --out benchmarks/results/tune-iteration1.jsonl
+
+A variant is `name=<JSON of train settings>` merged over config.yaml's `train` section (and the
+iteration's `overrides`). Iteration 1 starts from the warmed-up student (config.yaml's `warmup`, run once
+with distillation off and cached in `--work`), later iterations from the run's previous student; each
+variant runs distillation only, so variants differ in nothing else. One JSON line per variant:
+settings, train seconds, nDCG@10, MRR@10, R@100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.data import load_qrels, load_queries, passage_texts, read_table  # noqa: E402
+from pipeline.evaluation import compute_metrics  # noqa: E402
+from pipeline.models import BiEncoder, load_student_spec  # noqa: E402
+from pipeline.training import train_student  # noqa: E402
+
+
+def evaluate(student_dir: Path, data: Path) -> dict[str, float]:
+    """Exact search over the whole corpus with the student (as the workflow's evaluate does)."""
+    model = BiEncoder.load(load_student_spec(str(student_dir)), torch.device("cpu"))
+    corpus = read_table(data / "corpus.parquet")
+    doc_emb = model.encode(passage_texts(corpus, True), is_query=False)
+    qrels, queries = load_qrels(data / "qrels-test.parquet"), load_queries(data / "queries.parquet")
+    query_ids = sorted(q for q, docs in qrels.items() if any(r > 0 for r in docs.values()))
+    scores = model.encode([queries[q] for q in query_ids], is_query=True) @ doc_emb.T
+    top = np.argsort(-scores, axis=1)[:, :100]
+    doc_ids = corpus["doc_id"].tolist()
+    run = {q: {doc_ids[j]: float(scores[i, j]) for j in top[i]} for i, q in enumerate(query_ids)}
+    return compute_metrics(qrels, run)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="results folder of a make bench run (results/bench-scifact)")
+    parser.add_argument("variants", nargs="+", help="name=<JSON train settings>")
+    parser.add_argument("--config", type=Path, default=ROOT / "config.yaml")
+    parser.add_argument("--iteration", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=None, help="default /tmp/tune-iteration<K>")
+    parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results/tune-iteration<K>.jsonl")
+    args = parser.parse_args()
+    it = args.iteration
+    args.work = args.work or Path(f"/tmp/tune-iteration{it}")
+    args.out = args.out or ROOT / f"benchmarks/results/tune-iteration{it}.jsonl"
+
+    config = yaml.safe_load(args.config.read_text())
+    teacher_name = config["teacher"]
+    teacher = dict(config["models"][teacher_name], name=teacher_name)
+    shards = sorted(str(p) for p in (args.run / "embeddings" / teacher_name).glob("shard-*.parquet"))
+    data = args.run / "data"
+    warmup = {k: v for k, v in config["warmup"].items() if k not in ("iterations", "teacher")}
+    base = {**config["train"], **config.get("overrides", {}).get(str(it), {}).get("train", {})}
+
+    def train(name: str, student: Path, settings: dict, warm: dict) -> float:
+        began = time.perf_counter()
+        train_student(str(student), str(args.work / name), str(args.run / f"it{it}/candidates.parquet"),
+                      {teacher_name: str(args.run / f"it{it}/scores/{teacher_name}.parquet")},
+                      str(data / "qrels-train.parquet"), str(data / "queries.parquet"), str(data / "corpus.parquet"),
+                      settings=settings, warmup=warm, warmup_teacher=teacher, warmup_teacher_shards=shards,
+                      scratch_dir=str(args.work / "scratch" / name), device="cpu", threads=2,
+                      seed=config.get("seed", 13) + it, teacher_models={teacher_name: teacher},
+                      teacher_embedding_shards={teacher_name: shards})
+        return time.perf_counter() - began
+
+    start = args.run / f"students/it{it - 1}"
+    if it in config["warmup"].get("iterations", [1]) and warmup["epochs"] > 0:
+        if not (args.work / "warm").exists():
+            seconds = train("warm", start, dict(base, epochs=0), warmup)
+            print(json.dumps({"variant": "warm-up only", "train_s": round(seconds),
+                              **evaluate(args.work / "warm", data)}))
+        start = args.work / "warm"
+    for spec in args.variants:
+        name, _, overrides = spec.partition("=")
+        settings = {**base, **json.loads(overrides or "{}")}
+        seconds = train(name, start, settings, dict(warmup, epochs=0))
+        row = {"variant": name, "overrides": json.loads(overrides or "{}"), "train_s": round(seconds),
+               **{k: round(v, 4) for k, v in evaluate(args.work / name, data).items()}}
+        print(json.dumps(row), flush=True)
+        with args.out.open("a") as out:
+            out.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
