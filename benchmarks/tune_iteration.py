@@ -20,31 +20,28 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.data import load_qrels, load_queries, passage_texts, read_table  # noqa: E402
-from pipeline.evaluation import compute_metrics  # noqa: E402
-from pipeline.models import BiEncoder, load_student_spec  # noqa: E402
+from pipeline.embeddings import encode_corpus_shard  # noqa: E402
+from pipeline.evaluation import evaluate_model  # noqa: E402
+from pipeline.index import build_shard_indexes  # noqa: E402
+from pipeline.models import load_student_spec  # noqa: E402
 from pipeline.training import train_student  # noqa: E402
 
 
-def evaluate(student_dir: Path, data: Path) -> dict[str, float]:
-    """Exact search over the whole corpus with the student (as the workflow's evaluate does)."""
-    model = BiEncoder.load(load_student_spec(str(student_dir)), torch.device("cpu"))
-    corpus = read_table(data / "corpus.parquet")
-    doc_emb = model.encode(passage_texts(corpus, True), is_query=False)
-    qrels, queries = load_qrels(data / "qrels-test.parquet"), load_queries(data / "queries.parquet")
-    query_ids = sorted(q for q, docs in qrels.items() if any(r > 0 for r in docs.values()))
-    scores = model.encode([queries[q] for q in query_ids], is_query=True) @ doc_emb.T
-    top = np.argsort(-scores, axis=1)[:, :100]
-    doc_ids = corpus["doc_id"].tolist()
-    run = {q: {doc_ids[j]: float(scores[i, j]) for j in top[i]} for i, q in enumerate(query_ids)}
-    return compute_metrics(qrels, run)
+def evaluate(student_dir: Path, data: Path, work: Path) -> dict[str, float]:
+    """The workflow's own encode -> index -> evaluate steps, on the test split."""
+    model = dict(load_student_spec(str(student_dir)).to_dict(), name=student_dir.name)
+    shard = str(work / "embeddings" / f"{student_dir.name}.parquet")
+    encode_corpus_shard(str(data / "corpus.parquet"), model, shard, device="cpu", threads=2)
+    build_shard_indexes([shard], str(work / "index" / student_dir.name), threads=2)
+    result = evaluate_model(model, "student", None, str(data / "queries.parquet"), str(data / "qrels-test.parquet"),
+                            str(data / "corpus.parquet"), str(work / "eval" / student_dir.name),
+                            index_dir=str(work / "index" / student_dir.name), device="cpu", threads=2)
+    return {k: result[k] for k in ("ndcg@10", "mrr@10", "recall@100")}
 
 
 def main() -> None:
@@ -84,14 +81,14 @@ def main() -> None:
         if not (args.work / "warm").exists():
             seconds = train("warm", start, dict(base, epochs=0), warmup)
             print(json.dumps({"variant": "warm-up only", "train_s": round(seconds),
-                              **evaluate(args.work / "warm", data)}))
+                              **evaluate(args.work / "warm", data, args.work)}))
         start = args.work / "warm"
     for spec in args.variants:
         name, _, overrides = spec.partition("=")
         settings = {**base, **json.loads(overrides or "{}")}
         seconds = train(name, start, settings, dict(warmup, epochs=0))
         row = {"variant": name, "overrides": json.loads(overrides or "{}"), "train_s": round(seconds),
-               **{k: round(v, 4) for k, v in evaluate(args.work / name, data).items()}}
+               **{k: round(v, 4) for k, v in evaluate(args.work / name, data, args.work).items()}}
         print(json.dumps(row), flush=True)
         with args.out.open("a") as out:
             out.write(json.dumps(row) + "\n")
