@@ -95,7 +95,7 @@ def train_inputs(wildcards):
     if teacher and "corpus" in cfg(it)["warmup"]["texts"]:
         inputs["warmup"] = shards(teacher)
     if cfg(it)["train"]["kd_in_batch"]:
-        inputs["teacher_embeddings"] = [p for t in teachers_of(it) for p in shards(t)]
+        inputs["teacher_embeddings"] = [p for t in teachers_of(it) for b in bi_encoders_of(t) for p in shards(b)]
     return inputs
 
 
@@ -122,8 +122,8 @@ def train_args(wildcards, output):
         device=config["device"],
         seed=config["seed"] + it,
         provenance={"iteration": it, "experiment": EXP},
-        teacher_models={t: model_cfg(t) for t in teachers_of(it)},
-        teacher_embedding_shards={t: shards(t) for t in teachers_of(it) if model_cfg(t)["kind"] == "bi-encoder"},
+        teacher_models={n: m for t in teachers_of(it) for n, m in models_of(t).items()},
+        teacher_embedding_shards={b: shards(b) for t in teachers_of(it) for b in bi_encoders_of(t)},
     )
 
 
