@@ -14,12 +14,12 @@ import sys
 STEPS = {
     "download": "pipeline.data:download_scifact",
     "prepare": "pipeline.data:prepare_dataset",
-    "init_student": "pipeline.training:init_student",
+    "init_student": "pipeline.training.driver:init_student",
     "encode": "pipeline.embeddings:encode_corpus_shard",
     "index": "pipeline.index:build_shard_indexes",
     "mine": "pipeline.index:mine_negatives",
     "score": "pipeline.scorers:score_candidates",
-    "train": "pipeline.training:train_student",
+    "train": "pipeline.training.driver:train_student",
     "evaluate": "pipeline.evaluation:evaluate_model",
     "summary": "pipeline.evaluation:summarize",
 }

@@ -195,19 +195,3 @@ class CompositeLoss:
             parts[name] = float(value.detach())
             total = total + weight * value
         return total, parts
-
-
-def build_loss(settings: dict, teachers: list[str]) -> CompositeLoss:
-    """The loss a ``train`` config section asks for: ``w_nll·NLL + w_kd·KL_T + w_mse·MarginMSE``,
-    KL and MarginMSE against each named teacher/assistant with its weight."""
-    terms: dict[str, tuple[float, object]] = {
-        "nll": (settings.get("w_nll", 0.0), ContrastiveNLL(in_batch=settings.get("in_batch_negatives", True)))
-    }
-    teacher_weights = settings.get("teacher_weights") or {name: 1.0 for name in teachers}
-    for name in teachers:
-        share = teacher_weights.get(name, 0.0)
-        terms[f"kl:{name}"] = (settings.get("w_kd", 0.0) * share,
-                               ListwiseKL(settings.get("temperature", 1.0), teacher=name,
-                                          in_batch=settings.get("kd_in_batch", False)))
-        terms[f"margin_mse:{name}"] = (settings.get("w_mse", 0.0) * share, MarginMSE(teacher=name))
-    return CompositeLoss(terms)

@@ -3,8 +3,8 @@
 
 def model_inputs(wildcards):
     """A student is an artifact of the workflow; a configured model is not."""
-    match = STUDENT.match(wildcards.model)
-    return [f"{R}/students/it{match.group(1)}"] if match else []
+    role, it = plan.role_of(wildcards.model)
+    return [f"{R}/students/it{it}"] if role == "student" else []
 
 
 rule init_student:
@@ -28,9 +28,9 @@ rule encode:
     output:
         f"{R}/embeddings/{{model}}/shard-{{shard}}-of-{{n}}.parquet",
     params:
-        args=lambda wc, output: to_json(
-            corpus_path=DATA["corpus"],
-            model=model_cfg(wc.model),
+        args=lambda wc, input, output: to_json(
+            corpus_path=input.corpus,
+            model=plan.model(wc.model),
             out_path=output[0],
             shard=int(wc.shard),
             num_shards=int(wc.n),
@@ -53,7 +53,7 @@ rule encode:
 
 rule index:
     input:
-        lambda wc: shards(wc.model),
+        lambda wc: plan.shards(wc.model),
     output:
         directory(f"{R}/index/{{model}}"),
     params:

@@ -3,8 +3,15 @@ import math
 import pytest
 import torch
 
+from pipeline.config import section_defaults
 from pipeline.losses import (Batch, CompositeLoss, ContrastiveNLL, ListwiseKL, MarginMSE, StudentScores,
-                             anchored_rank_kl, build_loss, embedding_mse, kl_divergence)
+                             anchored_rank_kl, embedding_mse, kl_divergence)
+from pipeline.methods.standard import recipe_terms
+
+
+def build_loss(weights, teachers):
+    """The standard recipe's loss for a train section with these weights (the rest schema defaults)."""
+    return CompositeLoss(recipe_terms({**section_defaults("train"), **weights}, teachers))
 
 
 def one_query_batch(teacher):

@@ -9,7 +9,8 @@ from pipeline.index import mine_negatives
 from pipeline.models import BiEncoder, ModelSpec
 from pipeline.scorers import score_candidates
 from pipeline.training import (Phase, init_student, linear_schedule, run_phases, sample_groups, build_examples,
-                               teacher_scale, train_student)
+                               train_student)
+from pipeline.training.teachers import teacher_scale
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +33,14 @@ def setup(tiny_beir, tiny_bert, tmp_path_factory):
     return root, data, teacher
 
 
-def train(setup, out, **kwargs):
+def train(setup, out, warmup=None, **kwargs):
     root, data, teacher = setup
     settings = {"epochs": 2, "batch_size": 4, "group_size": 4, "lr": 1e-3, "checkpoint_every": 3,
                 **kwargs.pop("settings", {})}
+    config = {"teacher": "teacher", "train": settings, "warmup": warmup or {}}
     return train_student(str(root / "student0"), str(out), str(root / "candidates.parquet"),
                          {"teacher": str(root / "scores.parquet")}, data["qrels-train"], data["queries"],
-                         data["corpus"], settings=settings, device="cpu", seed=3, **kwargs)
+                         data["corpus"], config=config, device="cpu", seed=3, **kwargs)
 
 
 def test_training_learns_and_saves_a_loadable_student(setup, tmp_path):
@@ -60,7 +62,7 @@ def test_warmup_phase_runs_before_distillation(setup, tmp_path):
     root, data, teacher = setup
     summary = train(setup, tmp_path / "student1", settings={"epochs": 1},
                     warmup={"epochs": 1, "batch_size": 8, "max_passage_length": 32},
-                    warmup_teacher=teacher, warmup_teacher_shards=[str(root / "teacher-emb.parquet")])
+                    models={"teacher": teacher}, embedding_shards={"teacher": [str(root / "teacher-emb.parquet")]})
     phases = [h["phase"] for h in summary["history"]]
     assert phases[0] == "warmup" and phases[-1] == "distill"
     assert "embedding_mse" in summary["history"][0]
@@ -69,8 +71,8 @@ def test_warmup_phase_runs_before_distillation(setup, tmp_path):
 def test_warmup_refuses_embeddings_of_another_model(setup, tmp_path):
     root, data, teacher = setup
     with pytest.raises(ValueError, match="not made by warm-up teacher"):
-        train(setup, tmp_path / "s", warmup={"epochs": 1}, warmup_teacher=dict(teacher, source="elsewhere"),
-              warmup_teacher_shards=[str(root / "teacher-emb.parquet")])
+        train(setup, tmp_path / "s", warmup={"epochs": 1}, models={"teacher": dict(teacher, source="elsewhere")},
+              embedding_shards={"teacher": [str(root / "teacher-emb.parquet")]})
     assert not (tmp_path / "s").exists()
 
 
@@ -81,7 +83,7 @@ class Interrupt(Exception):
 def test_killed_training_resumes_to_the_same_weights(setup, tmp_path, monkeypatch):
     reference = train(setup, tmp_path / "reference", scratch_dir=str(tmp_path / "scratch-ref"))
 
-    import pipeline.training as training
+    import pipeline.training.distill as training
 
     original = training.distill_phase
 
@@ -89,11 +91,11 @@ def test_killed_training_resumes_to_the_same_weights(setup, tmp_path, monkeypatc
         phase = original(*args, **kwargs)
         inner, calls = phase.step, {"n": 0}
 
-        def step(model, batch):
+        def step(models, batch, global_step):
             calls["n"] += 1
             if calls["n"] == 8:
                 raise Interrupt()
-            return inner(model, batch)
+            return inner(models, batch, global_step)
 
         phase.step = step
         return phase
@@ -116,12 +118,12 @@ def test_nan_guard_skips_then_stops(tiny_bert):
     model = BiEncoder.load(ModelSpec("s", source=str(tiny_bert)))
     before = [p.detach().clone() for p in model.parameters()]
 
-    def nan_step(model, batch):
-        return model.embed(["x"], is_query=True).sum() * float("nan"), {}
+    def nan_step(models, batch, global_step):
+        return models["student"].embed(["x"], is_query=True).sum() * float("nan"), {}
 
     phase = Phase("distill", 1, 1e-3, 0.0, 0.0, lambda epoch: [0] * 20, nan_step)
     with pytest.raises(FloatingPointError, match="non-finite"):
-        run_phases(model, [phase], None, "run", 1.0, 5, max_bad_steps=3, seed=0)
+        run_phases({"student": model}, [phase], None, "run", 1.0, 5, max_bad_steps=3, seed=0)
     for p, q in zip(model.parameters(), before):
         assert torch.equal(p, q), "skipped steps leave weights untouched"
 
@@ -148,7 +150,7 @@ def test_schedule_and_teacher_scale():
 def test_in_batch_distillation_scores_the_whole_batch_with_the_teacher(setup, tmp_path):
     root, data, teacher = setup
     from pipeline.data import load_queries, read_table
-    from pipeline.training import in_batch_teacher_scorers
+    from pipeline.training.teachers import in_batch_teacher_scorers
 
     shards = {"teacher": [str(root / "teacher-emb.parquet")]}
     queries = load_queries(data["queries"])
@@ -165,8 +167,8 @@ def test_in_batch_distillation_scores_the_whole_batch_with_the_teacher(setup, tm
             if (q, d) in lookup:
                 assert matrix[i, j].item() == pytest.approx(20.0 * lookup[(q, d)], abs=1e-3)
 
-    in_batch = train(setup, tmp_path / "student1", settings={"kd_in_batch": True}, teacher_models={"teacher": teacher},
-                     teacher_embedding_shards=shards)["history"]
+    in_batch = train(setup, tmp_path / "student1", settings={"kd_in_batch": True}, models={"teacher": teacher},
+                     embedding_shards=shards)["history"]
     group = train(setup, tmp_path / "student0", settings={"kd_in_batch": False})["history"]
     assert [h["step"] for h in in_batch] == [h["step"] for h in group]
     assert in_batch[0]["kl:teacher"] != pytest.approx(group[0]["kl:teacher"]), "the KL spans the whole batch"

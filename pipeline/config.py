@@ -1,0 +1,82 @@
+"""The configuration schema, the one source of defaults.
+
+``schemas/config.schema.yaml`` documents every key and holds every default. Snakemake's ``validate``
+fills the workflow's config from it at parse time; :func:`complete` fills, from the same file, the
+settings that a step called by hand (``python -m pipeline train '<json>'``) receives, so a step never
+keeps defaults of its own. Defaults are filled the way Snakemake fills them (the jsonschema FAQ's
+``extend_with_default``), except that each default is copied, so filling one instance never changes
+the schema or another instance. Torch-free: the Snakefile imports it at parse time.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration (or a step's arguments) that the schema or a cross-field check rejects."""
+
+
+@lru_cache(maxsize=None)
+def schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+@lru_cache(maxsize=None)
+def _validator_class():
+    from jsonschema import Draft202012Validator, validators
+
+    properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, props, instance, subschema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from properties(validator, props, instance, subschema)
+
+    return validators.extend(Draft202012Validator, {"properties": set_defaults})
+
+
+def complete(value: Any, definition: str | None = None, where: str = "config") -> Any:
+    """A copy of ``value`` validated against the schema (or its ``definitions/<definition>``), with every
+    default filled in. Raises :class:`ConfigError` naming the offending key, e.g. ``train.lr``."""
+    root = schema()
+    # a definition is checked alone, not with the root's own keywords (required keys, properties)
+    target = root if definition is None else {"$ref": f"#/definitions/{definition}", "definitions": root["definitions"]}
+    return _fill(target, value, where)
+
+
+def _fill(target: dict[str, Any], value: Any, where: str) -> Any:
+    from jsonschema.exceptions import best_match
+
+    value = copy.deepcopy(value)
+    error = best_match(_validator_class()(target).iter_errors(value))
+    if error is not None:
+        raise ConfigError(f"{'.'.join([where, *map(str, error.absolute_path)])}: {error.message}")
+    return value
+
+
+def section_defaults(definition: str) -> dict[str, Any]:
+    """Every default of one schema definition (e.g. ``train``), as a step called without settings sees them."""
+    return complete({}, definition, definition)
+
+
+def complete_section(name: str, value: Any) -> Any:
+    """One top-level config section (``train``, ``warmup``, ``teacher`` ...) validated against its schema,
+    defaults filled in; a required section that is missing is an error naming it."""
+    root = schema()
+    if name not in root["properties"]:
+        raise ConfigError(f"config: unknown section {name!r}")
+    if value is None:
+        if "default" not in root["properties"][name]:
+            raise ConfigError(f"config.{name}: missing (no default)")
+        value = root["properties"][name]["default"]
+    return _fill({**root["properties"][name], "definitions": root["definitions"]}, value, name)

@@ -1,0 +1,21 @@
+"""Distillation methods, one module each; :data:`METHODS` maps a config name to its class.
+
+``standard`` is the recipe every other method starts from: a label-free warm-up, then NLL + listwise KL
+(+ MarginMSE) on mined candidates. See :mod:`pipeline.methods.base` for the interface.
+"""
+
+from __future__ import annotations
+
+from .base import Method
+from .standard import Standard
+
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Standard,)}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; methods are {sorted(METHODS)}")
+    return METHODS[name]()
+
+
+__all__ = ["METHODS", "Method", "get_method"]

@@ -1,0 +1,63 @@
+"""What a distillation method is to the workflow: the one interface every method implements.
+
+A method answers two kinds of question. At parse time (torch-free, from :class:`pipeline.plan.Plan`):
+which cross-field rules its config must obey (:meth:`Method.check`), which scorers must score the
+mined candidates of an iteration (:meth:`Method.scorers`), which models and corpus embeddings its
+training reads (:meth:`Method.models`, :meth:`Method.embeddings`), which config sections it reads
+(:attr:`Method.sections`), and whether it adds stages to the DAG (:attr:`Method.rules`). At training
+time (from :mod:`pipeline.training.driver`): which phases it trains (:meth:`Method.phases`) and which
+loss terms it adds to a phase (:meth:`Method.loss_terms`).
+
+Methods compose: a config lists several (``methods: [standard, adam]``); the phases of all of them run
+in config order, and the loss of each phase is the weighted sum of every method's terms for that phase.
+A method module imports torch inside the functions that train, so the Snakefile can ask the parse-time
+questions without loading torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plan import Plan
+    from ..training.driver import TrainingRun
+    from ..training.loop import Phase
+
+LossTerm = Callable[..., Any]  # (StudentScores, Batch) -> per-query loss [B]
+
+
+class Method:
+    """Base class: a method that asks for nothing and trains nothing."""
+
+    name: ClassVar[str] = ""
+    #: config sections its training reads (besides ``train``, which every training reads)
+    sections: ClassVar[tuple[str, ...]] = ()
+    #: a rule file that adds stages to the DAG, included by the Snakefile when the method is configured
+    rules: ClassVar[str | None] = None
+
+    def check(self, plan: "Plan", it: int) -> list[str]:
+        """Problems with the config of iteration ``it`` that the schema cannot express."""
+        return []
+
+    def scorers(self, plan: "Plan", it: int) -> list[str]:
+        """Models whose scores of iteration ``it``'s mined candidates the training reads."""
+        return []
+
+    def models(self, plan: "Plan", it: int) -> list[str]:
+        """Configured models the training job loads itself (their configs are passed to it)."""
+        return []
+
+    def embeddings(self, plan: "Plan", it: int) -> list[str]:
+        """Models whose cached corpus embeddings the training job reads (inputs of the train rule)."""
+        return []
+
+    def phases(self, run: "TrainingRun") -> list["Phase"]:
+        """The training phases this method runs, in order."""
+        return []
+
+    def loss_terms(self, run: "TrainingRun", phase: str) -> dict[str, tuple[float, LossTerm]]:
+        """Named, weighted per-query loss terms this method adds to ``phase`` (any method's phase)."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"<method {self.name}>"

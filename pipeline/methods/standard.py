@@ -1,0 +1,165 @@
+r"""The standard recipe: a label-free warm-up, then distillation on mined candidates.
+
+Every other method starts from this one. Per iteration, the student first (optionally) warms up on the
+teacher's embeddings without labels, then trains on each training query's group
+``[p+, n_1 .. n_k]`` (mined negatives) with in-batch negatives:
+
+.. math::
+    \mathcal{L} = w_{nll}\,\mathrm{NLL}(s)
+        + \sum_{t} \omega_t \big(w_{kd}\,T^2\,\mathrm{KL}(\mathrm{softmax}(t/T)\,\|\,\mathrm{softmax}(s/T))
+        + w_{mse}\,\mathrm{MarginMSE}(s, t)\big)
+
+with ``s`` the student's scaled similarities, ``t`` each teacher's scores on the student's scale
+(:func:`pipeline.training.teachers.teacher_scale`) and ``ω_t`` the ``teacher_weights`` (1 each by
+default). The warm-up minimises ``w_embedding_mse·||E_S(x) - E_T(x)||² + w_rank_kl·KL`` of the ranking
+of the teacher's other-side embeddings (:func:`pipeline.losses.anchored_rank_kl`) over corpus passages,
+training queries and titles.
+
+Settings (config sections):
+    - ``teacher``: the model whose scores of the mined candidates the student learns from.
+    - ``train``: ``w_nll``, ``w_kd``, ``w_mse``, ``temperature``, ``teacher_weights``, ``kd_in_batch``
+      (the KL over every passage of the batch, scored by a bi-encoder teacher from its cached corpus
+      embeddings), batch and group sizes, optimiser, ``denoise``.
+    - ``warmup``: ``epochs``, ``iterations`` (which iterations warm up), ``teacher`` (a bi-encoder;
+      default the teacher), ``texts``, ``w_embedding_mse``, ``w_rank_kl``, ``rank_scale``.
+
+References:
+    - Karpukhin et al., 2020, "Dense Passage Retrieval for Open-Domain Question Answering" (NLL with
+      in-batch and hard negatives).
+    - Hinton et al., 2015, "Distilling the Knowledge in a Neural Network" (KL with temperature).
+    - Hofstätter et al., 2020, "Improving Efficient Neural Ranking Models with Cross-Architecture
+      Knowledge Distillation" (MarginMSE); Hofstätter et al., 2021, TAS-B (in-batch distillation).
+    - Reimers & Gurevych, 2020, "Making Monolingual Sentence Embeddings Multilingual using Knowledge
+      Distillation" (embedding MSE); the ranking-KL warm-up term is this project's.
+
+Requirements:
+    - judged training queries (``splits.train``) and a teacher score artifact for the mined candidates;
+    - a bi-encoder warm-up teacher with the student's embedding size; bi-encoder teachers for ``kd_in_batch``.
+
+Inputs:
+    +------------------------------------+-----------------------------------------+
+    | Batch                              | Teacher scores                          |
+    +====================================+=========================================+
+    | (query, [positive, k negatives])   | cached scores of every pair, per teacher|
+    +------------------------------------+-----------------------------------------+
+
+Relations:
+    - With ``w_kd = w_mse = 0`` this is sentence-transformers' ``MultipleNegativesRankingLoss`` with hard
+      negatives; with ``w_nll = w_mse = 0`` its ``DistillKLDivLoss``; with ``w_nll = w_kd = 0`` its
+      ``MarginMSELoss``.
+    - PROD's first (bi-encoder teacher) stage is this recipe with ``w_nll = 0.1``, ``w_kd = 0.9``, ``T = 4``.
+
+Example:
+    .. code-block:: yaml
+
+        methods: [standard]
+        teacher: minilm-l6
+        warmup: {epochs: 1, iterations: [1], w_rank_kl: 4.0}
+        train: {w_nll: 1.0, w_kd: 1.0, temperature: 1.0, group_size: 4}
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import LossTerm, Method
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plan import Plan
+    from ..training.driver import TrainingRun
+    from ..training.loop import Phase
+
+
+def warmup_teacher(config: dict[str, Any], iteration: int) -> str | None:
+    """The bi-encoder the warm-up of ``iteration`` distils from, or None when it does not warm up."""
+    warmup = config["warmup"]
+    if warmup["epochs"] <= 0 or int(iteration) not in warmup["iterations"]:
+        return None
+    return warmup["teacher"] or config["teacher"]
+
+
+class Standard(Method):
+    name = "standard"
+    sections = ("teacher", "warmup")
+
+    @staticmethod
+    def teachers(config: dict[str, Any]) -> list[str]:
+        return [config["teacher"]]
+
+    # -- parse time ------------------------------------------------------------------------------
+
+    def check(self, plan: "Plan", it: int) -> list[str]:
+        c = plan.iteration(it)
+        problems = []
+        teacher = warmup_teacher(c, it)
+        if teacher and plan.kind(teacher) != "bi-encoder":
+            problems.append(f"warmup needs a bi-encoder teacher; set warmup.teacher (got {teacher!r})")
+        if c["train"]["kd_in_batch"]:
+            problems += [f"train.kd_in_batch needs bi-encoder teachers; {name!r} is not one"
+                         for name in self.teachers(c) if plan.kind(name) != "bi-encoder"]
+        return problems
+
+    def scorers(self, plan: "Plan", it: int) -> list[str]:
+        return self.teachers(plan.iteration(it))
+
+    def models(self, plan: "Plan", it: int) -> list[str]:
+        c = plan.iteration(it)
+        teacher = warmup_teacher(c, it)
+        return ([teacher] if teacher else []) + (self.teachers(c) if c["train"]["kd_in_batch"] else [])
+
+    def embeddings(self, plan: "Plan", it: int) -> list[str]:
+        c = plan.iteration(it)
+        teacher = warmup_teacher(c, it)
+        warm = [teacher] if teacher and "corpus" in c["warmup"]["texts"] else []
+        return warm + (self.teachers(c) if c["train"]["kd_in_batch"] else [])
+
+    # -- training time ---------------------------------------------------------------------------
+
+    def phases(self, run: "TrainingRun") -> list["Phase"]:
+        from ..models import ModelSpec
+        from ..training.distill import distill_phase
+        from ..training.teachers import in_batch_teacher_scorers
+        from ..training.warmup import warmup_phase
+
+        c, settings = run.config, run.train
+        phases = []
+        teacher = warmup_teacher(c, run.iteration)
+        if teacher:
+            if teacher not in run.models:
+                raise ValueError(f"warmup: teacher {teacher!r} is not among the models given to training "
+                                 f"({sorted(run.models)}); it must be a configured bi-encoder")
+            warm = c["warmup"]
+            short = [run.queries[q] for q in sorted(run.qrels)] if "train_queries" in warm["texts"] else []
+            short += [t for t in run.corpus["title"] if t.strip()] if "titles" in warm["texts"] else []
+            shards = list(run.embedding_shards.get(teacher, [])) if "corpus" in warm["texts"] else []
+            phases.append(warmup_phase(warm, ModelSpec.from_config(teacher, run.models[teacher]), shards,
+                                       run.corpus, run.include_title, short, run.device, run.seed))
+        in_batch = {}
+        if settings["kd_in_batch"] and settings["epochs"] > 0:
+            in_batch = in_batch_teacher_scorers(self.teachers(c), run.models, run.embedding_shards, settings,
+                                                run.queries, run.corpus_path, [e.query_id for e in run.examples],
+                                                run.synthetic_texts, run.include_title, run.device)
+        phases.append(distill_phase(settings, run.examples, run.doc_text, run.queries, run.teacher_scores,
+                                    run.loss("distill"), run.seed, in_batch))
+        return phases
+
+    def loss_terms(self, run: "TrainingRun", phase: str) -> dict[str, tuple[float, LossTerm]]:
+        if phase != "distill":
+            return {}
+        return recipe_terms(run.train, self.teachers(run.config))
+
+
+def recipe_terms(settings: dict[str, Any], teachers: list[str]) -> dict[str, tuple[float, LossTerm]]:
+    """``w_nll·NLL + Σ_t ω_t (w_kd·KL_T + w_mse·MarginMSE)`` as named, weighted per-query terms."""
+    from ..losses import ContrastiveNLL, ListwiseKL, MarginMSE
+
+    terms: dict[str, tuple[float, LossTerm]] = {
+        "nll": (settings["w_nll"], ContrastiveNLL(in_batch=settings["in_batch_negatives"]))
+    }
+    teacher_weights = settings["teacher_weights"] or {name: 1.0 for name in teachers}
+    for name in teachers:
+        share = teacher_weights.get(name, 0.0)
+        terms[f"kl:{name}"] = (settings["w_kd"] * share,
+                               ListwiseKL(settings["temperature"], teacher=name, in_batch=settings["kd_in_batch"]))
+        terms[f"margin_mse:{name}"] = (settings["w_mse"] * share, MarginMSE(teacher=name))
+    return terms

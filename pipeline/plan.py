@@ -1,0 +1,244 @@
+"""The plan of a run: which models, iterations, artifacts and job arguments a validated config asks for.
+
+The Snakefile and its rules read like a table of contents; every decision they need (the config of an
+iteration, the miner of iteration k, which models a scorer needs, which scores the training of an
+iteration reads, the cross-field checks of the config) is made here, by one object that unit tests
+build without Snakemake. Torch-free: it runs at parse time, also on every cluster node.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+from .config import ConfigError, complete
+from .methods import Method, get_method
+
+STUDENT = re.compile(r"^student-it(\d+)$")
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """``base`` with ``update`` merged in: nested dicts merge key by key, everything else is replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def to_json(**kwargs) -> str:
+    """A step's keyword arguments as the JSON that ``python -m pipeline STEP`` reads (sorted: stable params)."""
+    return json.dumps(kwargs, sort_keys=True)
+
+
+class Plan:
+    """What a validated config (schema defaults filled in) asks the workflow to do."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self._iteration_configs: dict[int, dict[str, Any]] = {}
+        self.root = f"{config['results_dir']}/{config['experiment']}"
+        splits = config["splits"]
+        self.data = {
+            "corpus": f"{self.root}/data/corpus.parquet",
+            "queries": f"{self.root}/data/queries.parquet",
+            "qrels_train": f"{self.root}/data/qrels-{splits['train']}.parquet",
+            "qrels_test": f"{self.root}/data/qrels-{splits['test']}.parquet",
+        }
+
+    # ----------------------------------------------------------------------------------------------
+    # iterations and models
+    # ----------------------------------------------------------------------------------------------
+
+    @property
+    def iterations(self) -> range:
+        return range(1, self.config["iterations"] + 1)
+
+    def iteration(self, it: int | str) -> dict[str, Any]:
+        """The config of iteration ``it``: the base config with ``overrides[it]`` deep-merged over it, and
+        validated again, so that a typo in an override fails like one in the base config."""
+        it = int(it)
+        if it not in self._iteration_configs:
+            override = self.config["overrides"].get(str(it), {})
+            base = {k: v for k, v in self.config.items() if k != "overrides"}
+            self._iteration_configs[it] = complete(deep_merge(base, override), where=f"overrides.{it}")
+        return self._iteration_configs[it]
+
+    def model(self, name: str) -> dict[str, Any]:
+        """The settings of a named model, or of the student of an iteration (``student-itK``)."""
+        match = STUDENT.match(name)
+        if match:
+            return dict(self.config["student"], layers=None, source=f"{self.root}/students/it{match.group(1)}",
+                        name=name)
+        if name not in self.config["models"]:
+            raise ConfigError(f"config: unknown model {name!r}; models are {sorted(self.config['models'])}")
+        return dict(self.config["models"][name], name=name)
+
+    def kind(self, name: str) -> str | None:
+        """A model's kind, or None for a name that is neither a configured model nor a student."""
+        if STUDENT.match(name):
+            return "bi-encoder"
+        return self.config["models"].get(name, {}).get("kind")
+
+    def bi_encoders_of(self, name: str) -> list[str]:
+        """The bi-encoders whose corpus embeddings scoring with ``name`` needs (itself, or fusion members)."""
+        model = self.model(name)
+        if model["kind"] == "bi-encoder":
+            return [name]
+        if model["kind"] == "fusion":
+            return sorted({b for member in model["members"] for b in self.bi_encoders_of(member)})
+        return []
+
+    def models_of(self, name: str) -> dict[str, dict[str, Any]]:
+        """The configured models a scorer needs to be rebuilt: itself and, for a fusion, its members."""
+        model = self.model(name)
+        names = {name} | {n for member in model.get("members", {}) for n in self.models_of(member)}
+        return {n: dict(self.config["models"][n], name=n) for n in sorted(names) if n in self.config["models"]}
+
+    def shards(self, model: str) -> list[str]:
+        n = self.config["encode"]["shards"]
+        return [f"{self.root}/embeddings/{model}/shard-{k}-of-{n}.parquet" for k in range(n)]
+
+    def embedding_shards(self, names) -> dict[str, list[str]]:
+        """Corpus embedding shards of every bi-encoder that scoring with any of ``names`` needs."""
+        return {b: self.shards(b) for name in names for b in self.bi_encoders_of(name)}
+
+    def miner_of(self, it: int | str) -> str:
+        c = self.iteration(it)["mine"]
+        name = c["first_miner"] if int(it) == 1 else c["miner"]
+        return f"student-it{int(it) - 1}" if name == "student" else name
+
+    @staticmethod
+    def role_of(name: str) -> tuple[str, int | None]:
+        match = STUDENT.match(name)
+        return ("student", int(match.group(1))) if match else ("teacher", None)
+
+    # ----------------------------------------------------------------------------------------------
+    # methods
+    # ----------------------------------------------------------------------------------------------
+
+    def methods(self, it: int | str) -> list[Method]:
+        """The distillation methods iteration ``it`` trains with, in config order."""
+        return [get_method(name) for name in self.iteration(it)["methods"]]
+
+    def teachers_of(self, it: int | str) -> list[str]:
+        """Scorers whose scores of the mined candidates the training of iteration ``it`` reads."""
+        return self._union(it, "scorers")
+
+    def _union(self, it: int | str, question: str) -> list[str]:
+        names: dict[str, None] = {}
+        for method in self.methods(it):
+            names.update(dict.fromkeys(getattr(method, question)(self, int(it))))
+        return list(names)
+
+    def train_models(self, it: int | str) -> list[str]:
+        """Configured models the training job loads itself (warm-up teachers, in-batch teachers)."""
+        return self._union(it, "models")
+
+    def train_embeddings(self, it: int | str) -> list[str]:
+        """Models whose cached corpus embeddings the training job reads."""
+        return self._union(it, "embeddings")
+
+    def method_rules(self) -> list[str]:
+        """Rule files of the configured methods that add stages to the DAG (``rules/methods/<name>.smk``)."""
+        files: dict[str, None] = {}
+        for it in self.iterations:
+            files.update(dict.fromkeys(m.rules for m in self.methods(it) if m.rules))
+        return list(files)
+
+    def train_inputs(self, it: int | str) -> dict[str, Any]:
+        it = int(it)
+        return {
+            **self.data,
+            "student": f"{self.root}/students/it{it - 1}",
+            "candidates": f"{self.root}/it{it}/candidates.parquet",
+            "scores": [f"{self.root}/it{it}/scores/{t}.parquet" for t in self.teachers_of(it)],
+            "embeddings": [p for shards in self.embedding_shards(self.train_embeddings(it)).values() for p in shards],
+        }
+
+    def train_args(self, it: int | str, input, output) -> str:
+        """The arguments of iteration ``it``'s train job; paths come from the job's ``input`` and ``output``."""
+        it = int(it)
+        c = self.iteration(it)
+        teachers = self.teachers_of(it)
+        models = dict.fromkeys(self.train_models(it) + self.train_embeddings(it))
+        sections = {"train"} | {s for m in self.methods(it) for s in m.sections}
+        return to_json(
+            student_dir=input.student,
+            out_dir=output[0],
+            candidates_path=input.candidates,
+            score_paths=dict(zip(teachers, input.scores)),
+            qrels_path=input.qrels_train,
+            queries_path=input.queries,
+            corpus_path=input.corpus,
+            methods=c["methods"],
+            config={s: c[s] for s in sorted(sections)},
+            models={n: m for name in models for n, m in self.models_of(name).items()},
+            embedding_shards=self.embedding_shards(self.train_embeddings(it)),
+            iteration=it,
+            scratch_dir=f"{self.root}/scratch/train-it{it}",
+            include_title=self.config["include_title"],
+            device=self.config["device"],
+            seed=self.config["seed"] + it,
+            provenance={"iteration": it, "experiment": self.config["experiment"]},
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # evaluation
+    # ----------------------------------------------------------------------------------------------
+
+    def evaluated_models(self) -> list[str]:
+        students = [f"student-it{k}" for k in range(self.config["iterations"] + 1)]
+        teachers = sorted({self.iteration(it)["teacher"] for it in self.iterations})
+        return (teachers if self.config["evaluate"]["teacher"] else []) + students
+
+    # ----------------------------------------------------------------------------------------------
+    # checks
+    # ----------------------------------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Cross-field checks the schema cannot express, for the models and for every iteration."""
+        problems = []
+        models = self.config["models"]
+        for name, model in models.items():
+            if model["kind"] in ("bi-encoder", "cross-encoder") and not model.get("source"):
+                problems.append(f"models.{name}: a {model['kind']} needs a source")
+            if model["kind"] == "fusion":
+                if not model.get("members"):
+                    problems.append(f"models.{name}: a fusion needs members")
+                problems += [f"models.{name}.members: unknown model {m!r}" for m in model.get("members", {})
+                             if m not in models]
+        if self.config["student"]["kind"] != "bi-encoder":
+            problems.append("student.kind: the student must be a bi-encoder")
+        for it in self.iterations:
+            try:
+                c = self.iteration(it)
+            except ConfigError as err:
+                problems.append(str(err))
+                continue
+            where = f"iteration {it}"
+            if c["teacher"] not in models:
+                problems.append(f"{where}: teacher: unknown model {c['teacher']!r}; models are {sorted(models)}")
+            miner = c["mine"]["first_miner"] if it == 1 else c["mine"]["miner"]
+            if miner != "student":
+                if miner not in models:
+                    problems.append(f"{where}: mine: unknown miner {miner!r}")
+                elif models[miner]["kind"] not in ("bm25", "bi-encoder"):
+                    problems.append(f"{where}: mine: {miner!r} is a {models[miner]['kind']}; "
+                                    "miners are bm25 or bi-encoders")
+            low, high = c["mine"]["window"]
+            if not low < high:
+                problems.append(f"{where}: mine.window [{low}, {high}) is empty")
+            for method in self.methods(it):
+                problems += [f"{where}: {p}" for p in method.check(self, it)]
+        return problems
+
+    def check(self) -> None:
+        """Fail at parse time, before any job runs, with every problem found."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError("config: " + "; ".join(problems))

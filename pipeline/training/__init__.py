@@ -1,0 +1,10 @@
+"""Training: the ``train`` and ``init_student`` steps (:mod:`.driver`), the loop over phases and trained
+models (:mod:`.loop`), examples and batches (:mod:`.sampling`), teacher scores (:mod:`.teachers`), and
+the shared phases (:mod:`.warmup`, :mod:`.distill`) that methods assemble."""
+
+from .driver import TrainingRun, init_student, train_student
+from .loop import Phase, linear_schedule, run_phases
+from .sampling import Example, build_examples, sample_groups
+
+__all__ = ["Example", "Phase", "TrainingRun", "build_examples", "init_student", "linear_schedule", "run_phases",
+           "sample_groups", "train_student"]

@@ -1,0 +1,46 @@
+"""The listwise distillation phase: batches of queries with [positive, mined negatives], scored by the
+student and by cached teacher scores, under a loss that the configured methods assemble."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..losses import Batch, StudentScores
+from .loop import Phase
+from .sampling import Example, sample_groups
+from .teachers import InBatchTeacher, ScoreLookup
+
+
+def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, str], queries: dict[str, str],
+                  teacher_scores: dict[str, ScoreLookup], loss: Callable, seed: int,
+                  in_batch_teachers: dict[str, InBatchTeacher] | None = None, name: str = "distill") -> Phase:
+    """``settings`` is a ``train`` section (epochs, batch and group size, optimiser, scales); ``loss`` maps
+    ``(StudentScores, Batch)`` to ``(loss, parts)``, e.g. a :class:`pipeline.losses.CompositeLoss`."""
+    in_batch_teachers = in_batch_teachers or {}
+    scale = float(settings["similarity_scale"])
+    max_passage = settings.get("max_passage_length")
+
+    def batches(epoch: int) -> list:
+        return sample_groups(examples, settings["group_size"], settings["batch_size"], seed + 15485863 * epoch)
+
+    def step(models, rows, global_step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        student = models["student"]
+        doc_ids = [d for _, group in rows for d in group]
+        batch = Batch(
+            query_ids=[q for q, _ in rows],
+            query_texts=[queries[q] for q, _ in rows],
+            passage_texts=[doc_text[d] for d in doc_ids],
+            group_size=settings["group_size"],
+            teacher_scores={name: torch.tensor([[lookup[(q, d)] for d in group] for q, group in rows])
+                            for name, lookup in teacher_scores.items()},
+            teacher_batch_scores={name: teacher([q for q, _ in rows], doc_ids)
+                                  for name, teacher in in_batch_teachers.items()},
+        ).to(student.device)
+        out = StudentScores(student.embed(batch.query_texts, is_query=True),
+                            student.embed(batch.passage_texts, is_query=False, max_length=max_passage), scale)
+        return loss(out, batch)
+
+    return Phase(name, settings["epochs"], settings["lr"], settings["weight_decay"], settings["warmup_ratio"],
+                 batches, step)

@@ -1,0 +1,166 @@
+"""The ``train`` step: read what an iteration's training needs, let the configured methods build their
+phases and losses, run them, save the student.
+
+The driver only wires parts together (Tevatron's habit): :mod:`.sampling` makes examples and batches,
+:mod:`.teachers` reads teacher scores, the methods of :mod:`pipeline.methods` decide the phases and loss
+terms, :mod:`.loop` trains and checkpoints. Every setting comes from the config schema
+(:mod:`pipeline.config`), also when the step is called by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import ConfigError, complete_section
+from ..data import atomic_path, load_qrels, load_queries, passage_texts, read_table
+from ..losses import CompositeLoss
+from ..methods import Method, get_method
+from ..models import BiEncoder, ModelSpec, load_student_spec, resolve_device, set_threads
+from .loop import Phase, fingerprint, run_phases
+from .sampling import Example, build_examples
+from .teachers import ScoreLookup, read_teacher_scores
+
+
+@dataclass
+class TrainingRun:
+    """Everything an iteration's training has read, handed to the methods to build their phases."""
+
+    config: dict[str, Any]  # the config sections the methods read (``train`` always), defaults filled
+    iteration: int
+    seed: int
+    device: torch.device
+    methods: list[Method]
+    corpus: pd.DataFrame
+    corpus_path: str
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    doc_text: dict[str, str]  # corpus passages and synthetic training passages
+    synthetic_texts: dict[str, str]
+    examples: list[Example]
+    teacher_scores: dict[str, ScoreLookup]  # scorer -> (query, doc) -> score on the student's scale
+    include_title: bool
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # configs of models the methods load
+    embedding_shards: dict[str, Sequence[str]] = field(default_factory=dict)
+    trainables: dict[str, torch.nn.Module] = field(default_factory=dict)  # "student" and any other trained model
+
+    @property
+    def train(self) -> dict[str, Any]:
+        return self.config["train"]
+
+    def loss(self, phase: str) -> CompositeLoss:
+        """The loss of ``phase``: every configured method's terms for it, in config order."""
+        terms: dict[str, tuple[float, Any]] = {}
+        for method in self.methods:
+            for name, term in method.loss_terms(self, phase).items():
+                if name in terms:
+                    raise ValueError(f"loss term {name!r} of phase {phase!r} is added twice (by {method.name})")
+                terms[name] = term
+        return CompositeLoss(terms)
+
+
+def complete_sections(config: dict[str, Any], methods: Sequence[Method]) -> dict[str, Any]:
+    """The sections ``train`` and those the methods read, validated against the schema, defaults filled in
+    (the workflow passes them complete; a call by hand may leave out whatever has a default)."""
+    names = ["train"] + [s for m in methods for s in m.sections]
+    unknown = set(config) - set(names)
+    if unknown:
+        raise ConfigError(f"config: sections {sorted(unknown)} are read by none of the methods {[m.name for m in methods]}")
+    return {name: complete_section(name, config.get(name)) for name in dict.fromkeys(names)}
+
+
+def train_student(student_dir: str, out_dir: str, candidates_path: str, score_paths: dict[str, str],
+                  qrels_path: str, queries_path: str, corpus_path: str, config: dict[str, Any] | None = None,
+                  methods: Sequence[str] = ("standard",), models: dict[str, dict] | None = None,
+                  embedding_shards: dict[str, Sequence[str]] | None = None, iteration: int = 1,
+                  scratch_dir: str | None = None, include_title: bool = True, device: str = "auto",
+                  threads: int | None = None, seed: int = 13, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train the student in ``student_dir`` with ``methods`` and save it to ``out_dir`` (``save_pretrained``).
+
+    ``score_paths`` maps each scorer the methods asked for to its cached scores of the mined candidates;
+    ``config`` holds the config sections the methods read (``train``, ``warmup``, ``teacher``, ...);
+    ``models`` and ``embedding_shards`` the configs and corpus embeddings of models the methods load.
+    """
+    from ..index import denoise_with_teacher
+
+    set_threads(threads)
+    method_objects = [get_method(name) for name in methods]
+    if not method_objects:
+        raise ConfigError("train: no method configured")
+    config = complete_sections(config or {}, method_objects)
+    settings = config["train"]
+    device_ = resolve_device(device)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+    corpus = read_table(corpus_path)
+    queries = load_queries(queries_path)
+    qrels = load_qrels(qrels_path)
+    doc_text = dict(zip(corpus["doc_id"], passage_texts(corpus, include_title)))
+    candidates = read_table(candidates_path)
+    synthetic_texts: dict[str, str] = {}
+    if "text" in candidates.columns:  # synthetic passages exist only in the training data
+        synthetic = candidates[candidates["text"].notna()]
+        synthetic_texts = dict(zip(synthetic["doc_id"], synthetic["text"]))
+        doc_text.update(synthetic_texts)
+
+    score_frames, teacher_scores = read_teacher_scores(score_paths, settings)
+    denoise = settings["denoise"]
+    before = len(candidates)
+    if teacher_scores and (denoise["margin"] is not None or denoise["max_score"] is not None):
+        candidates = denoise_with_teacher(candidates, next(iter(score_frames.values())), qrels,
+                                          denoise["margin"], denoise["max_score"])
+    examples = build_examples(candidates, qrels)
+    missing = [(e.query_id, d) for e in examples for d in e.positives + e.negatives
+               for name, lookup in teacher_scores.items() if (e.query_id, d) not in lookup]
+    if missing:
+        raise ValueError(f"teacher scores lack {len(missing)} training pairs, e.g. {missing[0]}")
+    if settings["epochs"] > 0 and not examples:
+        raise ValueError(f"{candidates_path}: no training query has both a positive and a negative")
+
+    spec = load_student_spec(student_dir)
+    student = BiEncoder.load(spec, device_)
+    run = TrainingRun(config=config, iteration=iteration, seed=seed, device=device_, methods=method_objects,
+                      corpus=corpus, corpus_path=corpus_path, queries=queries, qrels=qrels, doc_text=doc_text,
+                      synthetic_texts=synthetic_texts, examples=examples, teacher_scores=teacher_scores,
+                      include_title=include_title, models=models or {}, embedding_shards=embedding_shards or {},
+                      trainables={"student": student})
+    phases: list[Phase] = [phase for method in method_objects for phase in method.phases(run)]
+    names = [phase.name for phase in phases]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"methods {list(methods)} build phases with the same name: {names}")
+
+    run_id = fingerprint({"student": spec.to_dict(), "config": config, "methods": list(methods), "seed": seed,
+                          "inputs": [candidates_path, *score_paths.values()], "provenance": provenance})
+    began = time.perf_counter()
+    history = run_phases(run.trainables, phases, scratch_dir, run_id, settings["max_grad_norm"],
+                         settings["checkpoint_every"], settings["max_bad_steps"], seed)
+    seconds = time.perf_counter() - began
+
+    with atomic_path(out_dir, directory=True) as tmp:
+        student.save_pretrained(tmp, final_path=out_dir)
+        summary = {"methods": list(methods), "config": config, "phases": names, "seed": seed,
+                   "teachers": list(score_paths), "examples": len(examples), "candidates_before_denoise": before,
+                   "candidates_after_denoise": len(candidates), "seconds": seconds, "device": str(device_),
+                   "history": history, "initialised_from": student_dir, **(provenance or {})}
+        (tmp / "training.json").write_text(json.dumps(summary, indent=2, default=str))
+    if scratch_dir:
+        shutil.rmtree(scratch_dir, ignore_errors=True)
+    return summary
+
+
+def init_student(model: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    """The untrained student (e.g. the first N layers of a bigger model), saved as a model folder."""
+    spec = ModelSpec.from_config(model["name"], model)
+    student = BiEncoder.load(spec, "cpu")
+    with atomic_path(out_dir, directory=True) as tmp:
+        student.save_pretrained(tmp, final_path=out_dir)
+        (tmp / "training.json").write_text(json.dumps({"initialised_from": spec.to_dict()}, indent=2))
+    return spec.to_dict()
