@@ -5,6 +5,7 @@
 # decision about models, iterations and methods is made by `pipeline.plan.Plan` (unit-tested).
 
 import os
+import shlex
 import sys
 
 from snakemake.utils import min_version, validate
@@ -22,9 +23,17 @@ validate(config, "schemas/config.schema.yaml")
 plan = Plan(config)
 plan.check()  # cross-field checks: fail at parse time, before any job runs
 
+# `snakemake --lint` reports two things on purpose (tests/test_workflow.py fails on any other):
+# - "Specify a conda environment or container for each rule": every rule runs the interpreter that runs
+#   Snakemake, whose environment requirements.txt (or environment.yml) pins; a per-rule conda env
+#   would install the same torch stack ten times.
+# - "Shell command directly uses variable PY": PY is that interpreter; as a `params` entry it would
+#   re-run every job of a run whose checkout (and so venv) moved.
 PY = sys.executable
-# Jobs run `python -m pipeline` from the working directory (maybe --directory elsewhere, maybe a cluster node).
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+# Jobs run `python -m pipeline` from the working directory (maybe --directory elsewhere, maybe a
+# cluster node), so every job's shell finds the package through PYTHONPATH.
+# (Snakemake formats the prefix like a command: its braces are doubled.)
+shell.prefix("export PYTHONPATH=%s${{PYTHONPATH:+:$PYTHONPATH}}; " % shlex.quote(workflow.basedir))
 R = plan.root
 DATA = plan.data
 # What each model job asks for; Snakemake lowers it to --cores on one machine, and a cluster profile

@@ -62,7 +62,7 @@ def main() -> None:
     teacher = dict(config["models"][teacher_name], name=teacher_name)
     shards = sorted(str(p) for p in (args.run / "embeddings" / teacher_name).glob("shard-*.parquet"))
     data = args.run / "data"
-    warmup = {k: v for k, v in config["warmup"].items() if k not in ("iterations", "teacher")}
+    warmup = dict(config["warmup"])
     base = {**config["train"], **config.get("overrides", {}).get(str(it), {}).get("train", {})}
 
     def train(name: str, student: Path, settings: dict, warm: dict) -> float:
@@ -70,14 +70,14 @@ def main() -> None:
         train_student(str(student), str(args.work / name), str(args.run / f"it{it}/candidates.parquet"),
                       {teacher_name: str(args.run / f"it{it}/scores/{teacher_name}.parquet")},
                       str(data / "qrels-train.parquet"), str(data / "queries.parquet"), str(data / "corpus.parquet"),
-                      settings=settings, warmup=warm, warmup_teacher=teacher, warmup_teacher_shards=shards,
+                      config={"teacher": teacher_name, "train": settings, "warmup": warm}, iteration=it,
+                      models={teacher_name: teacher}, embedding_shards={teacher_name: shards},
                       scratch_dir=str(args.work / "scratch" / name), device="cpu", threads=2,
-                      seed=config.get("seed", 13) + it, teacher_models={teacher_name: teacher},
-                      teacher_embedding_shards={teacher_name: shards})
+                      seed=config.get("seed", 13) + it)
         return time.perf_counter() - began
 
     start = args.run / f"students/it{it - 1}"
-    if it in config["warmup"].get("iterations", [1]) and warmup["epochs"] > 0:
+    if it in warmup.get("iterations", [1]) and warmup.get("epochs", 0) > 0:
         if not (args.work / "warm").exists():
             seconds = train("warm", start, dict(base, epochs=0), warmup)
             print(json.dumps({"variant": "warm-up only", "train_s": round(seconds),

@@ -38,11 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     function = getattr(importlib.import_module(module_name), function_name)
     if args.threads is not None and "threads" in function.__code__.co_varnames:
         kwargs["threads"] = args.threads
+    from .config import ConfigError
     from .data import InputError
 
     try:
         function(**kwargs)
-    except InputError as err:
+    except (InputError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

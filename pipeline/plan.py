@@ -112,6 +112,24 @@ class Plan:
         name = c["first_miner"] if int(it) == 1 else c["miner"]
         return f"student-it{int(it) - 1}" if name == "student" else name
 
+    def model_inputs(self, name: str) -> list[str]:
+        """A student is an artifact of the workflow (its folder); a configured model is not."""
+        role, it = self.role_of(name)
+        return [f"{self.root}/students/it{it}"] if role == "student" else []
+
+    def miner_inputs(self, it: int | str) -> list[str]:
+        """The index iteration ``it`` mines with, when its miner is a bi-encoder (BM25 needs none)."""
+        miner = self.miner_of(it)
+        return [f"{self.root}/index/{miner}"] if self.kind(miner) == "bi-encoder" else []
+
+    def eval_inputs(self, name: str) -> dict[str, Any]:
+        """The data, the model's index (bi-encoders) and the corpus embeddings scoring with it needs."""
+        inputs: dict[str, Any] = dict(self.data)
+        if self.kind(name) == "bi-encoder":
+            inputs["index"] = f"{self.root}/index/{name}"
+        inputs["shards"] = [p for shards in self.embedding_shards([name]).values() for p in shards]
+        return inputs
+
     @staticmethod
     def role_of(name: str) -> tuple[str, int | None]:
         match = STUDENT.match(name)

@@ -1,15 +1,10 @@
 # One distillation iteration: mine negatives, score them with the scorers the methods ask for, train.
 
 
-def miner_inputs(wildcards):
-    miner = plan.model(plan.miner_of(wildcards.it))
-    return [f"{R}/index/{miner['name']}"] if miner["kind"] == "bi-encoder" else []
-
-
 rule mine:
     input:
         **DATA,
-        miner=miner_inputs,
+        miner=lambda wc: plan.miner_inputs(wc.it),
     output:
         f"{R}/it{{it}}/candidates.parquet",
     params:

@@ -1,12 +1,6 @@
 # Corpus embeddings (sharded) and their FAISS index, for any bi-encoder: teachers and students alike.
 
 
-def model_inputs(wildcards):
-    """A student is an artifact of the workflow; a configured model is not."""
-    role, it = plan.role_of(wildcards.model)
-    return [f"{R}/students/it{it}"] if role == "student" else []
-
-
 rule init_student:
     output:
         directory(f"{R}/students/it0"),
@@ -24,7 +18,7 @@ rule init_student:
 rule encode:
     input:
         corpus=DATA["corpus"],
-        model=model_inputs,
+        model=lambda wc: plan.model_inputs(wc.model),
     output:
         f"{R}/embeddings/{{model}}/shard-{{shard}}-of-{{n}}.parquet",
     params:

@@ -1,17 +1,9 @@
 # Evaluation on the test split: every student iteration, the untrained student, and the teacher.
 
 
-def eval_inputs(wildcards):
-    inputs = dict(DATA)
-    if plan.kind(wildcards.model) == "bi-encoder":
-        inputs["index"] = f"{R}/index/{wildcards.model}"
-    inputs["shards"] = [p for s in plan.embedding_shards([wildcards.model]).values() for p in s]
-    return inputs
-
-
 rule evaluate:
     input:
-        unpack(eval_inputs),
+        unpack(lambda wc: plan.eval_inputs(wc.model)),
     output:
         metrics=f"{R}/eval/{{model}}/metrics.json",
         run=f"{R}/eval/{{model}}/run.trec",

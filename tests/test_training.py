@@ -1,11 +1,14 @@
+import copy
 import json
 
 import pandas as pd
 import pytest
 import torch
 
+from pipeline import methods as registry
 from pipeline.data import prepare_dataset
 from pipeline.index import mine_negatives
+from pipeline.methods import Method
 from pipeline.models import BiEncoder, ModelSpec
 from pipeline.scorers import score_candidates
 from pipeline.training import (Phase, init_student, linear_schedule, run_phases, sample_groups, build_examples,
@@ -175,3 +178,65 @@ def test_in_batch_distillation_scores_the_whole_batch_with_the_teacher(setup, tm
     with pytest.raises(ValueError, match="must be a bi-encoder with cached corpus embeddings"):
         train(setup, tmp_path / "student2", settings={"kd_in_batch": True})
     assert not (tmp_path / "student2").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Composition: a second method adds a loss term to standard's phase and a phase of its own
+# --------------------------------------------------------------------------------------------------
+
+
+class SquaredQueryNorm:
+    """Per-query loss: the squared norm of the query embedding (any differentiable term will do)."""
+
+    def __call__(self, out, batch):
+        return (out.query_embeddings ** 2).sum(-1)
+
+
+class Toy(Method):
+    name = "toy"
+
+    def phases(self, run):
+        run.trainables["peer"] = copy.deepcopy(run.trainables["student"])
+        texts = sorted(run.queries.values())[:8]
+
+        def step(models, batch, global_step):
+            a = models["student"].embed(batch, is_query=True)
+            b = models["peer"].embed(batch, is_query=True)
+            return ((a - b) ** 2).sum(-1).mean() + (b ** 2).sum(-1).mean(), {}
+
+        return [Phase("toy", 1, 1e-3, 0.0, 0.0, lambda epoch: [texts[:4], texts[4:]], step,
+                      trains=("student", "peer"))]
+
+    def loss_terms(self, run, phase):
+        return {"toy": (0.5, SquaredQueryNorm())} if phase == "distill" else {}
+
+
+def test_methods_compose_in_one_run(setup, monkeypatch, tmp_path):
+    monkeypatch.setitem(registry.METHODS, "toy", Toy)
+    summary = train(setup, tmp_path / "composed", methods=["standard", "toy"], settings={"epochs": 1})
+    assert summary["phases"] == ["distill", "toy"]
+    distill = [h for h in summary["history"] if h["phase"] == "distill"]
+    assert {"nll", "kl:teacher", "toy"} <= set(distill[0]), "the toy's term joins standard's loss"
+    assert any(h["phase"] == "toy" for h in summary["history"])
+    with pytest.raises(ValueError, match="read by none of the methods"):
+        train(setup, tmp_path / "x", methods=["toy"])
+
+
+def test_a_step_called_by_hand_validates_its_settings_against_the_schema(setup, tmp_path, capsys):
+    from pipeline.__main__ import main
+
+    root, data, teacher = setup
+    args = {"student_dir": str(root / "student0"), "out_dir": str(tmp_path / "out"),
+            "candidates_path": str(root / "candidates.parquet"), "score_paths": {"teacher": str(root / "scores.parquet")},
+            "qrels_path": data["qrels-train"], "queries_path": data["queries"], "corpus_path": data["corpus"],
+            "config": {"teacher": "teacher", "train": {"epochs": 1, "lrr": 0.1}}, "device": "cpu"}
+    assert main(["train", json.dumps(args)]) == 2
+    assert "train: Additional properties are not allowed ('lrr' was unexpected)" in capsys.readouterr().err
+    args["config"]["train"] = {"epochs": 1, "lr": -1}
+    assert main(["train", json.dumps(args)]) == 2
+    assert "train.lr: -1 is less than or equal to the minimum of 0" in capsys.readouterr().err
+    del args["config"]["teacher"]
+    args["config"]["train"] = {}
+    assert main(["train", json.dumps(args)]) == 2
+    assert "config.teacher: missing" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

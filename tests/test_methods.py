@@ -1,0 +1,141 @@
+"""The method interface: the standard recipe's pieces, methods composed in one run, and the training
+loop with two trained models (trained, checkpointed, killed and resumed to the identical result)."""
+
+import math
+
+import pytest
+import torch
+
+from pipeline.config import complete, section_defaults
+from pipeline.losses import Batch, CompositeLoss, StudentScores
+from pipeline.methods import get_method
+from pipeline.methods.standard import Standard, recipe_terms, warmup_teacher
+from pipeline.models import BiEncoder, ModelSpec
+from pipeline.plan import Plan
+from pipeline.training import Phase, run_phases
+
+
+def test_registry_knows_standard_and_rejects_unknown_names():
+    assert isinstance(get_method("standard"), Standard)
+    with pytest.raises(ValueError, match="unknown method 'nope'; methods are"):
+        get_method("nope")
+
+
+def plan_of(**changes):
+    config = {"models": {"t": {"kind": "bi-encoder", "source": "t"}, "w": {"kind": "bi-encoder", "source": "w"},
+                         "bm25": {"kind": "bm25"}}, "teacher": "t", "warmup": {"epochs": 1}, **changes}
+    return Plan(complete(config))
+
+
+def test_standard_asks_for_its_teacher_and_warmup_teacher():
+    standard = Standard()
+    plan = plan_of()
+    assert standard.scorers(plan, 1) == ["t"] and standard.scorers(plan, 2) == ["t"]
+    assert standard.models(plan, 1) == ["t"] and standard.embeddings(plan, 1) == ["t"], "iteration 1 warms up"
+    assert standard.models(plan, 2) == [] and standard.embeddings(plan, 2) == []
+    other = plan_of(warmup={"epochs": 1, "teacher": "w", "texts": ["titles"]})
+    assert standard.models(other, 1) == ["w"] and standard.embeddings(other, 1) == [], "no corpus texts"
+    in_batch = plan_of(train={"kd_in_batch": True}, warmup={"epochs": 0})
+    assert standard.models(in_batch, 2) == ["t"] and standard.embeddings(in_batch, 2) == ["t"]
+    assert standard.sections == ("teacher", "warmup") and standard.rules is None
+    assert standard.check(plan, 1) == []
+    assert "warmup needs a bi-encoder teacher" in standard.check(plan_of(teacher="bm25"), 1)[0]
+    assert standard.check(plan_of(teacher="bm25"), 2) == [], "iteration 2 does not warm up"
+
+
+def test_warmup_teacher_per_iteration():
+    c = {"teacher": "t", "warmup": {"epochs": 1, "iterations": [1, 3], "teacher": None}}
+    assert [warmup_teacher(c, it) for it in (1, 2, 3)] == ["t", None, "t"]
+    assert warmup_teacher(dict(c, warmup=dict(c["warmup"], teacher="w")), 1) == "w"
+    assert warmup_teacher(dict(c, warmup=dict(c["warmup"], epochs=0)), 1) is None
+
+
+def test_recipe_terms_weights():
+    settings = {**section_defaults("train"), "w_nll": 0.1, "w_kd": 0.9, "w_mse": 2.0,
+                "teacher_weights": {"a": 1.0, "b": 0.5}}
+    terms = recipe_terms(settings, ["a", "b"])
+    weights = {name: w for name, (w, _) in terms.items()}
+    assert weights == {"nll": 0.1, "kl:a": 0.9, "margin_mse:a": 2.0, "kl:b": 0.45, "margin_mse:b": 1.0}
+    assert terms["kl:a"][1].teacher == "a" and terms["kl:b"][1].temperature == settings["temperature"]
+    zero = CompositeLoss(recipe_terms({**settings, "w_mse": 0.0, "teacher_weights": None}, ["a"]))
+    assert set(zero.terms) == {"nll", "kl:a"}, "zero-weight terms are dropped"
+
+
+def test_standard_loss_terms_only_for_its_distill_phase():
+    run = type("Run", (), {"train": section_defaults("train"), "config": {"teacher": "t"}})()
+    assert Standard().loss_terms(run, "warmup") == {}
+    total, parts = CompositeLoss(Standard().loss_terms(run, "distill"))(
+        StudentScores(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]]), 1.0),
+        Batch(["q"], ["q"], ["p", "n"], 2, teacher_scores={"t": torch.tensor([[1.0, 0.0]])}))
+    nll = -math.log(math.e / (math.e + 1))
+    assert parts["nll"] == pytest.approx(nll, rel=1e-6)
+    assert parts["kl:t"] == pytest.approx(0.0, abs=1e-7), "the student already matches the teacher"
+    assert total.item() == pytest.approx(nll, rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# Two trained models: train, checkpoint, kill, resume
+# --------------------------------------------------------------------------------------------------
+
+
+class Interrupt(Exception):
+    pass
+
+
+def two_model_phase(seen: list, interrupt_at: int | None = None) -> Phase:
+    texts = [f"text number {i} about topic {i % 3}" for i in range(24)]
+
+    def batches(epoch):
+        order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(epoch)).tolist()
+        return [[texts[i] for i in order[s:s + 4]] for s in range(0, len(texts), 4)]
+
+    def step(models, batch, global_step):
+        if global_step == interrupt_at:
+            raise Interrupt()
+        seen.append(global_step)
+        a = models["student"].embed(batch, is_query=True)
+        b = models["peer"].embed(batch, is_query=True)
+        # mutual pull plus a term that makes each model move on its own
+        loss = ((a - b) ** 2).sum(-1).mean() - 0.1 * (a[:, 0].mean() + b[:, 1].mean())
+        return loss, {"gap": float(((a - b) ** 2).sum(-1).mean().detach())}
+
+    return Phase("mutual", 2, 1e-3, 0.01, 0.1, batches, step, trains=("student", "peer"))
+
+
+def two_models(tiny_bert):
+    student = BiEncoder.load(ModelSpec("s", source=str(tiny_bert), layers=1))
+    peer = BiEncoder.load(ModelSpec("p", source=str(tiny_bert), layers=2))
+    return {"student": student, "peer": peer}
+
+
+def test_two_model_phase_trains_both_and_resumes_exactly(tiny_bert, tmp_path):
+    reference, seen = two_models(tiny_bert), []
+    before = {n: [p.detach().clone() for p in m.parameters()] for n, m in reference.items()}
+    history = run_phases(reference, [two_model_phase(seen)], str(tmp_path / "ref"), "run", 1.0, 3, 5, seed=7)
+    assert seen == list(range(12)), "the global step counts the phase's steps across epochs"
+    for name, model in reference.items():
+        assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before[name])), f"{name} trained"
+
+    killed, seen_killed = two_models(tiny_bert), []
+    with pytest.raises(Interrupt):
+        run_phases(killed, [two_model_phase(seen_killed, interrupt_at=8)], str(tmp_path / "scratch"), "run", 1.0, 3,
+                   5, seed=7)
+    checkpoint = torch.load(tmp_path / "scratch" / "checkpoint.pt", weights_only=False)
+    assert set(checkpoint["models"]) == {"student", "peer"} and checkpoint["step"] == 6
+    assert set(checkpoint["optimisation"]["optimizers"]) == {"student", "peer"}
+    assert {"torch", "numpy", "python"} <= set(checkpoint["random"])
+
+    resumed, seen_resumed = two_models(tiny_bert), []  # a fresh process: weights as loaded, not as trained
+    history_resumed = run_phases(resumed, [two_model_phase(seen_resumed)], str(tmp_path / "scratch"), "run", 1.0, 3,
+                                 5, seed=7)
+    assert seen_resumed == list(range(6, 12)), "resumed at the last checkpoint"
+    assert history_resumed == history
+    for name in reference:
+        for p, q in zip(reference[name].parameters(), resumed[name].parameters()):
+            assert torch.equal(p, q), f"{name}: resumed weights differ"
+
+
+def test_a_phase_must_train_known_models(tiny_bert):
+    phase = two_model_phase([])
+    with pytest.raises(ValueError, match=r"trains unknown models \['peer'\]"):
+        run_phases({"student": two_models(tiny_bert)["student"]}, [phase], None, "run", 1.0, 3, 5, seed=0)

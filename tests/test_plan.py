@@ -1,0 +1,133 @@
+"""The plan of a run, without Snakemake: iteration configs, model lookups, job inputs, config checks."""
+
+import copy
+import json
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from pipeline.config import SCHEMA_PATH, ConfigError, complete, section_defaults
+from pipeline.methods import METHODS
+from pipeline.plan import Plan, deep_merge
+
+
+def config(**overrides):
+    base = {
+        "experiment": "x",
+        "iterations": 2,
+        "models": {
+            "teacher": {"kind": "bi-encoder", "source": "t"},
+            "other": {"kind": "bi-encoder", "source": "o"},
+            "bm25": {"kind": "bm25"},
+            "ce": {"kind": "cross-encoder", "source": "c"},
+            "fused": {"kind": "fusion", "members": {"teacher": 0.7, "bm25": 0.3}},
+        },
+        "teacher": "teacher",
+        "warmup": {"epochs": 1},
+        "encode": {"shards": 2},
+    }
+    base.update(overrides)
+    return complete(base)
+
+
+def test_deep_merge_merges_dicts_and_replaces_the_rest():
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    merged = deep_merge(base, {"a": {"c": [3]}, "e": 2})
+    assert merged == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}, "the base is not changed"
+
+
+def test_iteration_config_merges_and_validates_overrides():
+    plan = Plan(config(overrides={"2": {"train": {"epochs": 3}, "teacher": "other"}}))
+    assert plan.iteration(1)["train"]["epochs"] == 1 and plan.iteration(1)["teacher"] == "teacher"
+    assert plan.iteration(2)["train"]["epochs"] == 3 and plan.iteration(2)["teacher"] == "other"
+    assert plan.iteration(2)["train"]["lr"] == section_defaults("train")["lr"]
+    bad = Plan(config(overrides={"2": {"train": {"epohcs": 3}}}))
+    assert bad.iteration(1)["train"]["epochs"] == 1
+    with pytest.raises(ConfigError, match=r"overrides\.2\.train: Additional properties.*'epohcs'"):
+        bad.check()
+
+
+def test_models_students_and_their_needs():
+    plan = Plan(config())
+    student = plan.model("student-it3")
+    assert student["source"] == "results/x/students/it3" and student["layers"] is None
+    assert plan.kind("student-it1") == "bi-encoder" and plan.kind("nope") is None
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        plan.model("nope")
+    assert plan.bi_encoders_of("fused") == ["teacher"] and plan.bi_encoders_of("ce") == []
+    assert set(plan.models_of("fused")) == {"fused", "teacher", "bm25"}
+    assert plan.shards("teacher") == [f"results/x/embeddings/teacher/shard-{k}-of-2.parquet" for k in range(2)]
+    assert plan.embedding_shards(["fused", "bm25"]) == {"teacher": plan.shards("teacher")}
+    assert plan.role_of("student-it2") == ("student", 2) and plan.role_of("teacher") == ("teacher", None)
+
+
+def test_miners_per_iteration():
+    plan = Plan(config(iterations=3, mine={"miner": "other"}, overrides={"3": {"mine": {"miner": "student"}}}))
+    assert [plan.miner_of(it) for it in (1, 2, 3)] == ["bm25", "other", "student-it2"]
+
+
+def test_train_inputs_and_args_come_from_the_methods():
+    plan = Plan(config(overrides={"2": {"train": {"kd_in_batch": True}}}))
+    assert plan.teachers_of(1) == ["teacher"]
+    one = plan.train_inputs(1)
+    assert one["student"] == "results/x/students/it0" and one["candidates"] == "results/x/it1/candidates.parquet"
+    assert one["scores"] == ["results/x/it1/scores/teacher.parquet"]
+    assert one["embeddings"] == plan.shards("teacher"), "iteration 1 warms up on the teacher's corpus embeddings"
+    assert plan.train_inputs(2)["embeddings"] == plan.shards("teacher"), "iteration 2 scores in-batch pairs"
+    no_warmup_two = Plan(config())
+    assert no_warmup_two.train_inputs(2)["embeddings"] == []
+
+    inputs = SimpleNamespace(**one)
+    args = json.loads(plan.train_args(1, inputs, ["out"]))
+    assert args["methods"] == ["standard"] and args["seed"] == plan.config["seed"] + 1
+    assert set(args["config"]) == {"train", "teacher", "warmup"}, "only the sections the methods read"
+    assert args["score_paths"] == {"teacher": "results/x/it1/scores/teacher.parquet"}
+    assert set(args["models"]) == {"teacher"} and args["embedding_shards"] == {"teacher": plan.shards("teacher")}
+
+
+def test_evaluated_models():
+    plan = Plan(config(overrides={"2": {"teacher": "other"}}))
+    assert plan.evaluated_models() == ["other", "teacher", "student-it0", "student-it1", "student-it2"]
+    assert Plan(config(evaluate={"teacher": False})).evaluated_models()[0] == "student-it0"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"teacher": "nope"}, "iteration 1: teacher: unknown model 'nope'"),
+    ({"mine": {"first_miner": "ce"}}, "'ce' is a cross-encoder; miners are bm25 or bi-encoders"),
+    ({"mine": {"miner": "nope"}}, "iteration 2: mine: unknown miner 'nope'"),
+    ({"mine": {"window": [5, 5]}}, "mine.window [5, 5) is empty"),
+    ({"teacher": "bm25"}, "warmup needs a bi-encoder teacher"),
+    ({"warmup": {"epochs": 0}, "teacher": "ce", "train": {"kd_in_batch": True}},
+     "kd_in_batch needs bi-encoder teachers; 'ce' is not one"),
+    ({"models": {"f": {"kind": "fusion", "members": {"ghost": 1.0}}, "t": {"kind": "bi-encoder", "source": "s"}},
+      "teacher": "t"}, "models.f.members: unknown model 'ghost'"),
+    ({"models": {"t": {"kind": "bi-encoder"}}, "teacher": "t"}, "models.t: a bi-encoder needs a source"),
+])
+def test_config_checks_name_the_problem(change, message):
+    plan = Plan(config(**change))
+    with pytest.raises(ConfigError) as err:
+        plan.check()
+    assert message in str(err.value)
+
+
+def test_the_default_config_passes_its_checks():
+    Plan(config()).check()
+    assert Plan(config()).method_rules() == [], "the standard method adds no stage to the DAG"
+
+
+def test_schema_lists_exactly_the_registered_methods():
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert sorted(schema["properties"]["methods"]["items"]["enum"]) == sorted(METHODS)
+
+
+def test_snakemake_validate_and_complete_fill_the_same_defaults(tmp_path):
+    from snakemake.utils import validate
+
+    raw = {"models": {"t": {"kind": "bi-encoder", "source": "s"}}, "teacher": "t", "train": {"lr": 1e-3},
+           "overrides": {"2": {"train": {"epochs": 2}}}}
+    by_snakemake = copy.deepcopy(raw)
+    validate(by_snakemake, str(SCHEMA_PATH))
+    assert complete(raw) == by_snakemake
+    assert by_snakemake["train"]["w_nll"] == 1.0 and by_snakemake["methods"] == ["standard"]
