@@ -1,6 +1,6 @@
 """Training steps per second of the distillation phase, for this checkout and another revision.
 
-    python benchmarks/train_step_speed.py --ref 7aab948 --rounds 5      # writes results/train_step_speed.json
+    python benchmarks/train_step_speed.py --ref 7aab948 --rounds 3 --queries 320   # -> results/train_step_speed.json
 
 The data are made once with this checkout's pipeline (SciFact, BM25 candidates scored by BM25 as the
 teacher, the 2-layer student); then each round trains one epoch of the default distillation settings
@@ -26,7 +26,7 @@ SETTINGS = {"epochs": 1, "batch_size": 16, "group_size": 4, "lr": 1e-4, "max_pas
             "w_nll": 1.0, "w_kd": 1.0, "checkpoint_every": 1000}
 
 
-def prepare(data_dir: str, work: Path) -> None:
+def prepare(data_dir: str, work: Path, queries: int | None) -> None:
     sys.path.insert(0, str(ROOT))
     from pipeline.data import prepare_dataset
     from pipeline.index import mine_negatives
@@ -38,6 +38,13 @@ def prepare(data_dir: str, work: Path) -> None:
     bm25 = {"name": "bm25", "kind": "bm25"}
     mine_negatives(data["queries"], data["qrels-train"], str(work / "candidates.parquet"), bm25, depth=100,
                    window=(0, 50), corpus_path=data["corpus"])
+    if queries:  # fewer queries, fewer steps: a shorter benchmark of the same step
+        from pipeline.data import CANDIDATES_SCHEMA, read_provenance, read_table, write_table
+
+        frame = read_table(work / "candidates.parquet")
+        keep = sorted(frame.query_id.unique())[:queries]
+        write_table(frame[frame.query_id.isin(keep)], work / "candidates.parquet",
+                    read_provenance(work / "candidates.parquet"), CANDIDATES_SCHEMA)
     score_candidates(str(work / "candidates.parquet"), data["qrels-train"], data["queries"], data["corpus"],
                      str(work / "scores.parquet"), bm25, device="cpu")
     init_student({"name": "student-it0", "kind": "bi-encoder", "source": "packaged:all-MiniLM-L6-v2", "layers": 2},
@@ -63,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ref", default="HEAD~1", help="the other revision (a git ref)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=None, help="train on the first N queries only (default all)")
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/scifact"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/train_step_speed.json"))
     parser.add_argument("--worker", nargs=3, metavar=("REPO", "WORK", "OUT"), help=argparse.SUPPRESS)
@@ -76,7 +84,7 @@ def main() -> None:
         other = tmp / "other"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(other), args.ref], check=True)
         try:
-            prepare(args.data, tmp / "work")
+            prepare(args.data, tmp / "work", args.queries)
             repos = {args.ref: str(other), "this checkout": str(ROOT)}
             rounds: dict[str, list[dict]] = {name: [] for name in repos}
             for r in range(args.rounds):
@@ -90,7 +98,7 @@ def main() -> None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False)
     medians = {name: statistics.median(x["steps_per_s"] for x in rs) for name, rs in rounds.items()}
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    report = {"settings": SETTINGS, "rounds": rounds, "median_steps_per_s": medians,
+    report = {"settings": SETTINGS, "queries": args.queries, "rounds": rounds, "median_steps_per_s": medians,
               "this_checkout": head.stdout.strip(), "ref": args.ref,
               "ratio_this_over_ref": medians["this checkout"] / medians[args.ref],
               "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()}}
