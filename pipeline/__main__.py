@@ -14,6 +14,7 @@ import sys
 STEPS = {
     "download": "pipeline.data:download_scifact",
     "prepare": "pipeline.data:prepare_dataset",
+    "split": "pipeline.splits:split_training_queries",
     "init_student": "pipeline.training.driver:init_student",
     "encode": "pipeline.embeddings:encode_corpus_shard",
     "index": "pipeline.index:build_shard_indexes",
@@ -21,6 +22,7 @@ STEPS = {
     "score": "pipeline.scorers:score_candidates",
     "train": "pipeline.training.driver:train_student",
     "evaluate": "pipeline.evaluation:evaluate_model",
+    "select": "pipeline.evaluation:select_final_student",
     "summary": "pipeline.evaluation:summarize",
 }
 

@@ -83,8 +83,10 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
                    corpus_path: str, out_dir: str, depth: int = 100, index_dir: str | None = None,
                    embedding_shards: dict[str, Sequence[str]] | None = None,
                    models: dict[str, dict] | None = None, include_title: bool = True, device: str = "auto",
-                   threads: int | None = None, rerank_depth: int = 100) -> dict[str, Any]:
-    """Evaluate one model on a judged split; writes ``run.trec`` and ``metrics.json`` into ``out_dir``."""
+                   threads: int | None = None, rerank_depth: int = 100, phase: str | None = None,
+                   split: str = "test") -> dict[str, Any]:
+    """Evaluate one model on a judged split; writes ``run.trec`` and ``metrics.json`` into ``out_dir``.
+    A split without judged queries (no dev split) gives metrics of None."""
     from .embeddings import encoding_stats
     from .models import resolve_device, set_threads
 
@@ -94,24 +96,48 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
     queries = load_queries(queries_path)
     query_ids = sorted(q for q, docs in qrels.items() if any(r > 0 for r in docs.values()))
     embedding_shards = embedding_shards or {}
-    run = retrieve(spec, query_ids, queries, corpus_path, depth, index_dir, models or {}, embedding_shards,
-                   include_title, resolve_device(device), rerank_depth)
-    metrics = compute_metrics(qrels, run)
+    if query_ids:
+        run = retrieve(spec, query_ids, queries, corpus_path, depth, index_dir, models or {}, embedding_shards,
+                       include_title, resolve_device(device), rerank_depth)
+        metrics = compute_metrics(qrels, run)
+    else:
+        run, metrics = {}, {name: None for name in METRICS}
     stats = encoding_stats(embedding_shards[spec.name]) if spec.kind == "bi-encoder" and spec.name in embedding_shards \
         else {"encode_docs_per_s": None, "params": None}
-    result = {"model": role, "name": spec.name, "iteration": iteration, **metrics,
+    result = {"model": role, "name": spec.name, "iteration": iteration, "phase": phase, "split": split, **metrics,
               "encode_docs_per_s": stats["encode_docs_per_s"], "params": stats["params"],
               "queries": len(query_ids), "depth": depth, "source": spec.source, "kind": spec.kind}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_trec_run(run, out / "run.trec", tag=spec.name)
     write_json(result, out / "metrics.json")
-    log.info("%s: %s", spec.name, {k: round(v, 4) for k, v in metrics.items()})
+    log.info("%s on %s (%d queries): %s", spec.name, split, len(query_ids), metrics)
     return result
 
 
+def select_final_student(dev_metric_paths: Sequence[str], splits_report: str, out_path: str,
+                         metric: str = "ndcg@10", sources: dict[str, str] | None = None) -> dict[str, Any]:
+    """The run's final student: the best on the dev split by ``metric`` (the later student on a tie), or
+    the last student when there is no dev split. Writes the choice and every student's dev figure."""
+    rows = [json.loads(Path(p).read_text()) for p in dev_metric_paths]  # in the order the run made them
+    report = json.loads(Path(splits_report).read_text())
+    dev = {row["name"]: row[metric] for row in rows}
+    if report.get("no_dev_reason") or any(value is None for value in dev.values()):
+        selected = rows[-1]["name"]
+        reason = report.get("no_dev_reason") or "no dev figures; the last student is final"
+    else:
+        best = max(dev.values())
+        selected = [name for name, value in dev.items() if value == best][-1]
+        reason = f"best dev {metric} over {report['dev_queries']} dev queries"
+    choice = {"selected": selected, "source": (sources or {}).get(selected), "metric": metric, "reason": reason,
+              "dev_queries": report.get("dev_queries", 0), "dev": dev, "last": rows[-1]["name"]}
+    write_json(choice, out_path)
+    log.info("final student: %s (%s)", selected, reason)
+    return choice
+
+
 COLUMNS = [("model", "model"), ("iteration", "iteration"), ("name", "name"), ("ndcg@10", "nDCG@10"),
-           ("mrr@10", "MRR@10"), ("recall@100", "R@100"), ("encode_docs_per_s", "encode docs/s"),
+           ("mrr@10", "MRR@10"), ("recall@100", "R@100"), ("dev", "dev"), ("encode_docs_per_s", "encode docs/s"),
            ("params", "parameters")]
 
 
@@ -125,17 +151,30 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, experiment: str) -> list[dict]:
-    """Gather per-model metrics into a table (teachers first, then the student by iteration)."""
+def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, experiment: str,
+              dev_metric_paths: Sequence[str] = (), final_path: str | None = None) -> list[dict]:
+    """Gather per-model test metrics into a table (teachers first, then the students in the order the run
+    made them), with each student's dev figure and the final student marked."""
     rows = [json.loads(Path(p).read_text()) for p in metric_paths]
-    rows.sort(key=lambda r: (r["model"] != "teacher", -1 if r["iteration"] is None else r["iteration"], r["name"]))
+    dev_rows = {row["name"]: row for row in (json.loads(Path(p).read_text()) for p in dev_metric_paths)}
+    final = json.loads(Path(final_path).read_text()) if final_path else None
+    for row in rows:
+        if row["name"] in dev_rows:
+            row["dev"] = dev_rows[row["name"]].get(final["metric"] if final else "ndcg@10")
+        row["final"] = bool(final and row["name"] == final["selected"])
+    rows.sort(key=lambda r: (r["model"] != "teacher", -1 if r["iteration"] is None else r["iteration"],
+                             r.get("phase") is None, r["name"]))
     header = "| " + " | ".join(title for _, title in COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
     lines = [f"# {experiment}", "", header, rule]
-    lines += ["| " + " | ".join(_cell(row.get(key)) for key, _ in COLUMNS) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row.get(key)) + (" (final)" if key == "name" and row["final"] else "")
+                                for key, _ in COLUMNS) + " |" for row in rows]
+    if final:
+        lines += ["", f"Final student: **{final['selected']}** ({final['reason']}); dev {final['metric']} per "
+                      "student: " + ", ".join(f"{k} {_cell(v)}" for k, v in final["dev"].items())]
     table = "\n".join(lines) + "\n"
     with atomic_path(out_markdown) as tmp:
         tmp.write_text(table)
-    write_json({"experiment": experiment, "rows": rows}, out_json)
+    write_json({"experiment": experiment, "rows": rows, "final": final}, out_json)
     print(table)
     return rows

@@ -16,7 +16,8 @@ from typing import Any
 from .config import ConfigError, complete
 from .methods import Method, get_method
 
-STUDENT = re.compile(r"^student-it(\d+)$")
+# the student after iteration K, or after one of its phases (``student-it1-warmup``: students/it1/warmup)
+STUDENT = re.compile(r"^student-it(\d+)(?:-([a-z]+))?$")
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -43,12 +44,19 @@ class Plan:
         self._iteration_configs: dict[int, dict[str, Any]] = {}
         self.root = f"{config['results_dir']}/{config['experiment']}"
         splits = config["splits"]
+        #: every split prepare validates: train, test and a named dev split
+        self.prepared_splits = sorted({splits["train"], splits["test"], *filter(None, [splits["dev"]["split"]])})
         self.data = {
             "corpus": f"{self.root}/data/corpus.parquet",
             "queries": f"{self.root}/data/queries.parquet",
-            "qrels_train": f"{self.root}/data/qrels-{splits['train']}.parquet",
-            "qrels_test": f"{self.root}/data/qrels-{splits['test']}.parquet",
+            # what training reads: the train split less the dev queries (and cut to train_queries)
+            "qrels_train": f"{self.root}/data/training-qrels.parquet",
+            "qrels_dev": f"{self.root}/data/dev-qrels.parquet",
+            "qrels_test": self.prepared_qrels(splits["test"]),
         }
+
+    def prepared_qrels(self, split: str) -> str:
+        return f"{self.root}/data/qrels-{split}.parquet"
 
     # ----------------------------------------------------------------------------------------------
     # iterations and models
@@ -72,8 +80,9 @@ class Plan:
         """The settings of a named model, or of the student of an iteration (``student-itK``)."""
         match = STUDENT.match(name)
         if match:
-            return dict(self.config["student"], layers=None, source=f"{self.root}/students/it{match.group(1)}",
-                        name=name)
+            it, phase = match.groups()
+            source = f"{self.root}/students/it{it}" + (f"/{phase}" if phase else "")
+            return dict(self.config["student"], layers=None, source=source, name=name)
         if name not in self.config["models"]:
             raise ConfigError(f"config: unknown model {name!r}; models are {sorted(self.config['models'])}")
         return dict(self.config["models"][name], name=name)
@@ -114,7 +123,7 @@ class Plan:
 
     def model_inputs(self, name: str) -> list[str]:
         """A student is an artifact of the workflow (its folder); a configured model is not."""
-        role, it = self.role_of(name)
+        role, it, _ = self.role_of(name)
         return [f"{self.root}/students/it{it}"] if role == "student" else []
 
     def miner_inputs(self, it: int | str) -> list[str]:
@@ -122,18 +131,21 @@ class Plan:
         miner = self.miner_of(it)
         return [f"{self.root}/index/{miner}"] if self.kind(miner) == "bi-encoder" else []
 
-    def eval_inputs(self, name: str) -> dict[str, Any]:
-        """The data, the model's index (bi-encoders) and the corpus embeddings scoring with it needs."""
-        inputs: dict[str, Any] = dict(self.data)
+    def eval_inputs(self, name: str, split: str = "test") -> dict[str, Any]:
+        """The data, the split's qrels, the model's index (bi-encoders) and the corpus embeddings scoring
+        with it needs."""
+        inputs: dict[str, Any] = {"corpus": self.data["corpus"], "queries": self.data["queries"],
+                                  "qrels": self.data[f"qrels_{split}"]}
         if self.kind(name) == "bi-encoder":
             inputs["index"] = f"{self.root}/index/{name}"
         inputs["shards"] = [p for shards in self.embedding_shards([name]).values() for p in shards]
         return inputs
 
     @staticmethod
-    def role_of(name: str) -> tuple[str, int | None]:
+    def role_of(name: str) -> tuple[str, int | None, str | None]:
+        """(role, iteration, phase): ``("student", 1, "warmup")`` for ``student-it1-warmup``."""
         match = STUDENT.match(name)
-        return ("student", int(match.group(1))) if match else ("teacher", None)
+        return ("student", int(match.group(1)), match.group(2)) if match else ("teacher", None, None)
 
     # ----------------------------------------------------------------------------------------------
     # methods
@@ -171,7 +183,9 @@ class Plan:
     def train_inputs(self, it: int | str) -> dict[str, Any]:
         it = int(it)
         return {
-            **self.data,
+            "corpus": self.data["corpus"],
+            "queries": self.data["queries"],
+            "qrels_train": self.data["qrels_train"],
             "student": f"{self.root}/students/it{it - 1}",
             "candidates": f"{self.root}/it{it}/candidates.parquet",
             "scores": [f"{self.root}/it{it}/scores/{t}.parquet" for t in self.teachers_of(it)],
@@ -209,10 +223,21 @@ class Plan:
     # evaluation
     # ----------------------------------------------------------------------------------------------
 
+    def students(self) -> list[str]:
+        """Every student the run makes, in the order it makes them: the untrained one, then per iteration
+        the snapshots its methods keep (``student-it1-warmup``) and the iteration's student."""
+        names = ["student-it0"]
+        for it in self.iterations:
+            names += [f"student-it{it}-{phase}" for phase in self._union(it, "snapshots")]
+            names.append(f"student-it{it}")
+        return names
+
     def evaluated_models(self) -> list[str]:
-        students = [f"student-it{k}" for k in range(self.config["iterations"] + 1)]
         teachers = sorted({self.iteration(it)["teacher"] for it in self.iterations})
-        return (teachers if self.config["evaluate"]["teacher"] else []) + students
+        return (teachers if self.config["evaluate"]["teacher"] else []) + self.students()
+
+    def metrics(self, name: str, split: str = "test") -> str:
+        return f"{self.root}/eval/{split}/{name}/metrics.json"
 
     # ----------------------------------------------------------------------------------------------
     # checks
@@ -230,6 +255,10 @@ class Plan:
                     problems.append(f"models.{name}: a fusion needs members")
                 problems += [f"models.{name}.members: unknown model {m!r}" for m in model.get("members", {})
                              if m not in models]
+        splits = self.config["splits"]
+        if splits["dev"]["split"] in (splits["train"], splits["test"]):
+            problems.append(f"splits.dev.split: {splits['dev']['split']!r} is the {'train' if splits['dev']['split'] == splits['train'] else 'test'} "
+                            "split; the dev split must be held out of both")
         if self.config["student"]["kind"] != "bi-encoder":
             problems.append("student.kind: the student must be a bi-encoder")
         for it in self.iterations:

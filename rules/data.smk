@@ -22,15 +22,17 @@ rule prepare:
     input:
         corpus=f"{DATA_DIR}/corpus.jsonl",
         queries=f"{DATA_DIR}/queries.jsonl",
-        qrels=[f"{DATA_DIR}/qrels/{s}.tsv" for s in sorted(set(config["splits"].values()))],
+        qrels=[f"{DATA_DIR}/qrels/{s}.tsv" for s in plan.prepared_splits],
     output:
-        **DATA,
+        corpus=DATA["corpus"],
+        queries=DATA["queries"],
+        qrels=[plan.prepared_qrels(s) for s in plan.prepared_splits],
         report=f"{R}/data/report.json",
     params:
-        args=to_json(
+        args=lambda wc, output: to_json(
             data_dir=DATA_DIR,
-            out_dir=f"{R}/data",
-            splits=sorted(set(config["splits"].values())),
+            out_dir=os.path.dirname(output.report),
+            splits=plan.prepared_splits,
             include_title=config["include_title"],
             drop_empty_texts=config["drop_empty_texts"],
         ),
@@ -43,3 +45,30 @@ rule prepare:
         runtime=30,
     shell:
         "{PY} -m pipeline prepare {params.args:q} > {log} 2>&1"
+
+
+rule split_training_queries:
+    input:
+        qrels=plan.prepared_qrels(config["splits"]["train"]),
+        test=DATA["qrels_test"],
+        dev=[plan.prepared_qrels(s) for s in filter(None, [config["splits"]["dev"]["split"]])],
+    output:
+        training=DATA["qrels_train"],
+        dev=DATA["qrels_dev"],
+        report=f"{R}/data/splits.json",
+    params:
+        args=lambda wc, input, output: to_json(
+            qrels_path=input.qrels,
+            test_qrels_path=input.test,
+            dev_qrels_path=input.dev[0] if input.dev else None,
+            out_training=output.training,
+            out_dev=output.dev,
+            out_report=output.report,
+            seed=config["seed"],
+            train_queries=config["splits"]["train_queries"],
+            dev=config["splits"]["dev"],
+        ),
+    log:
+        f"{R}/logs/split_training_queries.log",
+    shell:
+        "{PY} -m pipeline split {params.args:q} > {log} 2>&1"

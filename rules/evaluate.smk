@@ -1,19 +1,24 @@
-# Evaluation on the test split: every student iteration, the untrained student, and the teacher.
+# Evaluation: every model on the test split (the table people read), every student on the dev split
+# (held out of training), the final student chosen on dev, and the summary.
 
 
 rule evaluate:
+    wildcard_constraints:
+        split="test|dev",
     input:
-        unpack(lambda wc: plan.eval_inputs(wc.model)),
+        unpack(lambda wc: plan.eval_inputs(wc.model, wc.split)),
     output:
-        metrics=f"{R}/eval/{{model}}/metrics.json",
-        run=f"{R}/eval/{{model}}/run.trec",
+        metrics=f"{R}/eval/{{split}}/{{model}}/metrics.json",
+        run=f"{R}/eval/{{split}}/{{model}}/run.trec",
     params:
         args=lambda wc, input, output: to_json(
             model=plan.model(wc.model),
             role=plan.role_of(wc.model)[0],
             iteration=plan.role_of(wc.model)[1],
+            phase=plan.role_of(wc.model)[2],
+            split=wc.split,
             queries_path=input.queries,
-            qrels_path=input.qrels_test,
+            qrels_path=input.qrels,
             corpus_path=input.corpus,
             out_dir=os.path.dirname(output.metrics),
             depth=config["evaluate"]["depth"],
@@ -25,9 +30,9 @@ rule evaluate:
             device=config["device"],
         ),
     log:
-        f"{R}/logs/evaluate/{{model}}.log",
+        f"{R}/logs/evaluate/{{split}}/{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/evaluate/{{model}}.tsv"
+        f"{R}/benchmarks/evaluate/{{split}}/{{model}}.tsv"
     threads: JOB_THREADS
     resources:
         mem_mb=8000,
@@ -37,15 +42,42 @@ rule evaluate:
         "{PY} -m pipeline evaluate {params.args:q} --threads {threads} > {log} 2>&1"
 
 
+rule select_student:
+    input:
+        dev=[plan.metrics(m, "dev") for m in plan.students()],
+        splits=f"{R}/data/splits.json",
+    output:
+        f"{R}/final.json",
+    params:
+        args=lambda wc, input, output: to_json(
+            dev_metric_paths=list(input.dev),
+            splits_report=input.splits,
+            out_path=output[0],
+            metric=config["splits"]["dev"]["metric"],
+            sources={m: plan.model(m)["source"] for m in plan.students()},
+        ),
+    log:
+        f"{R}/logs/select_student.log",
+    shell:
+        "{PY} -m pipeline select {params.args:q} > {log} 2>&1"
+
+
 rule summary:
     input:
-        [f"{R}/eval/{m}/metrics.json" for m in plan.evaluated_models()],
+        test=[plan.metrics(m) for m in plan.evaluated_models()],
+        dev=[plan.metrics(m, "dev") for m in plan.students()],
+        final=f"{R}/final.json",
     output:
         markdown=f"{R}/summary.md",
         json=f"{R}/summary.json",
     params:
         args=lambda wc, input, output: to_json(
-            metric_paths=list(input), out_markdown=output.markdown, out_json=output.json, experiment=config["experiment"]
+            metric_paths=list(input.test),
+            dev_metric_paths=list(input.dev),
+            final_path=input.final,
+            out_markdown=output.markdown,
+            out_json=output.json,
+            experiment=config["experiment"],
         ),
     log:
         f"{R}/logs/summary.log",

@@ -36,3 +36,52 @@ def test_summary_orders_teacher_then_iterations(tmp_path):
     table = (tmp_path / "s.md").read_text()
     assert "| teacher | - | t | 0.6000 |" in table and "2.0M" in table
     assert json.loads((tmp_path / "s.json").read_text())["experiment"] == "exp"
+
+
+def metric_file(tmp_path, name, split, ndcg, iteration, phase=None, role="student"):
+    path = tmp_path / f"{split}-{name}.json"
+    path.write_text(json.dumps({"model": role, "name": name, "iteration": iteration, "phase": phase, "split": split,
+                                "ndcg@10": ndcg, "mrr@10": ndcg, "recall@100": ndcg, "encode_docs_per_s": 10.0,
+                                "params": 1000}))
+    return str(path)
+
+
+def test_the_best_dev_student_is_final_and_ties_go_to_the_later_one(tmp_path):
+    from pipeline.evaluation import select_final_student
+
+    (tmp_path / "splits.json").write_text(json.dumps({"dev_queries": 20, "no_dev_reason": None}))
+    table = [("student-it0", 0.05, 0, None), ("student-it1-warmup", 0.50, 1, "warmup"), ("student-it1", 0.48, 1, None),
+             ("student-it2", 0.50, 2, None)]
+    paths = [metric_file(tmp_path, n, "dev", v, it, ph) for n, v, it, ph in table]
+    choice = select_final_student(paths, str(tmp_path / "splits.json"), str(tmp_path / "final.json"),
+                                  sources={"student-it2": "s/it2"})
+    assert choice["selected"] == "student-it2" and choice["source"] == "s/it2", "a tie goes to the later student"
+    assert choice["dev"]["student-it1"] == 0.48 and "20 dev queries" in choice["reason"]
+    paths[1] = metric_file(tmp_path, "student-it1-warmup", "dev", 0.6, 1, "warmup")
+    assert select_final_student(paths, str(tmp_path / "splits.json"), str(tmp_path / "f.json"))["selected"] == \
+        "student-it1-warmup", "labels that hurt on dev leave the warmed-up student final"
+
+
+def test_without_a_dev_split_the_last_student_is_final(tmp_path):
+    from pipeline.evaluation import select_final_student
+
+    (tmp_path / "splits.json").write_text(json.dumps({"dev_queries": 0, "no_dev_reason": "too few queries"}))
+    paths = [metric_file(tmp_path, n, "dev", None, it) for n, it in (("student-it0", 0), ("student-it1", 1))]
+    choice = select_final_student(paths, str(tmp_path / "splits.json"), str(tmp_path / "final.json"))
+    assert choice["selected"] == "student-it1" and choice["reason"] == "too few queries"
+
+
+def test_summary_marks_the_final_student_and_shows_dev_figures(tmp_path):
+    from pipeline.evaluation import select_final_student
+
+    (tmp_path / "splits.json").write_text(json.dumps({"dev_queries": 20, "no_dev_reason": None}))
+    names = [("student-it1-warmup", 1, "warmup", 0.6), ("student-it1", 1, None, 0.5)]
+    test = [metric_file(tmp_path, n, "test", 0.4, it, ph) for n, it, ph, _ in names]
+    dev = [metric_file(tmp_path, n, "dev", v, it, ph) for n, it, ph, v in names]
+    select_final_student(dev, str(tmp_path / "splits.json"), str(tmp_path / "final.json"))
+    rows = summarize(test, str(tmp_path / "s.md"), str(tmp_path / "s.json"), "exp", dev, str(tmp_path / "final.json"))
+    assert [r["name"] for r in rows] == ["student-it1-warmup", "student-it1"], "a phase's snapshot comes first"
+    assert rows[0]["final"] and rows[0]["dev"] == 0.6 and not rows[1]["final"]
+    table = (tmp_path / "s.md").read_text()
+    assert "student-it1-warmup (final)" in table and "Final student: **student-it1-warmup**" in table
+    assert json.loads((tmp_path / "s.json").read_text())["final"]["selected"] == "student-it1-warmup"

@@ -60,7 +60,10 @@ def test_models_students_and_their_needs():
     assert set(plan.models_of("fused")) == {"fused", "teacher", "bm25"}
     assert plan.shards("teacher") == [f"results/x/embeddings/teacher/shard-{k}-of-2.parquet" for k in range(2)]
     assert plan.embedding_shards(["fused", "bm25"]) == {"teacher": plan.shards("teacher")}
-    assert plan.role_of("student-it2") == ("student", 2) and plan.role_of("teacher") == ("teacher", None)
+    assert plan.role_of("student-it2") == ("student", 2, None) and plan.role_of("teacher") == ("teacher", None, None)
+    assert plan.role_of("student-it1-warmup") == ("student", 1, "warmup")
+    assert plan.model("student-it1-warmup")["source"] == "results/x/students/it1/warmup"
+    assert plan.model_inputs("student-it1-warmup") == ["results/x/students/it1"]
 
 
 def test_miners_per_iteration():
@@ -73,6 +76,7 @@ def test_train_inputs_and_args_come_from_the_methods():
     assert plan.teachers_of(1) == ["teacher"]
     one = plan.train_inputs(1)
     assert one["student"] == "results/x/students/it0" and one["candidates"] == "results/x/it1/candidates.parquet"
+    assert one["qrels_train"] == "results/x/data/training-qrels.parquet", "training never reads the dev queries"
     assert one["scores"] == ["results/x/it1/scores/teacher.parquet"]
     assert one["embeddings"] == plan.shards("teacher"), "iteration 1 warms up on the teacher's corpus embeddings"
     assert plan.train_inputs(2)["embeddings"] == plan.shards("teacher"), "iteration 2 scores in-batch pairs"
@@ -87,9 +91,21 @@ def test_train_inputs_and_args_come_from_the_methods():
     assert set(args["models"]) == {"teacher"} and args["embedding_shards"] == {"teacher": plan.shards("teacher")}
 
 
+def test_prepared_splits_include_a_named_dev_split():
+    assert Plan(config()).prepared_splits == ["test", "train"]
+    assert Plan(config(splits={"dev": {"split": "dev"}})).prepared_splits == ["dev", "test", "train"]
+
+
 def test_evaluated_models():
     plan = Plan(config(overrides={"2": {"teacher": "other"}}))
-    assert plan.evaluated_models() == ["other", "teacher", "student-it0", "student-it1", "student-it2"]
+    assert plan.evaluated_models() == ["other", "teacher", "student-it0", "student-it1-warmup", "student-it1",
+                                       "student-it2"], "iteration 1 keeps its warmed-up student"
+    assert plan.students() == plan.evaluated_models()[2:]
+    assert Plan(config(train={"epochs": 0})).students() == ["student-it0", "student-it1", "student-it2"], \
+        "a warm-up-only iteration's student is its warmed-up student"
+    assert plan.metrics("student-it1", "dev") == "results/x/eval/dev/student-it1/metrics.json"
+    assert plan.eval_inputs("student-it1", "dev")["qrels"] == "results/x/data/dev-qrels.parquet"
+    assert plan.eval_inputs("bm25")["qrels"] == plan.data["qrels_test"] and "index" not in plan.eval_inputs("bm25")
     assert Plan(config(evaluate={"teacher": False})).evaluated_models()[0] == "student-it0"
 
 
@@ -104,6 +120,7 @@ def test_evaluated_models():
     ({"models": {"f": {"kind": "fusion", "members": {"ghost": 1.0}}, "t": {"kind": "bi-encoder", "source": "s"}},
       "teacher": "t"}, "models.f.members: unknown model 'ghost'"),
     ({"models": {"t": {"kind": "bi-encoder"}}, "teacher": "t"}, "models.t: a bi-encoder needs a source"),
+    ({"splits": {"dev": {"split": "test"}}}, "splits.dev.split: 'test' is the test split"),
 ])
 def test_config_checks_name_the_problem(change, message):
     plan = Plan(config(**change))

@@ -28,7 +28,8 @@ def test_workflow_runs_as_slurm_jobs_with_the_profile(tmp_path, tiny_beir, tiny_
     result = snakemake(workdir, "--profile", str(ROOT / "profiles/slurm-local"))
     log = result.stdout + result.stderr
     submitted = set(re.findall(r"submitted with SLURM jobid \d+ \(log: \S*/slurm_logs/rule_(\w+)/", log))
-    assert {"prepare", "init_student", "encode", "index", "mine", "score", "train", "evaluate"} <= submitted, log[-3000:]
+    assert {"prepare", "split_training_queries", "init_student", "encode", "index", "mine", "score", "train",
+            "evaluate", "select_student"} <= submitted, log[-3000:]
     summary = json.loads((workdir / "results/tiny/summary.json").read_text())
     assert {(r["model"], r["iteration"]) for r in summary["rows"]} == {("teacher", None), ("student", 0), ("student", 1)}
     again = snakemake(workdir, "--profile", str(ROOT / "profiles/slurm-local"), "-n")

@@ -62,8 +62,10 @@ def test_dry_run_unrolls_n_iterations(tmp_path, tiny_beir, tiny_bert, iterations
     workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=iterations)
     counts = job_counts(snakemake(workdir, "--cores", "2", "-n").stdout)
     assert counts["train"] == counts["mine"] == counts["score"] == iterations
-    assert counts["evaluate"] == iterations + 2  # every student iteration, the untrained one, the teacher
-    assert counts["encode"] == 2 * (iterations + 2)  # two shards per model encoded
+    # on test: every student (the warmed-up one of iteration 1 too), the untrained one, the teacher;
+    # on dev: every student
+    assert counts["evaluate"] == (iterations + 3) + (iterations + 2)
+    assert counts["encode"] == 2 * (iterations + 3)  # two shards per model encoded
     assert counts["prepare"] == 1 and counts["init_student"] == 1
 
 
@@ -105,7 +107,7 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert)
     result = snakemake(workdir, "--cores", "2")
     out = workdir / "results" / "tiny"
-    assert "| student | 2 | student-it2 |" in result.stdout, "the run ends by printing the summary"
+    assert "| student | 2 | student-it2" in result.stdout, "the run ends by printing the summary"
 
     # every artifact has its schema and provenance
     for name in ("corpus", "queries", "qrels-train", "qrels-test"):
@@ -131,11 +133,22 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     assert all(h["phase"] == "distill" for h in training2["history"])
 
     summary = json.loads((out / "summary.json").read_text())
-    rows = {(r["model"], r["iteration"]) for r in summary["rows"]}
-    assert rows == {("teacher", None), ("student", 0), ("student", 1), ("student", 2)}
+    rows = {(r["model"], r["iteration"], r["phase"]) for r in summary["rows"]}
+    assert rows == {("teacher", None, None), ("student", 0, None), ("student", 1, "warmup"), ("student", 1, None),
+                    ("student", 2, None)}
+    # the dev split: held out of training, every student evaluated on it, the best one final
+    splits = json.loads((out / "data/splits.json").read_text())
+    assert splits["dev_queries"] == 13 and splits["training_queries"] == 51
+    mined = set(pq.read_table(out / "it1/candidates.parquet").column("query_id").to_pylist())
+    assert mined and not mined & set(splits["dev_query_ids"]), "no dev query is trained on"
+    final = json.loads((out / "final.json").read_text())
+    assert set(final["dev"]) == {"student-it0", "student-it1-warmup", "student-it1", "student-it2"}
+    assert final["dev"][final["selected"]] == max(final["dev"].values())
+    assert summary["final"]["selected"] == final["selected"]
+    assert (out / "students/it1/warmup/model.safetensors").is_file(), "the warmed-up student is kept"
     for row in summary["rows"]:
         assert 0.0 <= row["ndcg@10"] <= 1.0 and row["encode_docs_per_s"] > 0 and row["params"] > 0
-    run_lines = (out / "eval/student-it2/run.trec").read_text().splitlines()
+    run_lines = (out / "eval/test/student-it2/run.trec").read_text().splitlines()
     assert len(run_lines[0].split()) == 6
     for name in ("train/it1.log", "encode/student-it2-0-of-2.log"):
         assert (out / "logs" / name).is_file()

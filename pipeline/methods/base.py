@@ -4,7 +4,8 @@ A method answers two kinds of question. At parse time (torch-free, from :class:`
 which cross-field rules its config must obey (:meth:`Method.check`), which scorers must score the
 mined candidates of an iteration (:meth:`Method.scorers`), which models and corpus embeddings its
 training reads (:meth:`Method.models`, :meth:`Method.embeddings`), which config sections it reads
-(:attr:`Method.sections`), and whether it adds stages to the DAG (:attr:`Method.rules`). At training
+(:attr:`Method.sections`), whether it adds stages to the DAG (:attr:`Method.rules`), and which
+intermediate students it keeps (:meth:`Method.snapshots`). At training
 time (from :mod:`pipeline.training.driver`): which phases it trains (:meth:`Method.phases`) and which
 loss terms it adds to a phase (:meth:`Method.loss_terms`).
 
@@ -49,6 +50,11 @@ class Method:
 
     def embeddings(self, plan: "Plan", it: int) -> list[str]:
         """Models whose cached corpus embeddings the training job reads (inputs of the train rule)."""
+        return []
+
+    def snapshots(self, plan: "Plan", it: int) -> list[str]:
+        """Phases of iteration ``it`` after which the student is kept (``students/it<k>/<phase>``), evaluated
+        and a candidate for the final student; their phases set ``snapshot``."""
         return []
 
     def phases(self, run: "TrainingRun") -> list["Phase"]:

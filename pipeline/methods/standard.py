@@ -60,6 +60,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from .base import LossTerm, Method
@@ -107,6 +108,10 @@ class Standard(Method):
         teacher = warmup_teacher(c, it)
         return ([teacher] if teacher else []) + (self.teachers(c) if c["train"]["kd_in_batch"] else [])
 
+    def snapshots(self, plan: "Plan", it: int) -> list[str]:
+        c = plan.iteration(it)
+        return ["warmup"] if warmup_teacher(c, it) and c["train"]["epochs"] > 0 else []
+
     def embeddings(self, plan: "Plan", it: int) -> list[str]:
         c = plan.iteration(it)
         teacher = warmup_teacher(c, it)
@@ -132,8 +137,10 @@ class Standard(Method):
             short = [run.queries[q] for q in sorted(run.qrels)] if "train_queries" in warm["texts"] else []
             short += [t for t in run.corpus["title"] if t.strip()] if "titles" in warm["texts"] else []
             shards = list(run.embedding_shards.get(teacher, [])) if "corpus" in warm["texts"] else []
-            phases.append(warmup_phase(warm, ModelSpec.from_config(teacher, run.models[teacher]), shards,
-                                       run.corpus, run.include_title, short, run.device, run.seed))
+            warm_phase = warmup_phase(warm, ModelSpec.from_config(teacher, run.models[teacher]), shards,
+                                      run.corpus, run.include_title, short, run.device, run.seed)
+            # the warmed-up student is a candidate of its own for the final student (chosen on dev)
+            phases.append(dataclasses.replace(warm_phase, snapshot=settings["epochs"] > 0))
         in_batch = {}
         if settings["kd_in_batch"] and settings["epochs"] > 0:
             in_batch = in_batch_teacher_scorers(self.teachers(c), run.models, run.embedding_shards, settings,

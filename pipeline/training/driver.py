@@ -9,10 +9,13 @@ terms, :mod:`.loop` trains and checkpoints. Every setting comes from the config 
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,7 +27,7 @@ from ..data import atomic_path, load_qrels, load_queries, passage_texts, read_ta
 from ..losses import CompositeLoss
 from ..methods import Method, get_method
 from ..models import BiEncoder, ModelSpec, load_student_spec, resolve_device, set_threads
-from .loop import Phase, fingerprint, run_phases
+from .loop import Phase, fingerprint, run_phases, snapshot_path
 from .sampling import Example, build_examples
 from .teachers import ScoreLookup, read_teacher_scores
 
@@ -139,18 +142,27 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
 
     run_id = fingerprint({"student": spec.to_dict(), "config": config, "methods": list(methods), "seed": seed,
                           "inputs": [candidates_path, *score_paths.values()], "provenance": provenance})
-    began = time.perf_counter()
-    history = run_phases(run.trainables, phases, scratch_dir, run_id, settings["max_grad_norm"],
-                         settings["checkpoint_every"], settings["max_bad_steps"], seed)
-    seconds = time.perf_counter() - began
-
-    with atomic_path(out_dir, directory=True) as tmp:
-        student.save_pretrained(tmp, final_path=out_dir)
+    snapshots = [phase for phase in phases if phase.snapshot and "student" in phase.trains and phase.epochs > 0]
+    with tempfile.TemporaryDirectory() as own_snapshot_dir:
+        snapshot_dir = scratch_dir or own_snapshot_dir
+        began = time.perf_counter()
+        history = run_phases(run.trainables, phases, scratch_dir, run_id, settings["max_grad_norm"],
+                             settings["checkpoint_every"], settings["max_bad_steps"], seed, snapshot_dir)
+        seconds = time.perf_counter() - began
         summary = {"methods": list(methods), "config": config, "phases": names, "seed": seed,
                    "teachers": list(score_paths), "examples": len(examples), "candidates_before_denoise": before,
                    "candidates_after_denoise": len(candidates), "seconds": seconds, "device": str(device_),
-                   "history": history, "initialised_from": student_dir, **(provenance or {})}
-        (tmp / "training.json").write_text(json.dumps(summary, indent=2, default=str))
+                   "history": history, "initialised_from": student_dir,
+                   "snapshots": [phase.name for phase in snapshots], **(provenance or {})}
+        with atomic_path(out_dir, directory=True) as tmp:
+            student.save_pretrained(tmp, final_path=out_dir)
+            (tmp / "training.json").write_text(json.dumps(summary, indent=2, default=str))
+            for phase in snapshots:  # the student as it was after this phase, in a subfolder of the same name
+                snapshot = copy.deepcopy(student).cpu()
+                snapshot.load_state_dict(torch.load(snapshot_path(snapshot_dir, phase), map_location="cpu")["student"])
+                snapshot.save_pretrained(tmp / phase.name, final_path=Path(out_dir) / phase.name)
+                (tmp / phase.name / "training.json").write_text(json.dumps(
+                    {"snapshot_after_phase": phase.name, "of": out_dir, **(provenance or {})}, indent=2))
     if scratch_dir:
         shutil.rmtree(scratch_dir, ignore_errors=True)
     return summary

@@ -41,6 +41,9 @@ class Phase:
     batches: Callable[[int], list]  # epoch -> batches
     step: StepFn  # (models by name, batch, global step) -> loss, parts
     trains: tuple[str, ...] = ("student",)
+    #: keep the trained models as they are at the end of this phase (e.g. the student after its warm-up),
+    #: so the run can evaluate them and select among them
+    snapshot: bool = False
 
     def total_steps(self) -> int:
         return sum(len(self.batches(e)) for e in range(self.epochs))
@@ -119,10 +122,17 @@ class _Optimisers:
         self.scaler.load_state_dict(state["scaler"])
 
 
+def snapshot_path(folder: str | Path, phase: Phase) -> Path:
+    return Path(folder) / f"snapshot-{phase.name}.pt"
+
+
 def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir: str | None, run_id: str,
-               max_grad_norm: float, checkpoint_every: int, max_bad_steps: int, seed: int) -> list[dict[str, Any]]:
+               max_grad_norm: float, checkpoint_every: int, max_bad_steps: int, seed: int,
+               snapshot_dir: str | None = None) -> list[dict[str, Any]]:
     """Train ``models`` through ``phases``, checkpointing to ``scratch_dir`` and resuming from it when the
-    run id matches. Returns the loss history (means over each ``checkpoint_every`` window)."""
+    run id matches. Returns the loss history (means over each ``checkpoint_every`` window). A phase with
+    ``snapshot`` leaves the state dicts of the models it trained in ``snapshot_dir`` (default
+    ``scratch_dir``) as :func:`snapshot_path` names them."""
     from tqdm.auto import tqdm
 
     for phase in phases:
@@ -190,6 +200,10 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
                 if checkpoint and step % checkpoint_every == 0 and step < total:
                     _save_checkpoint(checkpoint, run_id, phase_index, step, models, optimisers, state)
         progress.close()
+        if phase.snapshot and (snapshot_dir or scratch_dir):
+            # before the phase-end checkpoint: a job killed in between redoes the phase's last steps
+            with atomic_path(snapshot_path(snapshot_dir or scratch_dir, phase)) as tmp:
+                torch.save({name: models[name].state_dict() for name in phase.trains}, tmp)
         state["phase"], state["step"] = phase_index + 1, 0
         resumed = None
         if checkpoint:
