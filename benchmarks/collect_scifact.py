@@ -11,17 +11,21 @@ import torch
 def main(run_dir: str, start: str, end: str, out_path: str) -> None:
     run = Path(run_dir)
     summary = json.loads((run / "summary.json").read_text())
-    keys = ("model", "iteration", "ndcg@10", "mrr@10", "recall@100", "encode_docs_per_s", "params")
-    rows = [{k: row[k] for k in keys} for row in summary["rows"]]
+    keys = ("model", "iteration", "phase", "name", "ndcg@10", "mrr@10", "recall@100", "dev", "encode_docs_per_s",
+            "params")
+    rows = [{k: row.get(k) for k in keys} for row in summary["rows"]]
     second = (run / "second-run.txt").read_text()
     teacher = next(r for r in rows if r["model"] == "teacher")
-    students = sorted((r for r in rows if r["model"] == "student"), key=lambda r: r["iteration"])
-    final = students[-1]
+    students = sorted((r for r in rows if r["model"] == "student" and not r["phase"]), key=lambda r: r["iteration"])
+    final = next(r for r in rows if r["name"] == summary["final"]["selected"])  # the best student on dev
     result = {
         "wall_s": round(float(end) - float(start), 1),
         "rows": rows,
         "second_run_does_nothing": "Nothing to be done" in second,
+        "final_student": summary["final"]["selected"],
+        "final_student_reason": summary["final"]["reason"],
         "final_student_ndcg@10": final["ndcg@10"],
+        "last_iteration_ndcg@10": students[-1]["ndcg@10"],
         "student_over_teacher_encode_speed": final["encode_docs_per_s"] / teacher["encode_docs_per_s"],
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
     }

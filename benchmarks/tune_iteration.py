@@ -1,6 +1,6 @@
 """Tune one iteration's distillation settings on the artifacts of a `make bench` run: train each variant
 from the same starting student on the same candidates and teacher scores, encode the corpus with it,
-evaluate on SciFact test.
+evaluate on the run's dev split (held out of training; `--split test` only to report, never to choose).
 
     .venv/bin/python benchmarks/tune_iteration.py results/bench-scifact \
         'base={}' 'nll1={"w_nll": 1.0}' --iteration 1 --out benchmarks/results/tune-iteration1.jsonl
@@ -32,13 +32,13 @@ from pipeline.models import load_student_spec  # noqa: E402
 from pipeline.training import train_student  # noqa: E402
 
 
-def evaluate(student_dir: Path, data: Path, work: Path) -> dict[str, float]:
-    """The workflow's own encode -> index -> evaluate steps, on the test split."""
+def evaluate(student_dir: Path, data: Path, work: Path, qrels: str) -> dict[str, float]:
+    """The workflow's own encode -> index -> evaluate steps, on the given qrels."""
     model = dict(load_student_spec(str(student_dir)).to_dict(), name=student_dir.name)
     shard = str(work / "embeddings" / f"{student_dir.name}.parquet")
     encode_corpus_shard(str(data / "corpus.parquet"), model, shard, device="cpu", threads=2)
     build_shard_indexes([shard], str(work / "index" / student_dir.name), threads=2)
-    result = evaluate_model(model, "student", None, str(data / "queries.parquet"), str(data / "qrels-test.parquet"),
+    result = evaluate_model(model, "student", None, str(data / "queries.parquet"), qrels,
                             str(data / "corpus.parquet"), str(work / "eval" / student_dir.name),
                             index_dir=str(work / "index" / student_dir.name), device="cpu", threads=2)
     return {k: result[k] for k in ("ndcg@10", "mrr@10", "recall@100")}
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("variants", nargs="+", help="name=<JSON train settings>")
     parser.add_argument("--config", type=Path, default=ROOT / "config.yaml")
     parser.add_argument("--iteration", type=int, default=1)
+    parser.add_argument("--split", choices=["dev", "test"], default="dev")
     parser.add_argument("--work", type=Path, default=None, help="default /tmp/tune-iteration<K>")
     parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results/tune-iteration<K>.jsonl")
     args = parser.parse_args()
@@ -62,6 +63,8 @@ def main() -> None:
     teacher = dict(config["models"][teacher_name], name=teacher_name)
     shards = sorted(str(p) for p in (args.run / "embeddings" / teacher_name).glob("shard-*.parquet"))
     data = args.run / "data"
+    qrels = str(data / ("dev-qrels.parquet" if args.split == "dev" else "qrels-test.parquet"))
+    training_qrels = data / "training-qrels.parquet"  # runs with a dev split train on the rest only
     warmup = dict(config["warmup"])
     base = {**config["train"], **config.get("overrides", {}).get(str(it), {}).get("train", {})}
 
@@ -69,7 +72,8 @@ def main() -> None:
         began = time.perf_counter()
         train_student(str(student), str(args.work / name), str(args.run / f"it{it}/candidates.parquet"),
                       {teacher_name: str(args.run / f"it{it}/scores/{teacher_name}.parquet")},
-                      str(data / "qrels-train.parquet"), str(data / "queries.parquet"), str(data / "corpus.parquet"),
+                      str(training_qrels if training_qrels.exists() else data / "qrels-train.parquet"),
+                      str(data / "queries.parquet"), str(data / "corpus.parquet"),
                       config={"teacher": teacher_name, "train": settings, "warmup": warm}, iteration=it,
                       models={teacher_name: teacher}, embedding_shards={teacher_name: shards},
                       scratch_dir=str(args.work / "scratch" / name), device="cpu", threads=2,
@@ -77,18 +81,21 @@ def main() -> None:
         return time.perf_counter() - began
 
     start = args.run / f"students/it{it - 1}"
-    if it in warmup.get("iterations", [1]) and warmup.get("epochs", 0) > 0:
+    if (args.run / f"students/it{it}/warmup").is_dir():  # the run kept its warmed-up student
+        start = args.run / f"students/it{it}/warmup"
+    elif it in warmup.get("iterations", [1]) and warmup.get("epochs", 0) > 0:
         if not (args.work / "warm").exists():
             seconds = train("warm", start, dict(base, epochs=0), warmup)
             print(json.dumps({"variant": "warm-up only", "train_s": round(seconds),
-                              **evaluate(args.work / "warm", data, args.work)}))
+                              **evaluate(args.work / "warm", data, args.work, qrels)}))
         start = args.work / "warm"
     for spec in args.variants:
         name, _, overrides = spec.partition("=")
         settings = {**base, **json.loads(overrides or "{}")}
         seconds = train(name, start, settings, dict(warmup, epochs=0))
         row = {"variant": name, "overrides": json.loads(overrides or "{}"), "train_s": round(seconds),
-               **{k: round(v, 4) for k, v in evaluate(args.work / name, data, args.work).items()}}
+               "run": str(args.run), "split": args.split,
+               **{k: round(v, 4) for k, v in evaluate(args.work / name, data, args.work, qrels).items()}}
         print(json.dumps(row), flush=True)
         with args.out.open("a") as out:
             out.write(json.dumps(row) + "\n")
