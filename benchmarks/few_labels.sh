@@ -26,9 +26,12 @@ for n in ${FEW_LABELS_SIZES:-30 100 all}; do
             index/student-it0 "$OLDPWD/results/$exp/")
         extra=(--rerun-triggers mtime)
     fi
+    mkdir -p "results/$exp"
+    # a config file, not --config: Snakemake reads a nested --config value's numbers as strings
+    printf 'splits:\n  train_queries: %s\n' "$sample" > "results/$exp/few-labels.yaml"
     start=$(date +%s.%N)
-    "$BIN/snakemake" --cores all "${extra[@]}" --config data_dir="$DATA" experiment="$exp" \
-        "splits={train_queries: $sample}"
+    "$BIN/snakemake" --cores all "${extra[@]}" --configfile config.yaml "results/$exp/few-labels.yaml" \
+        --config data_dir="$DATA" experiment="$exp"
     end=$(date +%s.%N)
     "$BIN/python" -c "import json, sys; print(json.dumps({\"wall_s\": round(float(sys.argv[2]) - float(sys.argv[1]), 1)}))" "$start" "$end" > "results/$exp/wall.json"
     runs+=("$n=results/$exp")
