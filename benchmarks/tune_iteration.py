@@ -6,7 +6,9 @@ evaluate on the run's dev split (held out of training; `--split test` only to re
         'base={}' 'nll1={"w_nll": 1.0}' --iteration 1 --out benchmarks/results/tune-iteration1.jsonl
 
 A variant is `name=<JSON of train settings>` merged over config.yaml's `train` section (and the
-iteration's `overrides`). Iteration 1 starts from the warmed-up student (config.yaml's `warmup`, run once
+iteration's `overrides`). `--training-queries N` trains on a seeded sample of N of the run's training
+queries (a user with few labels) while the dev split stays the run's; `--warmup JSON` changes the warm-up
+(which then runs here, cached per setting in `--work`). Iteration 1 starts from the warmed-up student (config.yaml's `warmup`, run once
 with distillation off and cached in `--work`), later iterations from the run's previous student; each
 variant runs distillation only, so variants differ in nothing else. One JSON line per variant:
 settings, train seconds, nDCG@10, MRR@10, R@100.
@@ -15,6 +17,7 @@ settings, train seconds, nDCG@10, MRR@10, R@100.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -51,6 +54,9 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "config.yaml")
     parser.add_argument("--iteration", type=int, default=1)
     parser.add_argument("--split", choices=["dev", "test"], default="dev")
+    parser.add_argument("--training-queries", type=int, default=None,
+                        help="a seeded sample of this many of the run's training queries (default all)")
+    parser.add_argument("--warmup", default=None, help="JSON merged over config.yaml's warmup (runs it here)")
     parser.add_argument("--work", type=Path, default=None, help="default /tmp/tune-iteration<K>")
     parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results/tune-iteration<K>.jsonl")
     args = parser.parse_args()
@@ -65,14 +71,27 @@ def main() -> None:
     data = args.run / "data"
     qrels = str(data / ("dev-qrels.parquet" if args.split == "dev" else "qrels-test.parquet"))
     training_qrels = data / "training-qrels.parquet"  # runs with a dev split train on the rest only
-    warmup = dict(config["warmup"])
+    if not training_qrels.exists():
+        training_qrels = data / "qrels-train.parquet"
+    if args.training_queries:
+        import pandas as pd
+
+        from pipeline.splits import choose_queries, judged_queries
+
+        qrels_frame = pd.read_parquet(training_qrels)
+        sample, _, _ = choose_queries(judged_queries(qrels_frame), set(), config.get("seed", 13),
+                                      args.training_queries, 0.0, 1, 0)
+        args.work.mkdir(parents=True, exist_ok=True)
+        training_qrels = args.work / f"training-qrels-{args.training_queries}.parquet"
+        qrels_frame[qrels_frame["query_id"].isin(sample)].to_parquet(training_qrels)
+    warmup = {**config["warmup"], **json.loads(args.warmup or "{}")}
     base = {**config["train"], **config.get("overrides", {}).get(str(it), {}).get("train", {})}
 
     def train(name: str, student: Path, settings: dict, warm: dict) -> float:
         began = time.perf_counter()
         train_student(str(student), str(args.work / name), str(args.run / f"it{it}/candidates.parquet"),
                       {teacher_name: str(args.run / f"it{it}/scores/{teacher_name}.parquet")},
-                      str(training_qrels if training_qrels.exists() else data / "qrels-train.parquet"),
+                      str(training_qrels),
                       str(data / "queries.parquet"), str(data / "corpus.parquet"),
                       config={"teacher": teacher_name, "train": settings, "warmup": warm}, iteration=it,
                       models={teacher_name: teacher}, embedding_shards={teacher_name: shards},
@@ -81,19 +100,27 @@ def main() -> None:
         return time.perf_counter() - began
 
     start = args.run / f"students/it{it - 1}"
-    if (args.run / f"students/it{it}/warmup").is_dir():  # the run kept its warmed-up student
+    own_warmup = args.warmup is not None or args.training_queries  # the run's warm-up read other texts
+    if (args.run / f"students/it{it}/warmup").is_dir() and not own_warmup:  # the run kept its warmed-up student
         start = args.run / f"students/it{it}/warmup"
     elif it in warmup.get("iterations", [1]) and warmup.get("epochs", 0) > 0:
-        if not (args.work / "warm").exists():
-            seconds = train("warm", start, dict(base, epochs=0), warmup)
-            print(json.dumps({"variant": "warm-up only", "train_s": round(seconds),
-                              **evaluate(args.work / "warm", data, args.work, qrels)}))
-        start = args.work / "warm"
+        warm = "warm-" + hashlib.sha256(json.dumps([warmup, args.training_queries], sort_keys=True)
+                                        .encode()).hexdigest()[:8]
+        if not (args.work / warm).exists():
+            seconds = train(warm, start, dict(base, epochs=0), warmup)
+            row = {"variant": "warm-up only", "warmup": warmup, "training_queries": args.training_queries,
+                   "train_s": round(seconds), "run": str(args.run), "split": args.split,
+                   **{k: round(v, 4) for k, v in evaluate(args.work / warm, data, args.work, qrels).items()}}
+            print(json.dumps(row), flush=True)
+            with args.out.open("a") as out:
+                out.write(json.dumps(row) + "\n")
+        start = args.work / warm
     for spec in args.variants:
         name, _, overrides = spec.partition("=")
         settings = {**base, **json.loads(overrides or "{}")}
         seconds = train(name, start, settings, dict(warmup, epochs=0))
         row = {"variant": name, "overrides": json.loads(overrides or "{}"), "train_s": round(seconds),
+               "training_queries": args.training_queries, "warmup": json.loads(args.warmup or "null"),
                "run": str(args.run), "split": args.split,
                **{k: round(v, 4) for k, v in evaluate(args.work / name, data, args.work, qrels).items()}}
         print(json.dumps(row), flush=True)

@@ -13,6 +13,7 @@ from pipeline.methods.standard import Standard, recipe_terms, warmup_teacher
 from pipeline.models import BiEncoder, ModelSpec
 from pipeline.plan import Plan
 from pipeline.training import Phase, run_phases
+from pipeline.training.regularisers import PREVIOUS_STUDENT
 
 
 def test_registry_knows_standard_and_rejects_unknown_names():
@@ -55,10 +56,25 @@ def test_recipe_terms_weights():
                 "teacher_weights": {"a": 1.0, "b": 0.5}}
     terms = recipe_terms(settings, ["a", "b"])
     weights = {name: w for name, (w, _) in terms.items()}
-    assert weights == {"nll": 0.1, "kl:a": 0.9, "margin_mse:a": 2.0, "kl:b": 0.45, "margin_mse:b": 1.0}
+    assert weights == {"nll": 0.1, "kl:a": 0.9, "margin_mse:a": 2.0, "kl:b": 0.45, "margin_mse:b": 1.0, "lwf": 0.0}
     assert terms["kl:a"][1].teacher == "a" and terms["kl:b"][1].temperature == settings["temperature"]
     zero = CompositeLoss(recipe_terms({**settings, "w_mse": 0.0, "teacher_weights": None}, ["a"]))
     assert set(zero.terms) == {"nll", "kl:a"}, "zero-weight terms are dropped"
+
+
+def test_lwf_term_against_a_hand_computation():
+    """w_lwf·T²·KL(softmax(s_old/T) || softmax(s/T)) over the query's own group."""
+    settings = {**section_defaults("train"), "w_nll": 0.0, "w_kd": 0.0, "w_lwf": 0.5, "temperature": 2.0}
+    loss = CompositeLoss(recipe_terms(settings, ["t"]))
+    assert set(loss.terms) == {"lwf"}
+    student = StudentScores(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]]), 2.0)  # s = [2, 0]
+    total, parts = loss(student, Batch(["q"], ["q"], ["p", "n"], 2, teacher_scores={
+        "t": torch.tensor([[0.0, 0.0]]), PREVIOUS_STUDENT: torch.tensor([[0.0, 2.0]])}))
+    old = [math.exp(0) / (1 + math.e), math.e / (1 + math.e)]  # softmax([0, 2] / 2)
+    new = [math.e / (1 + math.e), 1 / (1 + math.e)]  # softmax([2, 0] / 2)
+    kl = 4 * sum(o * math.log(o / n) for o, n in zip(old, new))
+    assert parts["lwf"] == pytest.approx(kl, rel=1e-6)
+    assert total.item() == pytest.approx(0.5 * kl, rel=1e-6)
 
 
 def test_standard_loss_terms_only_for_its_distill_phase():

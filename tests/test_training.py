@@ -117,6 +117,52 @@ def test_killed_training_resumes_to_the_same_weights(setup, tmp_path, monkeypatc
         assert torch.equal(x, y)
 
 
+def test_lwf_keeps_a_frozen_copy_of_the_warmed_up_student_across_a_kill(setup, tmp_path, monkeypatch):
+    """With w_lwf the distillation phase scores every batch with the student as it was after the warm-up;
+    a job killed inside distillation resumes with that same copy (from the checkpoint), not a copy of the
+    half-trained student, and ends identical to an uninterrupted run."""
+    root, data, teacher = setup
+    kwargs = dict(settings={"epochs": 2, "w_lwf": 1.0}, warmup={"epochs": 1, "batch_size": 8, "max_passage_length": 32},
+                  models={"teacher": teacher}, embedding_shards={"teacher": [str(root / "teacher-emb.parquet")]})
+    import pipeline.training.distill as training
+
+    original, copies = training.distill_phase, []
+
+    def observed_phase(*args, interrupt_at=None, **phase_kwargs):
+        phase = original(*args, **phase_kwargs)
+        inner, calls = phase.step, {"n": 0}
+
+        def step(models, batch, global_step):
+            calls["n"] += 1
+            if calls["n"] == interrupt_at:
+                raise Interrupt()
+            copies.append({k: v.clone() for k, v in models["previous-student"].state_dict().items()})
+            return inner(models, batch, global_step)
+
+        phase.step = step
+        return phase
+
+    monkeypatch.setattr(training, "distill_phase", observed_phase)
+    reference = train(setup, tmp_path / "reference", scratch_dir=str(tmp_path / "scratch-ref"), **kwargs)
+    assert "lwf" in reference["history"][-1] and reference["history"][-1]["lwf"] > 0
+    warmed = BiEncoder.load(ModelSpec("w", source=str(tmp_path / "reference" / "warmup"))).state_dict()
+    assert copies and all(torch.equal(copy_[k], warmed[k]) for copy_ in copies for k in warmed), \
+        "every step scores with the student as it was after the warm-up"
+
+    copies.clear()
+    monkeypatch.setattr(training, "distill_phase", lambda *a, **k: observed_phase(*a, interrupt_at=5, **k))
+    with pytest.raises(Interrupt):
+        train(setup, tmp_path / "resumed", scratch_dir=str(tmp_path / "scratch"), **kwargs)
+    monkeypatch.setattr(training, "distill_phase", observed_phase)
+    copies.clear()
+    resumed = train(setup, tmp_path / "resumed", scratch_dir=str(tmp_path / "scratch"), **kwargs)
+    assert all(torch.equal(copy_[k], warmed[k]) for copy_ in copies for k in warmed)
+    assert resumed["history"] == reference["history"]
+    a = BiEncoder.load(ModelSpec("a", source=str(tmp_path / "reference")))
+    b = BiEncoder.load(ModelSpec("b", source=str(tmp_path / "resumed")))
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
 def test_nan_guard_skips_then_stops(tiny_bert):
     model = BiEncoder.load(ModelSpec("s", source=str(tiny_bert)))
     before = [p.detach().clone() for p in model.parameters()]
@@ -196,7 +242,7 @@ class Toy(Method):
     name = "toy"
 
     def phases(self, run):
-        run.trainables["peer"] = copy.deepcopy(run.trainables["student"])
+        run.loop_models["peer"] = copy.deepcopy(run.loop_models["student"])
         texts = sorted(run.queries.values())[:8]
 
         def step(models, batch, global_step):

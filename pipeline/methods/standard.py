@@ -8,16 +8,19 @@ teacher's embeddings without labels, then trains on each training query's group
     \mathcal{L} = w_{nll}\,\mathrm{NLL}(s)
         + \sum_{t} \omega_t \big(w_{kd}\,T^2\,\mathrm{KL}(\mathrm{softmax}(t/T)\,\|\,\mathrm{softmax}(s/T))
         + w_{mse}\,\mathrm{MarginMSE}(s, t)\big)
+        + w_{lwf}\,T^2\,\mathrm{KL}(\mathrm{softmax}(s_{old}/T)\,\|\,\mathrm{softmax}(s/T))
 
 with ``s`` the student's scaled similarities, ``t`` each teacher's scores on the student's scale
 (:func:`pipeline.training.teachers.teacher_scale`) and ``ω_t`` the ``teacher_weights`` (1 each by
-default). The warm-up minimises ``w_embedding_mse·||E_S(x) - E_T(x)||² + w_rank_kl·KL`` of the ranking
+default) and ``s_old`` the scores of a frozen copy of the student as it was when distillation began
+(after the warm-up, or the previous iteration's student; learning without forgetting,
+:mod:`pipeline.training.regularisers`). The warm-up minimises ``w_embedding_mse·||E_S(x) - E_T(x)||² + w_rank_kl·KL`` of the ranking
 of the teacher's other-side embeddings (:func:`pipeline.losses.anchored_rank_kl`) over corpus passages,
 training queries and titles.
 
 Settings (config sections):
     - ``teacher``: the model whose scores of the mined candidates the student learns from.
-    - ``train``: ``w_nll``, ``w_kd``, ``w_mse``, ``temperature``, ``teacher_weights``, ``kd_in_batch``
+    - ``train``: ``w_nll``, ``w_kd``, ``w_mse``, ``w_lwf``, ``temperature``, ``teacher_weights``, ``kd_in_batch``
       (the KL over every passage of the batch, scored by a bi-encoder teacher from its cached corpus
       embeddings), batch and group sizes, optimiser, ``denoise``.
     - ``warmup``: ``epochs``, ``iterations`` (which iterations warm up), ``teacher`` (a bi-encoder;
@@ -31,6 +34,7 @@ References:
       Knowledge Distillation" (MarginMSE); Hofstätter et al., 2021, TAS-B (in-batch distillation).
     - Reimers & Gurevych, 2020, "Making Monolingual Sentence Embeddings Multilingual using Knowledge
       Distillation" (embedding MSE); the ranking-KL warm-up term is this project's.
+    - Li & Hoiem, 2016, "Learning without Forgetting" (the regulariser toward the previous student).
 
 Requirements:
     - judged training queries (``splits.train``) and a teacher score artifact for the mined candidates;
@@ -47,7 +51,8 @@ Relations:
     - With ``w_kd = w_mse = 0`` this is sentence-transformers' ``MultipleNegativesRankingLoss`` with hard
       negatives; with ``w_nll = w_mse = 0`` its ``DistillKLDivLoss``; with ``w_nll = w_kd = 0`` its
       ``MarginMSELoss``.
-    - PROD's first (bi-encoder teacher) stage is this recipe with ``w_nll = 0.1``, ``w_kd = 0.9``, ``T = 4``.
+    - PROD's first (bi-encoder teacher) stage is this recipe with ``w_nll = 0.1``, ``w_kd = 0.9``, ``T = 4``;
+      its cross-encoder stages add ``w_lwf = 1``.
 
 Example:
     .. code-block:: yaml
@@ -123,6 +128,7 @@ class Standard(Method):
     def phases(self, run: "TrainingRun") -> list["Phase"]:
         from ..models import ModelSpec
         from ..training.distill import distill_phase
+        from ..training.regularisers import PREVIOUS_STUDENT, add_frozen_copy
         from ..training.teachers import in_batch_teacher_scorers
         from ..training.warmup import warmup_phase
 
@@ -146,8 +152,12 @@ class Standard(Method):
             in_batch = in_batch_teacher_scorers(self.teachers(c), run.models, run.embedding_shards, settings,
                                                 run.queries, run.corpus_path, [e.query_id for e in run.examples],
                                                 run.synthetic_texts, run.include_title, run.device)
+        frozen, take_copy = (), None
+        if settings["w_lwf"] > 0 and settings["epochs"] > 0:
+            frozen, take_copy = (PREVIOUS_STUDENT,), add_frozen_copy(run.loop_models)
         phases.append(distill_phase(settings, run.examples, run.doc_text, run.queries, run.teacher_scores,
-                                    run.loss("distill"), run.seed, in_batch))
+                                    run.loss("distill"), run.seed, in_batch, frozen_scorers=frozen,
+                                    on_start=take_copy))
         return phases
 
     def loss_terms(self, run: "TrainingRun", phase: str) -> dict[str, tuple[float, LossTerm]]:
@@ -157,8 +167,10 @@ class Standard(Method):
 
 
 def recipe_terms(settings: dict[str, Any], teachers: list[str]) -> dict[str, tuple[float, LossTerm]]:
-    """``w_nll·NLL + Σ_t ω_t (w_kd·KL_T + w_mse·MarginMSE)`` as named, weighted per-query terms."""
+    """``w_nll·NLL + Σ_t ω_t (w_kd·KL_T + w_mse·MarginMSE) + w_lwf·KL_T(s_old, s)`` as named, weighted
+    per-query terms."""
     from ..losses import ContrastiveNLL, ListwiseKL, MarginMSE
+    from ..training.regularisers import PREVIOUS_STUDENT
 
     terms: dict[str, tuple[float, LossTerm]] = {
         "nll": (settings["w_nll"], ContrastiveNLL(in_batch=settings["in_batch_negatives"]))
@@ -169,4 +181,5 @@ def recipe_terms(settings: dict[str, Any], teachers: list[str]) -> dict[str, tup
         terms[f"kl:{name}"] = (settings["w_kd"] * share,
                                ListwiseKL(settings["temperature"], teacher=name, in_batch=settings["kd_in_batch"]))
         terms[f"margin_mse:{name}"] = (settings["w_mse"] * share, MarginMSE(teacher=name))
+    terms["lwf"] = (settings["w_lwf"], ListwiseKL(settings["temperature"], teacher=PREVIOUS_STUDENT))
     return terms

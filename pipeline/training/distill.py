@@ -3,7 +3,7 @@ student and by cached teacher scores, under a loss that the configured methods a
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -15,9 +15,13 @@ from .teachers import InBatchTeacher, ScoreLookup
 
 def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, str], queries: dict[str, str],
                   teacher_scores: dict[str, ScoreLookup], loss: Callable, seed: int,
-                  in_batch_teachers: dict[str, InBatchTeacher] | None = None, name: str = "distill") -> Phase:
+                  in_batch_teachers: dict[str, InBatchTeacher] | None = None, name: str = "distill",
+                  frozen_scorers: Sequence[str] = (), on_start: Callable | None = None) -> Phase:
     """``settings`` is a ``train`` section (epochs, batch and group size, optimiser, scales); ``loss`` maps
-    ``(StudentScores, Batch)`` to ``(loss, parts)``, e.g. a :class:`pipeline.losses.CompositeLoss`."""
+    ``(StudentScores, Batch)`` to ``(loss, parts)``, e.g. a :class:`pipeline.losses.CompositeLoss`.
+    ``frozen_scorers`` name untrained bi-encoders among the loop's models (e.g. a frozen copy of the
+    student, :mod:`.regularisers`) whose scores of each group join ``Batch.teacher_scores`` under their
+    name, computed live without gradients; ``on_start`` is the phase's :attr:`Phase.on_start`."""
     in_batch_teachers = in_batch_teachers or {}
     scale = float(settings["similarity_scale"])
     max_passage = settings.get("max_passage_length")
@@ -38,9 +42,19 @@ def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, s
             teacher_batch_scores={name: teacher([q for q, _ in rows], doc_ids)
                                   for name, teacher in in_batch_teachers.items()},
         ).to(student.device)
+        for scorer in frozen_scorers:
+            batch.teacher_scores[scorer] = frozen_group_scores(models[scorer], batch, scale, max_passage)
         out = StudentScores(student.embed(batch.query_texts, is_query=True),
                             student.embed(batch.passage_texts, is_query=False, max_length=max_passage), scale)
         return loss(out, batch)
 
     return Phase(name, settings["epochs"], settings["lr"], settings["weight_decay"], settings["warmup_ratio"],
-                 batches, step)
+                 batches, step, on_start=on_start)
+
+
+@torch.no_grad()
+def frozen_group_scores(model, batch: Batch, scale: float, max_passage: int | None) -> torch.Tensor:
+    """``[B, G]`` scaled scores of each query's own group by an untrained bi-encoder (eval mode)."""
+    return StudentScores(model.embed(batch.query_texts, is_query=True),
+                         model.embed(batch.passage_texts, is_query=False, max_length=max_passage),
+                         scale).group_scores.float()

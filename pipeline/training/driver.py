@@ -52,7 +52,7 @@ class TrainingRun:
     include_title: bool
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # configs of models the methods load
     embedding_shards: dict[str, Sequence[str]] = field(default_factory=dict)
-    trainables: dict[str, torch.nn.Module] = field(default_factory=dict)  # "student" and any other trained model
+    loop_models: dict[str, torch.nn.Module] = field(default_factory=dict)  # the loop's: "student", other trained models, frozen copies
 
     @property
     def train(self) -> dict[str, Any]:
@@ -134,7 +134,7 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
                       corpus=corpus, corpus_path=corpus_path, queries=queries, qrels=qrels, doc_text=doc_text,
                       synthetic_texts=synthetic_texts, examples=examples, teacher_scores=teacher_scores,
                       include_title=include_title, models=models or {}, embedding_shards=embedding_shards or {},
-                      trainables={"student": student})
+                      loop_models={"student": student})
     phases: list[Phase] = [phase for method in method_objects for phase in method.phases(run)]
     names = [phase.name for phase in phases]
     if len(set(names)) != len(names):
@@ -146,7 +146,7 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
     with tempfile.TemporaryDirectory() as own_snapshot_dir:
         snapshot_dir = scratch_dir or own_snapshot_dir
         began = time.perf_counter()
-        history = run_phases(run.trainables, phases, scratch_dir, run_id, settings["max_grad_norm"],
+        history = run_phases(run.loop_models, phases, scratch_dir, run_id, settings["max_grad_norm"],
                              settings["checkpoint_every"], settings["max_bad_steps"], seed, snapshot_dir)
         seconds = time.perf_counter() - began
         summary = {"methods": list(methods), "config": config, "phases": names, "seed": seed,

@@ -44,6 +44,9 @@ class Phase:
     #: keep the trained models as they are at the end of this phase (e.g. the student after its warm-up),
     #: so the run can evaluate them and select among them
     snapshot: bool = False
+    #: called with the models when the phase begins at its first step (not when resuming inside it), e.g.
+    #: to take a frozen copy of the student; whatever it sets lives in the models, so checkpoints keep it
+    on_start: Callable[[Mapping[str, nn.Module]], None] | None = None
 
     def total_steps(self) -> int:
         return sum(len(self.batches(e)) for e in range(self.epochs))
@@ -166,6 +169,8 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
             optimisers.load_state_dict(resumed["optimisation"])
             set_random_states(resumed["random"])
             start = resumed["step"]
+        if start == 0 and phase.on_start is not None:
+            phase.on_start(models)
         for name in phase.trains:
             models[name].train()
         bad_steps, step, window = 0, 0, []
