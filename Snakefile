@@ -53,6 +53,7 @@ wildcard_constraints:
 
 include: "rules/data.smk"
 include: "rules/encode.smk"
+include: "rules/finetune.smk"
 include: "rules/distill.smk"
 include: "rules/evaluate.smk"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, complete
@@ -85,7 +86,46 @@ class Plan:
             return dict(self.config["student"], layers=None, source=source, name=name)
         if name not in self.config["models"]:
             raise ConfigError(f"config: unknown model {name!r}; models are {sorted(self.config['models'])}")
-        return dict(self.config["models"][name], name=name)
+        model = {k: v for k, v in self.config["models"][name].items() if k != "finetune"}
+        if self.finetuned(name):  # from then on the model is the workflow's own fine-tuned copy
+            return dict(model, source=self.finetuned_model_dir(name), layers=None, name=name)
+        return dict(model, name=name)
+
+    # ----------------------------------------------------------------------------------------------
+    # models the workflow fine-tunes before they serve (``models.<name>.finetune``)
+    # ----------------------------------------------------------------------------------------------
+
+    def finetuned(self, name: str) -> bool:
+        return self.config["models"].get(name, {}).get("finetune") is not None
+
+    def finetuned_model_dir(self, name: str) -> str:
+        return f"{self.root}/models/{name}"
+
+    def finetune_settings(self, name: str) -> dict[str, Any]:
+        return complete(self.config["models"][name]["finetune"], "finetune", where=f"models.{name}.finetune")
+
+    def finetune_miner_inputs(self, name: str) -> list[str]:
+        """The index a fine-tune mines its hard negatives with, when its miner is a bi-encoder."""
+        miner = self.finetune_settings(name)["miner"]
+        return [f"{self.root}/index/{miner}"] if self.kind(miner) == "bi-encoder" else []
+
+    def finetune_args(self, name: str, input, output) -> str:
+        """The arguments of the job that fine-tunes ``name``; paths from the job's ``input`` and ``output``."""
+        start = {k: v for k, v in self.config["models"][name].items() if k != "finetune"}
+        return to_json(
+            model=dict(start, name=name),
+            out_dir=output[0],
+            candidates_path=input.candidates,
+            qrels_path=input.qrels_train,
+            queries_path=input.queries,
+            corpus_path=input.corpus,
+            settings=self.finetune_settings(name),
+            scratch_dir=f"{self.root}/scratch/finetune-{name}",
+            include_title=self.config["include_title"],
+            device=self.config["device"],
+            seed=self.config["seed"],
+            provenance={"finetuned": name, "experiment": self.config["experiment"]},
+        )
 
     def kind(self, name: str) -> str | None:
         """A model's kind, or None for a name that is neither a configured model nor a student."""
@@ -106,7 +146,7 @@ class Plan:
         """The configured models a scorer needs to be rebuilt: itself and, for a fusion, its members."""
         model = self.model(name)
         names = {name} | {n for member in model.get("members", {}) for n in self.models_of(member)}
-        return {n: dict(self.config["models"][n], name=n) for n in sorted(names) if n in self.config["models"]}
+        return {n: self.model(n) for n in sorted(names) if n in self.config["models"]}
 
     def shards(self, model: str) -> list[str]:
         n = self.config["encode"]["shards"]
@@ -122,9 +162,15 @@ class Plan:
         return f"student-it{int(it) - 1}" if name == "student" else name
 
     def model_inputs(self, name: str) -> list[str]:
-        """A student is an artifact of the workflow (its folder); a configured model is not."""
-        role, it, _ = self.role_of(name)
-        return [f"{self.root}/students/it{it}"] if role == "student" else []
+        """The folder of a model the workflow makes (a student, a fine-tuned model); none for the others."""
+        role, it, phase = self.role_of(name)
+        if role == "student":
+            return [f"{self.root}/students/it{it}"]
+        return [self.finetuned_model_dir(name)] if self.finetuned(name) else []
+
+    def scorer_inputs(self, name: str) -> list[str]:
+        """The folders of the workflow-made models that scoring with ``name`` loads (itself, fusion members)."""
+        return [p for n in self.models_of(name) for p in self.model_inputs(n)]
 
     def miner_inputs(self, it: int | str) -> list[str]:
         """The index iteration ``it`` mines with, when its miner is a bi-encoder (BM25 needs none)."""
@@ -139,6 +185,7 @@ class Plan:
         if self.kind(name) == "bi-encoder":
             inputs["index"] = f"{self.root}/index/{name}"
         inputs["shards"] = [p for shards in self.embedding_shards([name]).values() for p in shards]
+        inputs["models"] = self.scorer_inputs(name)
         return inputs
 
     @staticmethod
@@ -190,6 +237,8 @@ class Plan:
             "candidates": f"{self.root}/it{it}/candidates.parquet",
             "scores": [f"{self.root}/it{it}/scores/{t}.parquet" for t in self.teachers_of(it)],
             "embeddings": [p for shards in self.embedding_shards(self.train_embeddings(it)).values() for p in shards],
+            "models": [p for name in dict.fromkeys(self.train_models(it) + self.train_embeddings(it))
+                       for p in self.scorer_inputs(name)],
         }
 
     def train_args(self, it: int | str, input, output) -> str:
@@ -248,6 +297,8 @@ class Plan:
         problems = []
         models = self.config["models"]
         for name, model in models.items():
+            if model.get("finetune") is not None:
+                problems += self._finetune_problems(name)
             if model["kind"] in ("bi-encoder", "cross-encoder") and not model.get("source"):
                 problems.append(f"models.{name}: a {model['kind']} needs a source")
             if model["kind"] == "fusion":
@@ -282,6 +333,30 @@ class Plan:
                 problems.append(f"{where}: mine.window [{low}, {high}) is empty")
             for method in self.methods(it):
                 problems += [f"{where}: {p}" for p in method.check(self, it)]
+        return problems
+
+    def _finetune_problems(self, name: str) -> list[str]:
+        where, models = f"models.{name}.finetune", self.config["models"]
+        if models[name]["kind"] != "bi-encoder":
+            return [f"{where}: only bi-encoders can be fine-tuned so far; {name!r} is a {models[name]['kind']}"]
+        try:
+            settings = self.finetune_settings(name)
+        except ConfigError as err:
+            return [str(err)]
+        problems, miner = [], settings["miner"]
+        if miner not in models:
+            problems.append(f"{where}.miner: unknown model {miner!r}; models are {sorted(models)}")
+        elif models[miner]["kind"] not in ("bm25", "bi-encoder"):
+            problems.append(f"{where}.miner: {miner!r} is a {models[miner]['kind']}; miners are bm25 or bi-encoders")
+        elif self.finetuned(miner):
+            problems.append(f"{where}.miner: {miner!r} is fine-tuned itself; mine with bm25 or a bi-encoder as it is")
+        low, high = settings["window"]
+        if not low < high:
+            problems.append(f"{where}.window [{low}, {high}) is empty")
+        data_dir, split = self.config["data_dir"], self.config["splits"]["train"]
+        if data_dir and Path(data_dir).is_dir() and not (Path(data_dir) / "qrels" / f"{split}.tsv").is_file():
+            problems.append(f"{where}: fine-tuning needs judged training queries, and {data_dir}/qrels/{split}.tsv "
+                            "does not exist")
         return problems
 
     def check(self) -> None:

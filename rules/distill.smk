@@ -39,6 +39,7 @@ rule score:
         **DATA,
         candidates=f"{R}/it{{it}}/candidates.parquet",
         embeddings=lambda wc: [p for s in plan.embedding_shards([wc.scorer]).values() for p in s],
+        models=lambda wc: plan.scorer_inputs(wc.scorer),
     output:
         f"{R}/it{{it}}/scores/{{scorer}}.parquet",
     params:

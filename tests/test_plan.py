@@ -109,6 +109,55 @@ def test_evaluated_models():
     assert Plan(config(evaluate={"teacher": False})).evaluated_models()[0] == "student-it0"
 
 
+def with_finetune(name="teacher", **settings):
+    base = config()
+    models = copy.deepcopy(base["models"])
+    models[name] = dict(models[name], finetune=settings)
+    return config(models=models)
+
+
+def test_a_finetuned_model_is_the_workflows_own_folder_wherever_it_serves():
+    plan = Plan(with_finetune(epochs=2))
+    tuned = plan.model("teacher")
+    assert tuned["source"] == "results/x/models/teacher" and "finetune" not in tuned and tuned["layers"] is None
+    assert plan.model_inputs("teacher") == ["results/x/models/teacher"] and plan.model_inputs("other") == []
+    assert plan.scorer_inputs("fused") == ["results/x/models/teacher"], "a fusion member's folder too"
+    assert plan.models_of("fused")["teacher"]["source"] == "results/x/models/teacher"
+    assert plan.eval_inputs("teacher")["models"] == ["results/x/models/teacher"]
+    assert plan.train_inputs(1)["models"] == ["results/x/models/teacher"], "the warm-up loads the tuned teacher"
+    settings = plan.finetune_settings("teacher")
+    assert settings["epochs"] == 2 and settings["miner"] == "bm25" and settings["lr"] == 2.0e-5, "schema defaults"
+    assert plan.finetune_miner_inputs("teacher") == []
+    assert Plan(with_finetune(miner="other")).finetune_miner_inputs("teacher") == ["results/x/index/other"]
+    args = json.loads(plan.finetune_args("teacher", SimpleNamespace(
+        candidates="c.parquet", qrels_train="q.parquet", queries="qs.parquet", corpus="co.parquet"), ["out"]))
+    assert args["model"] == {"kind": "bi-encoder", "source": "t", "name": "teacher", **{
+        k: v for k, v in args["model"].items() if k not in ("kind", "source", "name")}}, "starts from the source"
+    assert args["settings"] == settings and args["out_dir"] == "out" and args["qrels_path"] == "q.parquet"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": "ce"}, "models.ce.finetune: only bi-encoders can be fine-tuned so far; 'ce' is a cross-encoder"),
+    ({"miner": "ce"}, "models.teacher.finetune.miner: 'ce' is a cross-encoder; miners are bm25 or bi-encoders"),
+    ({"miner": "ghost"}, "models.teacher.finetune.miner: unknown model 'ghost'"),
+    ({"miner": "teacher"}, "models.teacher.finetune.miner: 'teacher' is fine-tuned itself"),
+    ({"window": [3, 3]}, "models.teacher.finetune.window [3, 3) is empty"),
+    ({"lr": -1}, "models.teacher.finetune.lr"),
+])
+def test_finetune_checks_name_the_problem(change, message):
+    change = dict(change)
+    with pytest.raises(ConfigError) as err:
+        Plan(with_finetune(change.pop("name", "teacher"), **change)).check()
+    assert message in str(err.value)
+
+
+def test_finetune_needs_judged_training_queries(tmp_path):
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n")
+    with pytest.raises(ConfigError, match=r"fine-tuning needs judged training queries, and .*qrels/train.tsv"):
+        Plan(dict(with_finetune(), data_dir=str(tmp_path))).check()
+
+
 @pytest.mark.parametrize("change, message", [
     ({"teacher": "nope"}, "iteration 1: teacher: unknown model 'nope'"),
     ({"mine": {"first_miner": "ce"}}, "'ce' is a cross-encoder; miners are bm25 or bi-encoders"),

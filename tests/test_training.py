@@ -286,3 +286,79 @@ def test_a_step_called_by_hand_validates_its_settings_against_the_schema(setup, 
     assert main(["train", json.dumps(args)]) == 2
     assert "config.teacher: missing" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Fine-tuning a configured bi-encoder (models.<name>.finetune)
+# --------------------------------------------------------------------------------------------------
+
+
+def finetune(setup, out, **kwargs):
+    from pipeline.training.finetune import finetune_bi_encoder
+
+    root, data, teacher = setup
+    settings = {"epochs": 3, "batch_size": 4, "group_size": 4, "lr": 1e-3, "checkpoint_every": 2,
+                "max_passage_length": 32}
+    return finetune_bi_encoder(teacher, str(out), str(root / "candidates.parquet"), data["qrels-train"],
+                               data["queries"], data["corpus"], settings=settings, device="cpu", seed=5, **kwargs)
+
+
+def test_finetune_learns_and_saves_a_sentence_transformer(setup, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    summary = finetune(setup, tmp_path / "tuned", scratch_dir=str(tmp_path / "scratch"))
+    history = summary["history"]
+    assert {h["phase"] for h in history} == {"finetune"} and set(history[0]) >= {"loss", "nll"}
+    assert history[-1]["loss"] < history[0]["loss"], "the contrastive loss goes down"
+    assert summary["settings"]["in_batch_negatives"] is True, "schema defaults fill the settings"
+    tuned = SentenceTransformer(str(tmp_path / "tuned"), device="cpu")
+    ours = BiEncoder.load(ModelSpec("t", source=str(tmp_path / "tuned")))
+    texts = ["a query about topic 1", "another text"]
+    assert torch.allclose(torch.tensor(tuned.encode(texts)), torch.tensor(ours.encode(texts, is_query=True)),
+                          atol=1e-5), "sentence-transformers reads the same model"
+    start = BiEncoder.load(ModelSpec("s", source=setup[2]["source"]))
+    assert any(not torch.equal(a, b) for a, b in zip(ours.parameters(), start.parameters()))
+    assert not (tmp_path / "scratch").exists()
+
+
+def test_killed_finetune_resumes_to_the_same_weights(setup, tmp_path, monkeypatch):
+    reference = finetune(setup, tmp_path / "reference", scratch_dir=str(tmp_path / "scratch-ref"))
+    import pipeline.training.finetune as finetuning
+
+    original = finetuning.distill_phase
+
+    def interrupting_phase(*args, **kwargs):
+        phase = original(*args, **kwargs)
+        inner, calls = phase.step, {"n": 0}
+
+        def step(models, batch, global_step):
+            calls["n"] += 1
+            if calls["n"] == 6:
+                raise Interrupt()
+            return inner(models, batch, global_step)
+
+        phase.step = step
+        return phase
+
+    monkeypatch.setattr(finetuning, "distill_phase", interrupting_phase)
+    with pytest.raises(Interrupt):
+        finetune(setup, tmp_path / "resumed", scratch_dir=str(tmp_path / "scratch"))
+    assert not (tmp_path / "resumed").exists(), "no output after a killed job"
+    monkeypatch.setattr(finetuning, "distill_phase", original)
+    resumed = finetune(setup, tmp_path / "resumed", scratch_dir=str(tmp_path / "scratch"))
+    assert resumed["history"] == reference["history"]
+    a = BiEncoder.load(ModelSpec("a", source=str(tmp_path / "reference")))
+    b = BiEncoder.load(ModelSpec("b", source=str(tmp_path / "resumed")))
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_finetune_without_judged_training_queries_says_so(setup, tmp_path):
+    from pipeline.training.finetune import finetune_bi_encoder
+
+    root, data, teacher = setup
+    empty = tmp_path / "no-qrels.parquet"
+    pd.read_parquet(data["qrels-train"]).iloc[:0].to_parquet(empty)
+    with pytest.raises(ValueError, match="no judged training query.*needs training labels"):
+        finetune_bi_encoder(teacher, str(tmp_path / "t"), str(root / "candidates.parquet"), str(empty),
+                            data["queries"], data["corpus"], device="cpu")
+    assert not (tmp_path / "t").exists()

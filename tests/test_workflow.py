@@ -159,6 +159,29 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_a_finetuned_teacher_is_made_once_and_serves_everywhere(tmp_path, tiny_beir, tiny_bert):
+    teacher = {"kind": "bi-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16,
+               "finetune": {"epochs": 2, "batch_size": 8, "lr": 1.0e-3, "max_passage_length": 32,
+                            "checkpoint_every": 2, "depth": 20, "window": [0, 10]}}
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=1,
+                           models={"tiny-teacher": teacher, "bm25": {"kind": "bm25"}})
+    snakemake(workdir, "--cores", "2")
+    out = workdir / "results" / "tiny"
+    tuned = out / "models" / "tiny-teacher"
+    training = json.loads((tuned / "training.json").read_text())
+    assert training["finetuned_from"]["source"] == str(tiny_bert) and training["examples"] > 0
+    assert training["history"][-1]["loss"] < training["history"][0]["loss"]
+    for artifact in ("embeddings/tiny-teacher/shard-0-of-2.parquet", "it1/scores/tiny-teacher.parquet"):
+        source = read_provenance(out / artifact)["model" if "embeddings" in artifact else "scorer"]["source"]
+        assert source.endswith("results/tiny/models/tiny-teacher")
+    mined = pq.read_table(out / "finetune/tiny-teacher/candidates.parquet").column("query_id").to_pylist()
+    assert not set(mined) & set(json.loads((out / "data/splits.json").read_text())["dev_query_ids"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert any(r["model"] == "teacher" for r in summary["rows"])
+    again = snakemake(workdir, "--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_killed_run_resumes_with_rerun_incomplete(tmp_path, tiny_beir, tiny_bert):
     workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=1,
                            train={"epochs": 40, "batch_size": 4, "group_size": 4, "checkpoint_every": 2})

@@ -1,6 +1,7 @@
-"""Training: the ``train`` and ``init_student`` steps (:mod:`.driver`), the loop over phases and trained
-models (:mod:`.loop`), examples and batches (:mod:`.sampling`), teacher scores (:mod:`.teachers`), and
-the shared phases (:mod:`.warmup`, :mod:`.distill`) that methods assemble."""
+"""Training: the ``train`` and ``init_student`` steps (:mod:`.driver`), the ``finetune`` step
+(:mod:`.finetune`), the loop over phases and trained models (:mod:`.loop`), examples and batches
+(:mod:`.sampling`), teacher scores (:mod:`.teachers`), the shared phases (:mod:`.warmup`,
+:mod:`.distill`) that methods assemble and shared regularisers (:mod:`.regularisers`)."""
 
 from .driver import TrainingRun, init_student, train_student
 from .loop import Phase, linear_schedule, run_phases

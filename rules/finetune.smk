@@ -1,0 +1,59 @@
+# Models the workflow trains before they serve (models.<name>.finetune): mine their hard negatives on
+# the training split, fine-tune, save into models/<name>/. Any rule that loads such a model asks for
+# that folder (plan.model_inputs), so it is made first and once.
+
+
+rule mine_for_finetune:
+    input:
+        **DATA,
+        miner=lambda wc: plan.finetune_miner_inputs(wc.model),
+    output:
+        f"{R}/finetune/{{model}}/candidates.parquet",
+    params:
+        args=lambda wc, input, output: to_json(
+            queries_path=input.queries,
+            qrels_path=input.qrels_train,
+            corpus_path=input.corpus,
+            index_dir=input.miner[0] if input.miner else None,
+            out_path=output[0],
+            miner=plan.model(plan.finetune_settings(wc.model)["miner"]),
+            depth=plan.finetune_settings(wc.model)["depth"],
+            window=plan.finetune_settings(wc.model)["window"],
+            include_title=config["include_title"],
+            device=config["device"],
+            provenance={"finetune": wc.model, "experiment": config["experiment"]},
+        ),
+    log:
+        f"{R}/logs/finetune/{{model}}-mine.log",
+    benchmark:
+        f"{R}/benchmarks/finetune/{{model}}-mine.tsv"
+    threads: JOB_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=GPUS,
+    shell:
+        "{PY} -m pipeline mine {params.args:q} --threads {threads} > {log} 2>&1"
+
+
+rule finetune:
+    input:
+        corpus=DATA["corpus"],
+        queries=DATA["queries"],
+        qrels_train=DATA["qrels_train"],
+        candidates=f"{R}/finetune/{{model}}/candidates.parquet",
+    output:
+        directory(f"{R}/models/{{model}}"),
+    params:
+        args=lambda wc, input, output: plan.finetune_args(wc.model, input, output),
+    log:
+        f"{R}/logs/finetune/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/finetune/{{model}}.tsv"
+    threads: JOB_THREADS
+    resources:
+        mem_mb=12000,
+        runtime=240,
+        gpu=GPUS,
+    shell:
+        "{PY} -m pipeline finetune {params.args:q} --threads {threads} > {log} 2>&1"
