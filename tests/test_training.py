@@ -83,27 +83,33 @@ class Interrupt(Exception):
     pass
 
 
-def test_killed_training_resumes_to_the_same_weights(setup, tmp_path, monkeypatch):
-    reference = train(setup, tmp_path / "reference", scratch_dir=str(tmp_path / "scratch-ref"))
-
-    import pipeline.training.distill as training
-
-    original = training.distill_phase
+def interrupted_after(make_phase, calls_before_kill: int):
+    """``make_phase`` (a phase factory such as ``distill_phase``) whose phase raises :class:`Interrupt`
+    at its ``calls_before_kill``-th step, as a killed job would."""
 
     def interrupting_phase(*args, **kwargs):
-        phase = original(*args, **kwargs)
+        phase = make_phase(*args, **kwargs)
         inner, calls = phase.step, {"n": 0}
 
         def step(models, batch, global_step):
             calls["n"] += 1
-            if calls["n"] == 8:
+            if calls["n"] == calls_before_kill:
                 raise Interrupt()
             return inner(models, batch, global_step)
 
         phase.step = step
         return phase
 
-    monkeypatch.setattr(training, "distill_phase", interrupting_phase)
+    return interrupting_phase
+
+
+def test_killed_training_resumes_to_the_same_weights(setup, tmp_path, monkeypatch):
+    reference = train(setup, tmp_path / "reference", scratch_dir=str(tmp_path / "scratch-ref"))
+
+    import pipeline.training.distill as training
+
+    original = training.distill_phase
+    monkeypatch.setattr(training, "distill_phase", interrupted_after(original, 8))
     with pytest.raises(Interrupt):
         train(setup, tmp_path / "resumed", scratch_dir=str(tmp_path / "scratch"))
     assert (tmp_path / "scratch" / "checkpoint.pt").is_file()
@@ -326,21 +332,7 @@ def test_killed_finetune_resumes_to_the_same_weights(setup, tmp_path, monkeypatc
     import pipeline.training.finetune as finetuning
 
     original = finetuning.distill_phase
-
-    def interrupting_phase(*args, **kwargs):
-        phase = original(*args, **kwargs)
-        inner, calls = phase.step, {"n": 0}
-
-        def step(models, batch, global_step):
-            calls["n"] += 1
-            if calls["n"] == 6:
-                raise Interrupt()
-            return inner(models, batch, global_step)
-
-        phase.step = step
-        return phase
-
-    monkeypatch.setattr(finetuning, "distill_phase", interrupting_phase)
+    monkeypatch.setattr(finetuning, "distill_phase", interrupted_after(original, 6))
     with pytest.raises(Interrupt):
         finetune(setup, tmp_path / "resumed", scratch_dir=str(tmp_path / "scratch"))
     assert not (tmp_path / "resumed").exists(), "no output after a killed job"
