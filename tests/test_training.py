@@ -1,6 +1,7 @@
 import copy
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -200,6 +201,41 @@ def test_schedule_and_teacher_scale():
     assert teacher_scale({"scale": "cosine"}, "auto", 20.0) == 20.0
     assert teacher_scale({"scale": "logit"}, "auto", 20.0) == 1.0
     assert teacher_scale({"scale": "cosine"}, 5, 20.0) == 5.0
+
+
+def test_calibrated_teacher_scale_matches_a_hand_computation():
+    from pipeline.training.teachers import calibrated_scale
+
+    # three queries, positive and negative one unit apart; the teacher is right on two, wrong on one:
+    # NLL(a) = 2·log(1 + e^-a) + log(1 + e^a), minimal where σ(a) = 2/3, i.e. a = ln 2
+    frame = pd.DataFrame({"query_id": ["a", "a", "b", "b", "c", "c"],
+                          "doc_id": ["p", "n", "p", "n", "p", "n"],
+                          "score": [1.0, 0.0, 3.0, 2.0, -5.0, -4.0]})
+    qrels = {q: {"p": 1} for q in "abc"}
+    assert calibrated_scale(frame, qrels) == pytest.approx(np.log(2), abs=1e-4)
+    # the fitted scale is in the teacher's units: scores ten times larger, a scale ten times smaller
+    assert calibrated_scale(frame.assign(score=frame.score * 10), qrels) == pytest.approx(np.log(2) / 10, abs=1e-5)
+    # queries without a judged positive among their pairs, or with nothing but positives, do not count
+    extra = pd.DataFrame({"query_id": ["d", "d", "e"], "doc_id": ["x", "y", "p"], "score": [9.0, 0.0, 1.0]})
+    assert calibrated_scale(pd.concat([frame, extra]), qrels | {"e": {"p": 1}}) == pytest.approx(np.log(2), abs=1e-4)
+    assert calibrated_scale(extra, {"e": {"p": 1}}) is None
+
+
+def test_calibrated_teacher_scale_is_what_training_reads(tmp_path):
+    from pipeline.data import SCORES_SCHEMA, write_table
+    from pipeline.training.teachers import read_teacher_scores
+
+    frame = pd.DataFrame({"query_id": ["a", "a", "b", "b", "c", "c"], "doc_id": ["p", "n"] * 3,
+                          "scorer": "t", "score": np.array([1.0, 0.0, 3.0, 2.0, -5.0, -4.0], dtype=np.float32)})
+    path = tmp_path / "t.parquet"
+    write_table(frame, path, {"scale": "fusion-zscore"}, SCORES_SCHEMA)
+    settings = {"teacher_scale": "calibrated", "similarity_scale": 20.0}
+    _, lookups, factors = read_teacher_scores({"t": str(path)}, settings, {q: {"p": 1} for q in "abc"})
+    assert factors["t"] == pytest.approx(np.log(2), abs=1e-4)
+    assert lookups["t"][("b", "p")] == pytest.approx(3 * factors["t"])
+    # no judged query among the pairs: the automatic scale (1 for a fusion), not a failure
+    _, _, factors = read_teacher_scores({"t": str(path)}, settings, {})
+    assert factors == {"t": 1.0}
 
 
 def test_in_batch_distillation_scores_the_whole_batch_with_the_teacher(setup, tmp_path):

@@ -151,7 +151,8 @@ class Standard(Method):
         if settings["kd_in_batch"] and settings["epochs"] > 0:
             in_batch = in_batch_teacher_scorers(self.teachers(c), run.models, run.embedding_shards, settings,
                                                 run.queries, run.corpus_path, [e.query_id for e in run.examples],
-                                                run.synthetic_texts, run.include_title, run.device)
+                                                run.synthetic_texts, run.include_title, run.device,
+                                                run.teacher_factors)
         frozen, take_copy = (), None
         if settings["w_lwf"] > 0 and settings["epochs"] > 0:
             frozen, take_copy = (PREVIOUS_STUDENT,), add_frozen_copy(run.loop_models)

@@ -50,6 +50,7 @@ class TrainingRun:
     examples: list[Example]
     teacher_scores: dict[str, ScoreLookup]  # scorer -> (query, doc) -> score on the student's scale
     include_title: bool
+    teacher_factors: dict[str, float] = field(default_factory=dict)  # scorer -> the scale its scores were read with
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # configs of models the methods load
     embedding_shards: dict[str, Sequence[str]] = field(default_factory=dict)
     loop_models: dict[str, torch.nn.Module] = field(default_factory=dict)  # the loop's: "student", other trained models, frozen copies
@@ -114,7 +115,7 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
         synthetic_texts = dict(zip(synthetic["doc_id"], synthetic["text"]))
         doc_text.update(synthetic_texts)
 
-    score_frames, teacher_scores = read_teacher_scores(score_paths, settings)
+    score_frames, teacher_scores, teacher_factors = read_teacher_scores(score_paths, settings, qrels)
     denoise = settings["denoise"]
     before = len(candidates)
     if teacher_scores and (denoise["margin"] is not None or denoise["max_score"] is not None):
@@ -133,6 +134,7 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
     run = TrainingRun(config=config, iteration=iteration, seed=seed, device=device_, methods=method_objects,
                       corpus=corpus, corpus_path=corpus_path, queries=queries, qrels=qrels, doc_text=doc_text,
                       synthetic_texts=synthetic_texts, examples=examples, teacher_scores=teacher_scores,
+                      teacher_factors=teacher_factors,
                       include_title=include_title, models=models or {}, embedding_shards=embedding_shards or {},
                       loop_models={"student": student})
     phases: list[Phase] = [phase for method in method_objects for phase in method.phases(run)]
@@ -150,7 +152,7 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
                              settings["checkpoint_every"], settings["max_bad_steps"], seed, snapshot_dir)
         seconds = time.perf_counter() - began
         summary = {"methods": list(methods), "config": config, "phases": names, "seed": seed,
-                   "teachers": list(score_paths), "examples": len(examples), "candidates_before_denoise": before,
+                   "teachers": list(score_paths), "teacher_scales": teacher_factors, "examples": len(examples), "candidates_before_denoise": before,
                    "candidates_after_denoise": len(candidates), "seconds": seconds, "device": str(device_),
                    "history": history, "initialised_from": student_dir,
                    "snapshots": [phase.name for phase in snapshots], **(provenance or {})}
