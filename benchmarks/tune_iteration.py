@@ -8,7 +8,9 @@ evaluate on the run's dev split (held out of training; `--split test` only to re
 A variant is `name=<JSON of train settings>` merged over config.yaml's `train` section (and the
 iteration's `overrides`). `--training-queries N` trains on a seeded sample of N of the run's training
 queries (a user with few labels) while the dev split stays the run's; `--warmup JSON` changes the warm-up
-(which then runs here, cached per setting in `--work`). Iteration 1 starts from the warmed-up student (config.yaml's `warmup`, run once
+(which then runs here, cached per setting in `--work`). `--configfile` merges a preset over the config
+(e.g. configs/strong-teacher.yaml: another teacher), `--scores` names that teacher's scores of the
+iteration's candidates when the run did not make them (`python -m pipeline score`). Iteration 1 starts from the warmed-up student (config.yaml's `warmup`, run once
 with distillation off and cached in `--work`), later iterations from the run's previous student; each
 variant runs distillation only, so variants differ in nothing else. One JSON line per variant:
 settings, train seconds, nDCG@10, MRR@10, R@100.
@@ -32,6 +34,7 @@ from pipeline.embeddings import encode_corpus_shard  # noqa: E402
 from pipeline.evaluation import evaluate_model  # noqa: E402
 from pipeline.index import build_shard_indexes  # noqa: E402
 from pipeline.models import load_student_spec  # noqa: E402
+from pipeline.plan import deep_merge  # noqa: E402
 from pipeline.training import train_student  # noqa: E402
 
 
@@ -52,6 +55,10 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="results folder of a make bench run (results/bench-scifact)")
     parser.add_argument("variants", nargs="+", help="name=<JSON train settings>")
     parser.add_argument("--config", type=Path, default=ROOT / "config.yaml")
+    parser.add_argument("--configfile", type=Path, action="append", default=[],
+                        help="a preset deep-merged over --config, as snakemake --configfile does")
+    parser.add_argument("--scores", type=Path, default=None,
+                        help="the teacher's scores of the candidates (default: the run's it<K>/scores/<teacher>)")
     parser.add_argument("--iteration", type=int, default=1)
     parser.add_argument("--split", choices=["dev", "test"], default="dev")
     parser.add_argument("--training-queries", type=int, default=None,
@@ -65,6 +72,8 @@ def main() -> None:
     args.out = args.out or ROOT / f"benchmarks/results/tune-iteration{it}.jsonl"
 
     config = yaml.safe_load(args.config.read_text())
+    for preset in args.configfile:
+        config = deep_merge(config, yaml.safe_load(preset.read_text()))
     teacher_name = config["teacher"]
     teacher = dict(config["models"][teacher_name], name=teacher_name)
     shards = sorted(str(p) for p in (args.run / "embeddings" / teacher_name).glob("shard-*.parquet"))
@@ -90,7 +99,7 @@ def main() -> None:
     def train(name: str, student: Path, settings: dict, warm: dict) -> float:
         began = time.perf_counter()
         train_student(str(student), str(args.work / name), str(args.run / f"it{it}/candidates.parquet"),
-                      {teacher_name: str(args.run / f"it{it}/scores/{teacher_name}.parquet")},
+                      {teacher_name: str(args.scores or args.run / f"it{it}/scores/{teacher_name}.parquet")},
                       str(training_qrels),
                       str(data / "queries.parquet"), str(data / "corpus.parquet"),
                       config={"teacher": teacher_name, "train": settings, "warmup": warm}, iteration=it,
@@ -121,6 +130,7 @@ def main() -> None:
         seconds = train(name, start, settings, dict(warmup, epochs=0))
         row = {"variant": name, "overrides": json.loads(overrides or "{}"), "train_s": round(seconds),
                "training_queries": args.training_queries, "warmup": json.loads(args.warmup or "null"),
+               "teacher": teacher_name, "presets": [str(p) for p in args.configfile],
                "run": str(args.run), "split": args.split,
                **{k: round(v, 4) for k, v in evaluate(args.work / name, data, args.work, qrels).items()}}
         print(json.dumps(row), flush=True)

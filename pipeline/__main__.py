@@ -21,7 +21,7 @@ STEPS = {
     "mine": "pipeline.index:mine_negatives",
     "score": "pipeline.scorers:score_candidates",
     "train": "pipeline.training.driver:train_student",
-    "finetune": "pipeline.training.finetune:finetune_bi_encoder",
+    "finetune": "pipeline.training.finetune:finetune_model",
     "evaluate": "pipeline.evaluation:evaluate_model",
     "select": "pipeline.evaluation:select_final_student",
     "summary": "pipeline.evaluation:summarize",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -96,6 +97,7 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
     queries = load_queries(queries_path)
     query_ids = sorted(q for q, docs in qrels.items() if any(r > 0 for r in docs.values()))
     embedding_shards = embedding_shards or {}
+    began = time.perf_counter()
     if query_ids:
         run = retrieve(spec, query_ids, queries, corpus_path, depth, index_dir, models or {}, embedding_shards,
                        include_title, resolve_device(device), rerank_depth)
@@ -104,7 +106,12 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
         run, metrics = {}, {name: None for name in METRICS}
     stats = encoding_stats(embedding_shards[spec.name]) if spec.kind == "bi-encoder" and spec.name in embedding_shards \
         else {"encode_docs_per_s": None, "params": None}
+    seconds = time.perf_counter() - began
+    # a reranker (cross-encoder, fusion) scores every pair of the first stage's top rerank_depth
+    reranked = sum(len(docs) for docs in run.values()) if spec.kind not in ("bi-encoder", "bm25") else None
     result = {"model": role, "name": spec.name, "iteration": iteration, "phase": phase, "split": split, **metrics,
+              "retrieve_s": round(seconds, 3),
+              "rerank_pairs_per_s": round(reranked / max(seconds, 1e-9), 1) if reranked else None,
               "encode_docs_per_s": stats["encode_docs_per_s"], "params": stats["params"],
               "queries": len(query_ids), "depth": depth, "source": spec.source, "kind": spec.kind}
     out = Path(out_dir)

@@ -283,7 +283,11 @@ def _is_bert_like(path: str) -> bool:
 
 
 class CrossEncoder(nn.Module):
-    """A (query, passage) -> relevance logit model (``AutoModelForSequenceClassification``)."""
+    """A (query, passage) -> relevance logit model (``AutoModelForSequenceClassification``).
+
+    Loaded from a bi-encoder's weights (MiniLM-L6 here) it gets a fresh one-logit head, to be trained
+    (:mod:`pipeline.training.finetune`); saved with ``save_pretrained`` it loads in
+    ``sentence_transformers.CrossEncoder``."""
 
     def __init__(self, model: nn.Module, tokenizer, spec: ModelSpec):
         super().__init__()
@@ -291,20 +295,35 @@ class CrossEncoder(nn.Module):
 
     @classmethod
     def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "CrossEncoder":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import logging as hf_logging
 
         path = resolve_source(spec.source)
-        model = AutoModelForSequenceClassification.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path)
+        # a checkpoint without a classification head (a bi-encoder) gets one logit, a relevance score
+        fresh_head = not any(a.endswith("ForSequenceClassification") for a in config.architectures or [])
+        verbosity = hf_logging.get_verbosity()
+        if fresh_head:
+            config.num_labels = 1
+            hf_logging.set_verbosity_error()  # the "newly initialized classifier" warning is the intent here
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        if spec.layers:
+            truncate_layers(model.base_model, spec.layers)
         return cls(model, AutoTokenizer.from_pretrained(path), spec).to(device).eval()
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def forward(self, queries: Sequence[str], passages: Sequence[str]) -> torch.Tensor:
+    def forward(self, queries: Sequence[str], passages: Sequence[str], max_passage_length: int | None = None,
+                ) -> torch.Tensor:
+        """One relevance logit per pair; ``max_passage_length`` overrides the spec's (cheaper training)."""
+        max_length = self.spec.max_query_length + (max_passage_length or self.spec.max_passage_length)
         batch = self.tokenizer(list(queries), list(passages), truncation="only_second", padding=True,
-                               max_length=self.spec.max_query_length + self.spec.max_passage_length,
-                               return_tensors="pt").to(self.device)
+                               max_length=max_length, return_tensors="pt").to(self.device)
         with autocast(self.device):
             logits = self.model(**batch).logits.float()
         # One-logit rerankers score directly; two-class heads score the "relevant" class.
@@ -313,16 +332,31 @@ class CrossEncoder(nn.Module):
     @torch.inference_mode()
     def score(self, queries: Sequence[str], passages: Sequence[str], batch_size: int | None = None,
               show_progress: bool = False) -> np.ndarray:
+        """Scores in input order; pairs go through in batches of similar length (longest first), so
+        padding is minimal."""
         from tqdm.auto import tqdm
 
+        was_training = self.training
+        self.eval()
         batch_size = batch_size or self.spec.batch_size
-        order = sorted(range(len(passages)), key=lambda i: -len(passages[i]))
+        order = sorted(range(len(passages)), key=lambda i: -(len(queries[i]) + len(passages[i])))
         out = np.empty(len(order), dtype=np.float32)
         for start in tqdm(range(0, len(order), batch_size), desc="cross-encoder", disable=not show_progress,
                           mininterval=5.0):
             chunk = order[start:start + batch_size]
             out[chunk] = self([queries[i] for i in chunk], [passages[i] for i in chunk]).cpu().numpy()
+        self.train(was_training)
         return out
+
+    def save_pretrained(self, path: str | os.PathLike, final_path: str | os.PathLike | None = None) -> None:
+        """HF weights, config and tokenizer (``sentence_transformers.CrossEncoder`` reads the folder), and
+        the spec the workflow reloads it with."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        spec = self.spec.to_dict() | {"source": str(final_path or path), "layers": None}
+        (path / "pipeline_model.json").write_text(json.dumps(spec, indent=2))
 
 
 def load_student_spec(path: str | os.PathLike) -> ModelSpec:

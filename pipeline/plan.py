@@ -337,8 +337,8 @@ class Plan:
 
     def _finetune_problems(self, name: str) -> list[str]:
         where, models = f"models.{name}.finetune", self.config["models"]
-        if models[name]["kind"] != "bi-encoder":
-            return [f"{where}: only bi-encoders can be fine-tuned so far; {name!r} is a {models[name]['kind']}"]
+        if models[name]["kind"] not in ("bi-encoder", "cross-encoder"):
+            return [f"{where}: only bi-encoders and cross-encoders are trained; {name!r} is a {models[name]['kind']}"]
         try:
             settings = self.finetune_settings(name)
         except ConfigError as err:

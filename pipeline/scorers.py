@@ -10,6 +10,7 @@ training can put scores of different kinds on a comparable footing.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -202,13 +203,17 @@ def score_candidates(candidates_path: str, qrels_path: str, queries_path: str, c
     pairs = pairs_to_score(read_table(candidates_path), load_qrels(qrels_path))
     impl = make_scorer(spec, models or {}, load_queries(queries_path), corpus_path, embedding_shards or {},
                        include_title, resolve_device(device))
+    began = time.perf_counter()
     values = np.asarray(impl.score(pairs), dtype=np.float32)
+    seconds = time.perf_counter() - began
     if not np.isfinite(values).all():
         raise ValueError(f"scorer {spec.name!r} produced NaN or infinite scores")
     out = pd.DataFrame({"query_id": pairs["query_id"], "doc_id": pairs["doc_id"], "scorer": spec.name,
                         "score": values})
-    meta = {"scorer": spec.to_dict(), "scale": impl.scale, "pairs": len(out),
+    meta = {"scorer": spec.to_dict(), "scale": impl.scale, "pairs": len(out), "seconds": round(seconds, 3),
+            "pairs_per_s": round(len(out) / max(seconds, 1e-9), 1),
             "stats": {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
                       "max": float(values.max())}, **(provenance or {})}
     write_table(out, out_path, meta, SCORES_SCHEMA)
+    log.info("%s scored %d pairs in %.1f s (%.1f pairs/s)", spec.name, len(out), seconds, meta["pairs_per_s"])
     return out

@@ -156,3 +156,32 @@ def test_bi_encoder_scores_synthetic_passages(prepared, tiny_bert, tmp_path):
     q = model.encode(["heart artery"], is_query=True)[0]
     assert scores[1] == pytest.approx(float(q @ model.encode(["heart artery blood"], is_query=False)[0]), abs=1e-5)
     assert scores[0] == pytest.approx(float(q @ emb[0]), abs=1e-5)
+
+
+def test_a_cross_encoder_reranks_bm25s_top_k_with_its_own_logits(prepared, tiny_cross_encoder, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline.data import load_queries, passage_texts
+    from pipeline.evaluation import evaluate_model, read_trec_run
+    from pipeline.lexical import BM25
+
+    ce = {"name": "ce", "kind": "cross-encoder", "source": str(tiny_cross_encoder), "max_passage_length": 64}
+    result = evaluate_model(ce, "teacher", None, str(prepared / "queries.parquet"),
+                            str(prepared / "qrels-test.parquet"), str(prepared / "corpus.parquet"),
+                            str(tmp_path / "eval"), rerank_depth=3, device="cpu")
+    run = read_trec_run(tmp_path / "eval" / "run.trec")
+    queries = load_queries(str(prepared / "queries.parquet"))
+    corpus = read_table(prepared / "corpus.parquet")
+    text = dict(zip(corpus.doc_id, passage_texts(corpus, True)))
+    query_ids = sorted(run)
+    top_ids, _ = BM25.from_corpus(corpus, include_title=True).search([queries[q] for q in query_ids], 3)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_cross_encoder)
+    direct = AutoModelForSequenceClassification.from_pretrained(tiny_cross_encoder).eval()
+    for query_id, ids in zip(query_ids, top_ids):
+        assert set(run[query_id]) == set(ids), "exactly BM25's top 3 are reranked"
+        with torch.no_grad():
+            batch = tokenizer([queries[query_id]] * len(ids), [text[d] for d in ids], padding=True,
+                              truncation="only_second", max_length=64 + 64, return_tensors="pt")
+            logits = direct(**batch).logits[:, -1].numpy()
+        np.testing.assert_allclose([run[query_id][d] for d in ids], logits, atol=1e-4)
+    assert result["rerank_pairs_per_s"] > 0 and result["kind"] == "cross-encoder"

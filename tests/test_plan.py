@@ -137,7 +137,7 @@ def test_a_finetuned_model_is_the_workflows_own_folder_wherever_it_serves():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"name": "ce"}, "models.ce.finetune: only bi-encoders can be fine-tuned so far; 'ce' is a cross-encoder"),
+    ({"name": "fused"}, "models.fused.finetune: only bi-encoders and cross-encoders are trained; 'fused' is a fusion"),
     ({"miner": "ce"}, "models.teacher.finetune.miner: 'ce' is a cross-encoder; miners are bm25 or bi-encoders"),
     ({"miner": "ghost"}, "models.teacher.finetune.miner: unknown model 'ghost'"),
     ({"miner": "teacher"}, "models.teacher.finetune.miner: 'teacher' is fine-tuned itself"),

@@ -335,14 +335,14 @@ def test_a_step_called_by_hand_validates_its_settings_against_the_schema(setup, 
 # --------------------------------------------------------------------------------------------------
 
 
-def finetune(setup, out, **kwargs):
-    from pipeline.training.finetune import finetune_bi_encoder
+def finetune(setup, out, kind="bi-encoder", **kwargs):
+    from pipeline.training.finetune import finetune_model
 
     root, data, teacher = setup
     settings = {"epochs": 3, "batch_size": 4, "group_size": 4, "lr": 1e-3, "checkpoint_every": 2,
-                "max_passage_length": 32}
-    return finetune_bi_encoder(teacher, str(out), str(root / "candidates.parquet"), data["qrels-train"],
-                               data["queries"], data["corpus"], settings=settings, device="cpu", seed=5, **kwargs)
+                "max_passage_length": 32, **kwargs.pop("settings", {})}
+    return finetune_model(dict(teacher, kind=kind), str(out), str(root / "candidates.parquet"), data["qrels-train"],
+                          data["queries"], data["corpus"], settings=settings, device="cpu", seed=5, **kwargs)
 
 
 def test_finetune_learns_and_saves_a_sentence_transformer(setup, tmp_path):
@@ -363,21 +363,54 @@ def test_finetune_learns_and_saves_a_sentence_transformer(setup, tmp_path):
     assert not (tmp_path / "scratch").exists()
 
 
-def test_killed_finetune_resumes_to_the_same_weights(setup, tmp_path, monkeypatch):
-    reference = finetune(setup, tmp_path / "reference", scratch_dir=str(tmp_path / "scratch-ref"))
+@pytest.mark.parametrize("kind, phase_maker", [("bi-encoder", "distill_phase"),
+                                               ("cross-encoder", "cross_encoder_phase")])
+def test_killed_finetune_resumes_to_the_same_weights(setup, tmp_path, monkeypatch, kind, phase_maker):
+    from pipeline.models import CrossEncoder
+
+    reference = finetune(setup, tmp_path / "reference", kind, scratch_dir=str(tmp_path / "scratch-ref"))
     import pipeline.training.finetune as finetuning
 
-    original = finetuning.distill_phase
-    monkeypatch.setattr(finetuning, "distill_phase", interrupted_after(original, 6))
+    original = getattr(finetuning, phase_maker)
+    monkeypatch.setattr(finetuning, phase_maker, interrupted_after(original, 6))
     with pytest.raises(Interrupt):
-        finetune(setup, tmp_path / "resumed", scratch_dir=str(tmp_path / "scratch"))
+        finetune(setup, tmp_path / "resumed", kind, scratch_dir=str(tmp_path / "scratch"))
     assert not (tmp_path / "resumed").exists(), "no output after a killed job"
-    monkeypatch.setattr(finetuning, "distill_phase", original)
-    resumed = finetune(setup, tmp_path / "resumed", scratch_dir=str(tmp_path / "scratch"))
+    monkeypatch.setattr(finetuning, phase_maker, original)
+    resumed = finetune(setup, tmp_path / "resumed", kind, scratch_dir=str(tmp_path / "scratch"))
     assert resumed["history"] == reference["history"]
-    a = BiEncoder.load(ModelSpec("a", source=str(tmp_path / "reference")))
-    b = BiEncoder.load(ModelSpec("b", source=str(tmp_path / "resumed")))
+    model = BiEncoder if kind == "bi-encoder" else CrossEncoder
+    a = model.load(ModelSpec("a", kind, source=str(tmp_path / "reference")))
+    b = model.load(ModelSpec("b", kind, source=str(tmp_path / "resumed")))
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+@pytest.mark.parametrize("loss", ["lce", "bce"])
+def test_a_cross_encoder_trained_from_bi_encoder_weights_learns_and_loads_in_sentence_transformers(
+        setup, tmp_path, loss):
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline.models import CrossEncoder
+
+    summary = finetune(setup, tmp_path / "ce", "cross-encoder", settings={"loss": loss, "epochs": 4})
+    history = summary["history"]
+    assert set(history[0]) >= {"loss", loss}
+    first, last = np.mean([h["loss"] for h in history[:3]]), np.mean([h["loss"] for h in history[-3:]])
+    assert last < first, f"the {loss} loss goes down: {first:.3f} -> {last:.3f}"
+    ours = CrossEncoder.load(ModelSpec("ce", "cross-encoder", source=str(tmp_path / "ce")))
+    assert ours.model.config.num_labels == 1, "one relevance logit"
+    queries, passages = ["a query about topic 1", "what is topic 2"], ["topic 1 text here", "unrelated words"]
+    scores = ours.score(queries, passages)
+    # the same figures from a direct forward pass of the saved folder, and from sentence-transformers
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "ce")
+    direct = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ce").eval()
+    with torch.no_grad():
+        logits = direct(**tokenizer(queries, passages, padding=True, truncation="only_second",
+                                    return_tensors="pt")).logits[:, 0]
+    assert np.allclose(scores, logits.numpy(), atol=1e-5)
+    st = STCrossEncoder(str(tmp_path / "ce"), device="cpu", activation_fn=torch.nn.Identity())
+    assert np.allclose(st.predict(list(zip(queries, passages))), scores, atol=1e-5)
 
 
 def test_finetune_without_judged_training_queries_says_so(setup, tmp_path):

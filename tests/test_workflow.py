@@ -159,25 +159,37 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_a_finetuned_teacher_is_made_once_and_serves_everywhere(tmp_path, tiny_beir, tiny_bert):
+def test_finetuned_teachers_are_made_once_and_serve_everywhere(tmp_path, tiny_beir, tiny_bert):
+    """A fine-tuned bi-encoder and a cross-encoder trained from the same weights, fused into the teacher."""
+    finetune = {"epochs": 2, "batch_size": 8, "lr": 1.0e-3, "max_passage_length": 32, "checkpoint_every": 2,
+                "depth": 20, "window": [0, 10]}
     teacher = {"kind": "bi-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16,
-               "finetune": {"epochs": 2, "batch_size": 8, "lr": 1.0e-3, "max_passage_length": 32,
-                            "checkpoint_every": 2, "depth": 20, "window": [0, 10]}}
-    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=1,
-                           models={"tiny-teacher": teacher, "bm25": {"kind": "bm25"}})
+               "finetune": finetune}
+    cross = {"kind": "cross-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16,
+             "finetune": finetune}
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=1, teacher="fused",
+                           models={"tiny-teacher": teacher, "tiny-ce": cross, "bm25": {"kind": "bm25"},
+                                   "fused": {"kind": "fusion", "members": {"tiny-teacher": 0.5, "tiny-ce": 0.5}}},
+                           warmup={"epochs": 1, "batch_size": 16, "teacher": "tiny-teacher"},
+                           train={"epochs": 1, "batch_size": 8, "group_size": 4, "checkpoint_every": 2,
+                                  "max_passage_length": 32, "teacher_scale": "calibrated"})
     snakemake(workdir, "--cores", "2")
     out = workdir / "results" / "tiny"
-    tuned = out / "models" / "tiny-teacher"
-    training = json.loads((tuned / "training.json").read_text())
-    assert training["finetuned_from"]["source"] == str(tiny_bert) and training["examples"] > 0
-    assert training["history"][-1]["loss"] < training["history"][0]["loss"]
-    for artifact in ("embeddings/tiny-teacher/shard-0-of-2.parquet", "it1/scores/tiny-teacher.parquet"):
-        source = read_provenance(out / artifact)["model" if "embeddings" in artifact else "scorer"]["source"]
-        assert source.endswith("results/tiny/models/tiny-teacher")
-    mined = pq.read_table(out / "finetune/tiny-teacher/candidates.parquet").column("query_id").to_pylist()
-    assert not set(mined) & set(json.loads((out / "data/splits.json").read_text())["dev_query_ids"])
+    for name in ("tiny-teacher", "tiny-ce"):
+        training = json.loads((out / "models" / name / "training.json").read_text())
+        assert training["finetuned_from"]["source"] == str(tiny_bert) and training["examples"] > 0
+        assert training["finetuned_from"]["kind"] == ("cross-encoder" if name == "tiny-ce" else "bi-encoder")
+        mined = pq.read_table(out / f"finetune/{name}/candidates.parquet").column("query_id").to_pylist()
+        assert not set(mined) & set(json.loads((out / "data/splits.json").read_text())["dev_query_ids"])
+    source = read_provenance(out / "embeddings/tiny-teacher/shard-0-of-2.parquet")["model"]["source"]
+    assert source.endswith("results/tiny/models/tiny-teacher")
+    scored = read_provenance(out / "it1/scores/fused.parquet")
+    assert scored["scale"] == "fusion-zscore" and scored["pairs_per_s"] > 0
+    trained = json.loads((out / "students/it1/training.json").read_text())
+    assert trained["teacher_scales"]["fused"] > 0, "the calibrated scale is fitted and recorded"
     summary = json.loads((out / "summary.json").read_text())
-    assert any(r["model"] == "teacher" for r in summary["rows"])
+    fused = [r for r in summary["rows"] if r["model"] == "teacher"]
+    assert [r["name"] for r in fused] == ["fused"] and fused[0]["rerank_pairs_per_s"] > 0
     again = snakemake(workdir, "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
