@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Every teacher kind the workflow makes, measured on SciFact test: the models of benchmarks/teachers.yaml
+# (plus config.yaml's MiniLM-L6 and BM25) are evaluated by the workflow's own rules, as Snakemake targets,
+# so only what they need runs (fine-tunes, corpus encodings, indexes); writes scifact-teachers.json.
+#   bash benchmarks/teachers.sh                     TEACHERS="bm25 fusion" bash benchmarks/teachers.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=$(realpath "${BENCH_DATA:-../shared/data/scifact}")
+OUT=${BENCH_OUT:-benchmarks/results/scifact-teachers.json}
+EXP=bench-teachers
+TEACHERS=${TEACHERS:-minilm-l6 bm25 fusion minilm-l6-tuned fusion-tuned minilm-l6-cross}
+BIN=.venv/bin
+targets=()
+for t in $TEACHERS; do targets+=("results/$EXP/eval/test/$t/metrics.json"); done
+# one job at a time: each job's timing is then its own, not shared with a neighbour
+"$BIN/snakemake" --cores all --jobs 1 --configfile config.yaml benchmarks/teachers.yaml \
+    --config data_dir="$DATA" experiment="$EXP" -- "${targets[@]}"
+"$BIN/python" benchmarks/collect_teachers.py "results/$EXP" "$OUT" $TEACHERS
