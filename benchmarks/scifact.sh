@@ -2,18 +2,22 @@
 # The default experiment on BEIR SciFact, timed end to end; writes benchmarks/results/scifact.json.
 #   BENCH_DATA=/path/to/scifact bash benchmarks/scifact.sh      (default: ../shared/data/scifact)
 #   BENCH_CONFIG="iterations=3" BENCH_OUT=benchmarks/results/scifact-3-iterations.json bash benchmarks/scifact.sh
+#   BENCH_PRESET=configs/strong-teacher.yaml BENCH_EXPERIMENT=bench-strong-teacher \
+#     BENCH_OUT=benchmarks/results/scifact-strong-teacher.json bash benchmarks/scifact.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=$(realpath "${BENCH_DATA:-../shared/data/scifact}")
-EXP=bench-scifact
+EXP=${BENCH_EXPERIMENT:-bench-scifact}
 OUT=${BENCH_OUT:-benchmarks/results/scifact.json}
 # shellcheck disable=SC2206
 EXTRA=(${BENCH_CONFIG:-})
+PRESET=()
+[ -n "${BENCH_PRESET:-}" ] && PRESET=(--configfile "$BENCH_PRESET")
 BIN=.venv/bin
 rm -rf "results/$EXP"
 start=$(date +%s.%N)
-"$BIN/snakemake" --cores all --config data_dir="$DATA" experiment="$EXP" "${EXTRA[@]}"
+"$BIN/snakemake" --cores all "${PRESET[@]}" --config data_dir="$DATA" experiment="$EXP" "${EXTRA[@]}"
 end=$(date +%s.%N)
 # A second run with nothing changed must do no work.
-"$BIN/snakemake" --cores all --config data_dir="$DATA" experiment="$EXP" "${EXTRA[@]}" --dry-run > "results/$EXP/second-run.txt" 2>&1
+"$BIN/snakemake" --cores all "${PRESET[@]}" --config data_dir="$DATA" experiment="$EXP" "${EXTRA[@]}" --dry-run > "results/$EXP/second-run.txt" 2>&1
 "$BIN/python" benchmarks/collect_scifact.py "results/$EXP" "$start" "$end" "$OUT"

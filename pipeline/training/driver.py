@@ -152,7 +152,8 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
                              settings["checkpoint_every"], settings["max_bad_steps"], seed, snapshot_dir)
         seconds = time.perf_counter() - began
         summary = {"methods": list(methods), "config": config, "phases": names, "seed": seed,
-                   "teachers": list(score_paths), "teacher_scales": teacher_factors, "examples": len(examples), "candidates_before_denoise": before,
+                   "teachers": list(score_paths), "teacher_scales": teacher_factors, "examples": len(examples),
+                   "candidates_before_denoise": before,
                    "candidates_after_denoise": len(candidates), "seconds": seconds, "device": str(device_),
                    "history": history, "initialised_from": student_dir,
                    "snapshots": [phase.name for phase in snapshots], **(provenance or {})}

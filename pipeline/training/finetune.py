@@ -96,7 +96,6 @@ def finetune_cross_encoder(model: dict[str, Any], out_dir: str, candidates_path:
     """Train the cross-encoder ``model`` (its ``source`` the start weights: a fresh one-logit head on a
     bi-encoder's, or a cross-encoder's own) like :func:`finetune_bi_encoder`, with LCE or BCE."""
     def build(settings, examples, doc_text, queries, device_):
-        torch.manual_seed(seed)  # the fresh head's initial weights
         scorer = CrossEncoder.load(ModelSpec.from_config(model["name"], model), device_)
         return scorer, cross_encoder_phase(settings, examples, doc_text, queries, seed)
 
@@ -111,7 +110,7 @@ def _finetune(build, model, out_dir, candidates_path, qrels_path, queries_path, 
     settings = complete(settings or {}, "finetune", where=f"models.{name}.finetune")
     set_threads(threads)
     device_ = resolve_device(device)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # also a fresh cross-encoder head's initial weights
     np.random.seed(seed)
 
     qrels = load_qrels(qrels_path)
