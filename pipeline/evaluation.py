@@ -104,9 +104,9 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
         metrics = compute_metrics(qrels, run)
     else:
         run, metrics = {}, {name: None for name in METRICS}
+    seconds = time.perf_counter() - began
     stats = encoding_stats(embedding_shards[spec.name]) if spec.kind == "bi-encoder" and spec.name in embedding_shards \
         else {"encode_docs_per_s": None, "params": None}
-    seconds = time.perf_counter() - began
     # a reranker (cross-encoder, fusion) scores every pair of the first stage's top rerank_depth
     reranked = sum(len(docs) for docs in run.values()) if spec.kind not in ("bi-encoder", "bm25") else None
     result = {"model": role, "name": spec.name, "iteration": iteration, "phase": phase, "split": split, **metrics,

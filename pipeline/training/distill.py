@@ -9,7 +9,7 @@ import torch
 
 from ..losses import Batch, StudentScores
 from .loop import Phase
-from .sampling import Example, sample_groups
+from .sampling import Example, group_batches
 from .teachers import InBatchTeacher, ScoreLookup
 
 
@@ -25,9 +25,6 @@ def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, s
     in_batch_teachers = in_batch_teachers or {}
     scale = float(settings["similarity_scale"])
     max_passage = settings.get("max_passage_length")
-
-    def batches(epoch: int) -> list:
-        return sample_groups(examples, settings["group_size"], settings["batch_size"], seed + 15485863 * epoch)
 
     def step(models, rows, global_step: int) -> tuple[torch.Tensor, dict[str, float]]:
         student = models["student"]
@@ -49,7 +46,8 @@ def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, s
         return loss(out, batch)
 
     return Phase(name, settings["epochs"], settings["lr"], settings["weight_decay"], settings["warmup_ratio"],
-                 batches, step, on_start=on_start)
+                 group_batches(examples, settings["group_size"], settings["batch_size"], seed), step,
+                 on_start=on_start)
 
 
 @torch.no_grad()

@@ -33,7 +33,7 @@ from ..losses import CompositeLoss, ContrastiveNLL
 from ..models import BiEncoder, CrossEncoder, ModelSpec, resolve_device, set_threads
 from .distill import distill_phase
 from .loop import Phase, fingerprint, run_phases
-from .sampling import Example, build_examples, sample_groups
+from .sampling import Example, build_examples, group_batches
 
 
 def finetune_model(model: dict[str, Any], *args, **kwargs) -> dict[str, Any]:
@@ -50,9 +50,6 @@ def cross_encoder_phase(settings: dict, examples: list[Example], doc_text: dict[
     group_size, max_passage = settings["group_size"], settings.get("max_passage_length")
     pointwise = settings["loss"] == "bce"
 
-    def batches(epoch: int) -> list:
-        return sample_groups(examples, group_size, settings["batch_size"], seed + 15485863 * epoch)
-
     def step(models, rows, global_step: int) -> tuple[torch.Tensor, dict[str, float]]:
         model = models["student"]
         logits = model([queries[q] for q, group in rows for _ in group],
@@ -67,7 +64,7 @@ def cross_encoder_phase(settings: dict, examples: list[Example], doc_text: dict[
         return loss, {settings["loss"]: float(loss.detach())}
 
     return Phase(name, settings["epochs"], settings["lr"], settings["weight_decay"], settings["warmup_ratio"],
-                 batches, step)
+                 group_batches(examples, group_size, settings["batch_size"], seed), step)
 
 
 def finetune_bi_encoder(model: dict[str, Any], out_dir: str, candidates_path: str, qrels_path: str,

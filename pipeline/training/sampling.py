@@ -4,7 +4,7 @@ resumed job skips exactly the steps it had done."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,12 @@ def sample_groups(examples: Sequence[Example], group_size: int, batch_size: int,
         picks = rng.choice(len(ex.negatives), size=k, replace=len(ex.negatives) < k)
         rows.append((ex.query_id, [positive] + [ex.negatives[j] for j in picks]))
     return [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
+
+
+def group_batches(examples: Sequence[Example], group_size: int, batch_size: int,
+                  seed: int) -> Callable[[int], list[list[tuple[str, list[str]]]]]:
+    """A phase's ``batches``: epoch -> :func:`sample_groups` with a seed of its own per epoch."""
+    return lambda epoch: sample_groups(examples, group_size, batch_size, seed + 15485863 * epoch)
 
 
 def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, bucket: int = 50) -> list[list[int]]:

@@ -45,6 +45,7 @@ def calibrated_scale(frame: pd.DataFrame, qrels: dict[str, dict[str, int]],
     (cosine, logits, BM25, z-scored fusions). None when no query qualifies.
     """
     from scipy.optimize import minimize_scalar
+    from scipy.special import logsumexp
 
     rows, positive_masks = [], []
     for query_id, group in frame.groupby("query_id", sort=True):
@@ -60,11 +61,8 @@ def calibrated_scale(frame: pd.DataFrame, qrels: dict[str, dict[str, int]],
     positives = np.zeros((len(rows), width), dtype=bool)
     for i, (r, m) in enumerate(zip(rows, positive_masks)):
         scores[i, :len(r)], positives[i, :len(m)] = r, m
-    scores -= np.nanmax(np.where(np.isfinite(scores), scores, np.nan), axis=1, keepdims=True)
 
     def negative_log_likelihood(log_a: float) -> float:
-        from scipy.special import logsumexp
-
         logits = np.exp(log_a) * scores
         return float(np.mean(logsumexp(logits, axis=1) - logsumexp(np.where(positives, logits, -np.inf), axis=1)))
 
