@@ -22,6 +22,8 @@ configfile: "config.yaml"
 validate(config, "schemas/config.schema.yaml")
 plan = Plan(config)
 plan.check()  # cross-field checks: fail at parse time, before any job runs
+if plan.schedule() and workflow.is_main_process:  # a method sets the iterations (PROD): say what each is
+    print("\n".join(f"iteration {it}: {plan.describe(it)}" for it in plan.iterations), file=sys.stderr)
 
 # `snakemake --lint` reports two things on purpose (tests/test_workflow.py fails on any other):
 # - "Specify a conda environment or container for each rule": every rule runs the interpreter that runs

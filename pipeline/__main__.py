@@ -21,6 +21,7 @@ STEPS = {
     "mine": "pipeline.index:mine_negatives",
     "score": "pipeline.scorers:score_candidates",
     "train": "pipeline.training.driver:train_student",
+    "prod_confusing": "pipeline.methods.prod:select_confusing",
     "finetune": "pipeline.training.finetune:finetune_model",
     "evaluate": "pipeline.evaluation:evaluate_model",
     "select": "pipeline.evaluation:select_final_student",

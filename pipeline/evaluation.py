@@ -159,9 +159,11 @@ def _cell(value: Any) -> str:
 
 
 def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, experiment: str,
-              dev_metric_paths: Sequence[str] = (), final_path: str | None = None) -> list[dict]:
+              dev_metric_paths: Sequence[str] = (), final_path: str | None = None,
+              iterations: Sequence[dict[str, Any]] = ()) -> list[dict]:
     """Gather per-model test metrics into a table (teachers first, then the students in the order the run
-    made them), with each student's dev figure and the final student marked."""
+    made them), with each student's dev figure and the final student marked; then what each iteration was
+    (``iterations``: ``{"iteration", "label", "reports": [JSON paths whose "summary" line is shown]}``)."""
     rows = [json.loads(Path(p).read_text()) for p in metric_paths]
     dev_rows = {row["name"]: row for row in (json.loads(Path(p).read_text()) for p in dev_metric_paths)}
     final = json.loads(Path(final_path).read_text()) if final_path else None
@@ -179,9 +181,16 @@ def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, exp
     if final:
         lines += ["", f"Final student: **{final['selected']}** ({final['reason']}); dev {final['metric']} per "
                       "student: " + ", ".join(f"{k} {_cell(v)}" for k, v in final["dev"].items())]
+    described = [dict(entry, reports=[json.loads(Path(p).read_text()) for p in entry.get("reports", [])])
+                 for entry in iterations]
+    if described:
+        lines += ["", "Iterations:"]
+        lines += [f"- it{entry['iteration']}: {entry['label']}"
+                  + "".join(f"; {report['summary']}" for report in entry["reports"] if report.get("summary"))
+                  for entry in described]
     table = "\n".join(lines) + "\n"
     with atomic_path(out_markdown) as tmp:
         tmp.write_text(table)
-    write_json({"experiment": experiment, "rows": rows, "final": final}, out_json)
+    write_json({"experiment": experiment, "rows": rows, "final": final, "iterations": described}, out_json)
     print(table)
     return rows

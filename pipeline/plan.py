@@ -72,10 +72,26 @@ class Plan:
         validated again, so that a typo in an override fails like one in the base config."""
         it = int(it)
         if it not in self._iteration_configs:
-            override = self.config["overrides"].get(str(it), {})
+            scheduled = self.schedule()
+            override = deep_merge(scheduled[it - 1] if it <= len(scheduled) else {},
+                                  self.config["overrides"].get(str(it), {}))
             base = {k: v for k, v in self.config.items() if k != "overrides"}
             self._iteration_configs[it] = complete(deep_merge(base, override), where=f"overrides.{it}")
         return self._iteration_configs[it]
+
+    def schedule(self) -> list[dict[str, Any]]:
+        """Per-iteration overrides of a method that sets the iterations itself (PROD's stages and rounds),
+        asked of the base config's methods; the user's ``overrides`` go over them."""
+        for name in self.config["methods"]:
+            scheduled = get_method(name).schedule(self.config)
+            if scheduled is not None:
+                return scheduled
+        return []
+
+    def describe(self, it: int | str) -> str:
+        """What iteration ``it`` is, for the dry run and the summary."""
+        labels = [label for m in self.methods(it) if (label := m.describe(self, int(it)))]
+        return "; ".join(labels) or f"teacher {self.iteration(it)['teacher']}"
 
     def model(self, name: str) -> dict[str, Any]:
         """The settings of a named model, or of the student of an iteration (``student-itK``)."""
@@ -234,12 +250,24 @@ class Plan:
             "queries": self.data["queries"],
             "qrels_train": self.data["qrels_train"],
             "student": f"{self.root}/students/it{it - 1}",
-            "candidates": f"{self.root}/it{it}/candidates.parquet",
+            "candidates": self.training_candidates(it),
             "scores": [f"{self.root}/it{it}/scores/{t}.parquet" for t in self.teachers_of(it)],
             "embeddings": [p for shards in self.embedding_shards(self.train_embeddings(it)).values() for p in shards],
             "models": [p for name in dict.fromkeys(self.train_models(it) + self.train_embeddings(it))
                        for p in self.scorer_inputs(name)],
         }
+
+    def training_candidates(self, it: int | str) -> str:
+        """The candidates iteration ``it`` trains on: the mined ones, or a method's selection of them."""
+        chosen = [path for m in self.methods(it) if (path := m.training_candidates(self, int(it)))]
+        if len(chosen) > 1:
+            raise ConfigError(f"iteration {it}: methods {[m.name for m in self.methods(it)]} each select training "
+                              f"candidates ({chosen}); at most one may")
+        return chosen[0] if chosen else f"{self.root}/it{int(it)}/candidates.parquet"
+
+    def reports(self, it: int | str) -> list[str]:
+        """Methods' JSON reports of iteration ``it`` (e.g. PROD's selection) that the summary shows."""
+        return self._union(it, "reports")
 
     def train_args(self, it: int | str, input, output) -> str:
         """The arguments of iteration ``it``'s train job; paths come from the job's ``input`` and ``output``."""

@@ -67,6 +67,7 @@ rule summary:
         test=[plan.metrics(m) for m in plan.evaluated_models()],
         dev=[plan.metrics(m, "dev") for m in plan.students()],
         final=f"{R}/final.json",
+        reports=[path for it in plan.iterations for path in plan.reports(it)],
     output:
         markdown=f"{R}/summary.md",
         json=f"{R}/summary.json",
@@ -78,6 +79,8 @@ rule summary:
             out_markdown=output.markdown,
             out_json=output.json,
             experiment=config["experiment"],
+            iterations=[{"iteration": it, "label": plan.describe(it), "reports": plan.reports(it)}
+                        for it in plan.iterations],
         ),
     log:
         f"{R}/logs/summary.log",

@@ -194,6 +194,45 @@ def test_finetuned_teachers_are_made_once_and_serve_everywhere(tmp_path, tiny_be
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_prod_preset_end_to_end_lists_its_stages_and_rounds(tmp_path, tiny_beir, tiny_bert):
+    """configs/prod.yaml on the fixture, shortened to one round: its teachers are the tiny model and its
+    fusion with BM25; the dry run says what each iteration is, the round trains on its confusing queries."""
+    preset = yaml.safe_load((ROOT / "configs/prod.yaml").read_text())
+    tiny_teacher = {"kind": "bi-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16}
+    rounds = dict(preset["prod"]["rounds"], count=1, max_rank=5, negatives=3)
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, methods=preset["methods"], iterations=3,
+                           models={"minilm-l6": tiny_teacher, "bm25": {"kind": "bm25"}, **preset["models"]},
+                           teacher=preset["teacher"], prod=dict(preset["prod"], rounds=rounds),
+                           encode={"shards": 1}, warmup={"epochs": 0}, threads=1)  # fewer jobs, two at a time: CI time
+    dry = snakemake(workdir, "--cores", "2", "-n")
+    for line in ("iteration 1: PROD stage 1 of 2: teacher minilm-l6", "iteration 2: PROD stage 2 of 2: teacher fusion",
+                 "iteration 3: PROD round 1 of 1: teacher fusion on confusing queries"):
+        assert line in dry.stderr
+    counts = job_counts(dry.stdout)
+    assert counts["train"] == 3 and counts["prod_confusing"] == 1
+    # the round scores the student's list with the previous student and the fusion
+    assert counts["score"] == 4
+
+    snakemake(workdir, "--cores", "2")
+    out = workdir / "results" / "tiny"
+    report = json.loads((out / "it3/confusing.json").read_text())
+    assert report["queries"] == 51 and report["student"] == "student-it2" and report["teacher"] == "fusion"
+    trained = json.loads((out / "students/it3/training.json").read_text())
+    assert report["selected"] > 0, "the fixture has confusing queries"
+    assert trained["examples"] == report["selected"] and trained["config"]["train"]["group_size"] == 4
+    assert trained["selection"] == "prod-confusing" and trained["config"]["train"]["lr"] == 2.0e-5
+    stage2 = json.loads((out / "students/it2/training.json").read_text())
+    assert stage2["config"]["train"]["w_lwf"] == 1.0 and "lwf" in stage2["history"][-1]
+    assert stage2["teachers"] == ["fusion"] and stage2["teacher_scales"]["fusion"] > 0
+    summary = (out / "summary.md").read_text()
+    assert "- it3: PROD round 1 of 1: teacher fusion on confusing queries of the student; " in summary
+    assert f"{report['selected']} of 51 training queries confusing" in summary
+    teachers = [r["name"] for r in json.loads((out / "summary.json").read_text())["rows"] if r["model"] == "teacher"]
+    assert teachers == ["fusion", "minilm-l6"]
+    again = snakemake(workdir, "--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_killed_run_resumes_with_rerun_incomplete(tmp_path, tiny_beir, tiny_bert):
     workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=1,
                            train={"epochs": 40, "batch_size": 4, "group_size": 4, "checkpoint_every": 2})

@@ -4,8 +4,10 @@ A method answers two kinds of question. At parse time (torch-free, from :class:`
 which cross-field rules its config must obey (:meth:`Method.check`), which scorers must score the
 mined candidates of an iteration (:meth:`Method.scorers`), which models and corpus embeddings its
 training reads (:meth:`Method.models`, :meth:`Method.embeddings`), which config sections it reads
-(:attr:`Method.sections`), whether it adds stages to the DAG (:attr:`Method.rules`), and which
-intermediate students it keeps (:meth:`Method.snapshots`). At training
+(:attr:`Method.sections`), whether it adds stages to the DAG (:attr:`Method.rules`), which
+intermediate students it keeps (:meth:`Method.snapshots`), whether it sets the iterations itself
+(:meth:`Method.schedule`), which candidates an iteration trains on (:meth:`Method.training_candidates`)
+and how an iteration is described in the summary (:meth:`Method.describe`, :meth:`Method.reports`). At training
 time (from :mod:`pipeline.training.driver`): which phases it trains (:meth:`Method.phases`) and which
 loss terms it adds to a phase (:meth:`Method.loss_terms`).
 
@@ -55,6 +57,25 @@ class Method:
     def snapshots(self, plan: "Plan", it: int) -> list[str]:
         """Phases of iteration ``it`` after which the student is kept (``students/it<k>/<phase>``), evaluated
         and a candidate for the final student; their phases set ``snapshot``."""
+        return []
+
+    def schedule(self, config: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Per-iteration overrides (``[iteration 1's, iteration 2's, ...]``) when the method sets the
+        iterations itself (PROD's stages and rounds); asked of the base config's methods only. Each entry
+        is deep-merged over the base config, and the user's ``overrides`` over it."""
+        return None
+
+    def training_candidates(self, plan: "Plan", it: int) -> str | None:
+        """A candidates artifact that iteration ``it`` trains on instead of the mined one (a selection the
+        method's own rules make from it), or None."""
+        return None
+
+    def describe(self, plan: "Plan", it: int) -> str | None:
+        """What iteration ``it`` is to this method, for the dry run and the summary (``PROD stage 2``)."""
+        return None
+
+    def reports(self, plan: "Plan", it: int) -> list[str]:
+        """JSON artifacts of iteration ``it`` whose ``summary`` line the run's summary shows."""
         return []
 
     def phases(self, run: "TrainingRun") -> list["Phase"]:

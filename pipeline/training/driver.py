@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from ..config import ConfigError, complete_section
-from ..data import atomic_path, load_qrels, load_queries, passage_texts, read_table
+from ..data import atomic_path, load_qrels, load_queries, passage_texts, read_provenance, read_table
 from ..losses import CompositeLoss
 from ..methods import Method, get_method
 from ..models import BiEncoder, ModelSpec, load_student_spec, resolve_device, set_threads
@@ -126,7 +126,10 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
                for name, lookup in teacher_scores.items() if (e.query_id, d) not in lookup]
     if missing:
         raise ValueError(f"teacher scores lack {len(missing)} training pairs, e.g. {missing[0]}")
-    if settings["epochs"] > 0 and not examples:
+    # a method's selection of the mined candidates (PROD's confusing queries) may rightly be empty: the
+    # student then has nothing left to learn there and is saved as it is
+    selection = read_provenance(candidates_path).get("selection")
+    if settings["epochs"] > 0 and not examples and not selection:
         raise ValueError(f"{candidates_path}: no training query has both a positive and a negative")
 
     spec = load_student_spec(student_dir)
@@ -137,7 +140,7 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
                       teacher_factors=teacher_factors,
                       include_title=include_title, models=models or {}, embedding_shards=embedding_shards or {},
                       loop_models={"student": student})
-    phases: list[Phase] = [phase for method in method_objects for phase in method.phases(run)]
+    phases: list[Phase] = [phase for method in method_objects for phase in method.phases(run)] if examples or not selection else []
     names = [phase.name for phase in phases]
     if len(set(names)) != len(names):
         raise ConfigError(f"methods {list(methods)} build phases with the same name: {names}")
@@ -153,7 +156,7 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
         seconds = time.perf_counter() - began
         summary = {"methods": list(methods), "config": config, "phases": names, "seed": seed,
                    "teachers": list(score_paths), "teacher_scales": teacher_factors, "examples": len(examples),
-                   "candidates_before_denoise": before,
+                   "candidates_before_denoise": before, "selection": selection,
                    "candidates_after_denoise": len(candidates), "seconds": seconds, "device": str(device_),
                    "history": history, "initialised_from": student_dir,
                    "snapshots": [phase.name for phase in snapshots], **(provenance or {})}
