@@ -12,7 +12,8 @@ OUT=${BENCH_OUT:-benchmarks/results/scifact.json}
 # shellcheck disable=SC2206
 EXTRA=(${BENCH_CONFIG:-})
 PRESET=()
-[ -n "${BENCH_PRESET:-}" ] && PRESET=(--configfile "$BENCH_PRESET")
+# shellcheck disable=SC2206
+[ -n "${BENCH_PRESET:-}" ] && PRESET=(--configfile $BENCH_PRESET)   # one or more config files, in order
 BIN=.venv/bin
 rm -rf "results/$EXP"
 start=$(date +%s.%N)
