@@ -1,6 +1,7 @@
 """Turn a finished SciFact run into benchmarks/results/scifact.json and print it."""
 
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -14,6 +15,19 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
     keys = ("model", "iteration", "phase", "name", "ndcg@10", "mrr@10", "recall@100", "dev", "encode_docs_per_s",
             "params")
     rows = [{k: row.get(k) for k in keys} for row in summary["rows"]]
+    # what each iteration was (a PROD stage or round...) and what its methods reported (a round's selection)
+    iterations = [{"iteration": entry["iteration"], "label": entry["label"],
+                   **{k: v for report in entry["reports"] for k, v in report.items()
+                      if k in ("queries", "selected", "student_ranks_positive_first", "teacher_disagrees")}}
+                  for entry in summary.get("iterations", [])]
+    for entry in iterations:  # what the methods measured while training (ADAM's teacher entropy...)
+        training = run / "students" / f"it{entry['iteration']}" / "training.json"
+        if training.is_file() and json.loads(training.read_text()).get("reports"):
+            entry["training_reports"] = json.loads(training.read_text())["reports"]
+    labels = {entry["iteration"]: entry["label"] for entry in iterations}
+    for row in rows:
+        if row["model"] == "student" and row["iteration"] in labels:
+            row["label"] = labels[row["iteration"]] + (f" ({row['phase']})" if row["phase"] else "")
     second = (run / "second-run.txt").read_text()
     teacher = next(r for r in rows if r["model"] == "teacher")
     # the encoding speed the student is compared with: the teacher's, or, for a teacher that encodes
@@ -31,6 +45,7 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
     result = {
         "wall_s": round(float(end) - float(start), 1),
         "rows": rows,
+        "iterations": iterations,
         "second_run_does_nothing": "Nothing to be done" in second,
         "final_student": summary["final"]["selected"],
         "final_student_reason": summary["final"]["reason"],
@@ -40,6 +55,8 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
         "encode_speed_reference": reference,
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
     }
+    if os.environ.get("BENCH_NOTE"):  # how the run was made, when it is not scifact.sh's plain run
+        result["note"] = os.environ["BENCH_NOTE"]
     Path(out_path).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -257,13 +257,23 @@ class Plan:
                        for p in self.scorer_inputs(name)],
         }
 
-    def training_candidates(self, it: int | str) -> str:
-        """The candidates iteration ``it`` trains on: the mined ones, or a method's selection of them."""
-        chosen = [path for m in self.methods(it) if (path := m.training_candidates(self, int(it)))]
+    def mined_candidates(self, it: int | str) -> str:
+        return f"{self.root}/it{int(it)}/candidates.parquet"
+
+    def _one_of(self, it: int | str, question: str) -> str | None:
+        chosen = [path for m in self.methods(it) if (path := getattr(m, question)(self, int(it)))]
         if len(chosen) > 1:
-            raise ConfigError(f"iteration {it}: methods {[m.name for m in self.methods(it)]} each select training "
-                              f"candidates ({chosen}); at most one may")
-        return chosen[0] if chosen else f"{self.root}/it{int(it)}/candidates.parquet"
+            raise ConfigError(f"iteration {it}: methods {[m.name for m in self.methods(it)]} each answer "
+                              f"{question} ({chosen}); at most one may")
+        return chosen[0] if chosen else None
+
+    def scored_candidates(self, it: int | str) -> str:
+        """The candidates iteration ``it`` scores: the mined ones, or a method's additions to them (ADAM)."""
+        return self._one_of(it, "scored_candidates") or self.mined_candidates(it)
+
+    def training_candidates(self, it: int | str) -> str:
+        """The candidates iteration ``it`` trains on: the scored ones, or a method's selection (PROD's rounds)."""
+        return self._one_of(it, "training_candidates") or self.scored_candidates(it)
 
     def reports(self, it: int | str) -> list[str]:
         """Methods' JSON reports of iteration ``it`` (e.g. PROD's selection) that the summary shows."""

@@ -37,7 +37,7 @@ rule mine:
 rule score:
     input:
         **DATA,
-        candidates=f"{R}/it{{it}}/candidates.parquet",
+        candidates=lambda wc: plan.scored_candidates(wc.it),
         embeddings=lambda wc: [p for s in plan.embedding_shards([wc.scorer]).values() for p in s],
         models=lambda wc: plan.scorer_inputs(wc.scorer),
     output:

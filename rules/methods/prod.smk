@@ -4,7 +4,7 @@
 
 rule prod_confusing:
     input:
-        candidates=f"{R}/it{{it}}/candidates.parquet",
+        candidates=lambda wc: plan.mined_candidates(wc.it),
         qrels_train=DATA["qrels_train"],
         # the student that mined (its scores of the positives too) and the teacher that reranks its list
         student_scores=lambda wc: f"{R}/it{wc.it}/scores/student-it{int(wc.it) - 1}.parquet",
