@@ -279,31 +279,36 @@ class Plan:
         """Methods' JSON reports of iteration ``it`` (e.g. PROD's selection) that the summary shows."""
         return self._union(it, "reports")
 
+    def _train_settings(self, it: int) -> dict[str, Any]:
+        c = self.iteration(it)
+        models = dict.fromkeys(self.train_models(it) + self.train_embeddings(it))
+        sections = {"train"} | {s for m in self.methods(it) for s in m.sections}
+        return {"methods": c["methods"], "config": {s: c[s] for s in sorted(sections)},
+                "models": {n: m for name in models for n, m in self.models_of(name).items()},
+                "include_title": self.config["include_title"], "seed": self.config["seed"] + it}
+
+    def train_settings(self, it: int | str) -> str:
+        """What iteration ``it``'s training does, without paths: the train rule's tracked params (a change
+        reruns the iteration and what follows)."""
+        return to_json(teachers=self.teachers_of(it), **self._train_settings(int(it)))
+
     def train_args(self, it: int | str, input, output) -> str:
         """The arguments of iteration ``it``'s train job; paths come from the job's ``input`` and ``output``."""
         it = int(it)
-        c = self.iteration(it)
-        teachers = self.teachers_of(it)
-        models = dict.fromkeys(self.train_models(it) + self.train_embeddings(it))
-        sections = {"train"} | {s for m in self.methods(it) for s in m.sections}
         return to_json(
             student_dir=input.student,
             out_dir=output[0],
             candidates_path=input.candidates,
-            score_paths=dict(zip(teachers, input.scores)),
+            score_paths=dict(zip(self.teachers_of(it), input.scores)),
             qrels_path=input.qrels_train,
             queries_path=input.queries,
             corpus_path=input.corpus,
-            methods=c["methods"],
-            config={s: c[s] for s in sorted(sections)},
-            models={n: m for name in models for n, m in self.models_of(name).items()},
             embedding_shards=self.embedding_shards(self.train_embeddings(it)),
             iteration=it,
             scratch_dir=f"{self.root}/scratch/train-it{it}",
-            include_title=self.config["include_title"],
             device=self.config["device"],
-            seed=self.config["seed"] + it,
             provenance={"iteration": it, "experiment": self.config["experiment"]},
+            **self._train_settings(it),
         )
 
     # ----------------------------------------------------------------------------------------------

@@ -231,6 +231,13 @@ def test_prod_preset_end_to_end_lists_its_stages_and_rounds(tmp_path, tiny_beir,
     assert teachers == ["fusion", "minilm-l6"]
     again = snakemake(workdir, "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # a changed setting reruns what it affects, and only that: stage 2 on, not stage 1
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["prod"]["w_lwf"] = 0.5
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    changed = snakemake(workdir, "--cores", "2", "-n")
+    assert job_counts(changed.stdout)["train"] == 2 and "students/it1\n" not in changed.stdout
+    assert "results/tiny/students/it2" in changed.stdout
 
 
 def test_adam_preset_end_to_end_keeps_dark_examples_out_of_indexes_and_runs(tmp_path, tiny_beir, tiny_bert):

@@ -10,6 +10,9 @@ rule adam_dark:
     output:
         f"{R}/it{{it}}/dark-candidates.parquet",
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: to_json(settings=plan.iteration(wc.it)["adam"], seed=config["seed"] + int(wc.it), include_title=config["include_title"]),
         args=lambda wc, input, output: to_json(
             candidates_path=input.candidates,
             qrels_path=input.qrels_train,

@@ -13,6 +13,9 @@ rule prod_confusing:
         candidates=f"{R}/it{{it}}/confusing.parquet",
         report=f"{R}/it{{it}}/confusing.json",
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=to_json(**{k: config["prod"]["rounds"][k] for k in ("max_rank", "negatives")}),
         args=lambda wc, input, output: to_json(
             candidates_path=input.candidates,
             student_scores_path=input.student_scores,
