@@ -22,6 +22,7 @@ STEPS = {
     "score": "pipeline.scorers:score_candidates",
     "train": "pipeline.training.driver:train_student",
     "prod_confusing": "pipeline.methods.prod:select_confusing",
+    "adam_dark": "pipeline.methods.adam:add_dark_examples",
     "finetune": "pipeline.training.finetune:finetune_model",
     "evaluate": "pipeline.evaluation:evaluate_model",
     "select": "pipeline.evaluation:select_final_student",

@@ -26,8 +26,15 @@ class BM25:
 
             self._stemmer = Stemmer.Stemmer(stemmer)
         self.retriever = bm25s.BM25(k1=k1, b=b, method=method)
-        self.retriever.index(self._tokenize(texts), show_progress=False)
+        tokenized = self._tokenize(texts)
+        self.retriever.index(tokenized, show_progress=False)
         self.settings = {"k1": k1, "b": b, "method": method, "stopwords": stopwords, "stemmer": stemmer}
+        # the corpus statistics a passage outside the corpus (a synthetic training passage) is scored with
+        self._vocab = tokenized.vocab
+        self._document_frequency = np.zeros(len(tokenized.vocab), dtype=np.int64)
+        for ids in tokenized.ids:
+            self._document_frequency[np.unique(np.asarray(ids, dtype=np.int64))] += 1
+        self._average_length = float(np.mean([len(ids) for ids in tokenized.ids])) if tokenized.ids else 1.0
 
     @classmethod
     def from_corpus(cls, corpus: pd.DataFrame, include_title: bool = True, **settings) -> "BM25":
@@ -51,12 +58,47 @@ class BM25:
             ranked_scores.append(row_scores[keep].astype(float).tolist())
         return ranked_ids, ranked_scores
 
-    def score_pairs(self, queries: dict[str, str], pairs: pd.DataFrame) -> np.ndarray:
-        """BM25 score of every (query_id, doc_id) row of ``pairs``."""
+    def score_pairs(self, queries: dict[str, str], pairs: pd.DataFrame,
+                    synthetic: Sequence[str | None] | None = None) -> np.ndarray:
+        """BM25 score of every (query_id, doc_id) row of ``pairs``; a row with a ``synthetic`` text (a
+        passage made for training, not in the corpus) is scored as if it were added to the corpus alone,
+        with the corpus's document frequencies and average length (:meth:`score_text`)."""
         out = np.zeros(len(pairs), dtype=np.float32)
+        synthetic = [None] * len(pairs) if synthetic is None else list(synthetic)
+        doc_ids = pairs["doc_id"].to_numpy()
         for query_id, rows in pairs.groupby("query_id", sort=False).indices.items():
-            all_scores = self.retriever.get_scores(self._tokenize([queries[query_id]], return_ids=False)[0])
-            positions = [self._position[d] for d in pairs["doc_id"].to_numpy()[rows]]
-            out[rows] = all_scores[positions]
+            query_tokens = self._tokenize([queries[query_id]], return_ids=False)[0]
+            in_corpus = [r for r in rows if synthetic[r] is None]
+            if in_corpus:
+                all_scores = self.retriever.get_scores(query_tokens)
+                out[in_corpus] = all_scores[[self._position[d] for d in doc_ids[in_corpus]]]
+            for r in rows:
+                if synthetic[r] is not None:
+                    out[r] = self.score_text(query_tokens, synthetic[r])
         return out
+
+    def score_text(self, query_tokens: Sequence[str], text: str) -> float:
+        r"""Lucene's BM25 of a passage outside the corpus, with the corpus's statistics:
+
+        .. math:: \sum_{t \in q} \ln\Big(1 + \frac{N - df_t + 0.5}{df_t + 0.5}\Big)
+                  \frac{tf_{t,d}}{tf_{t,d} + k_1 (1 - b + b\,|d| / avgdl)}
+
+        (``bm25s``' ``lucene`` method; equal to its score for a passage of the corpus)."""
+        if self.settings["method"] != "lucene":
+            raise ValueError(f"BM25 scores synthetic passages with the lucene method only (got {self.settings['method']!r})")
+        tokens = self._tokenize([text], return_ids=False)[0]
+        length = len(tokens)
+        counts: dict[str, int] = {}
+        for token in tokens:
+            counts[token] = counts.get(token, 0) + 1
+        k1, b, n = self.settings["k1"], self.settings["b"], len(self.doc_ids)
+        score = 0.0
+        for token in set(query_tokens):  # bm25s counts each query term once
+            tf = counts.get(token, 0)
+            if not tf:
+                continue
+            df = self._document_frequency[self._vocab[token]] if token in self._vocab else 0
+            idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+            score += idf * tf / (tf + k1 * (1 - b + b * length / self._average_length))
+        return float(score)
 

@@ -35,6 +35,9 @@ class Batch:
     teacher_scores: dict[str, torch.Tensor] = field(default_factory=dict)
     teacher_batch_scores: dict[str, torch.Tensor] = field(default_factory=dict)
     weights: torch.Tensor | None = None  # [B] per-instance weights (None = all 1)
+    #: [B, G] True where a group's passage was made for its query (ADAM's dark examples): not judged, so
+    #: label losses (NLL) neither reward nor penalise it; distillation terms use it like any candidate
+    synthetic: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -45,6 +48,8 @@ class Batch:
         self.teacher_batch_scores = {k: v.to(device) for k, v in self.teacher_batch_scores.items()}
         if self.weights is not None:
             self.weights = self.weights.to(device)
+        if self.synthetic is not None:
+            self.synthetic = self.synthetic.to(device)
         return self
 
 
@@ -75,7 +80,8 @@ class ContrastiveNLL:
     .. math:: \mathcal{L} = -\log \frac{e^{s(q, p^+)}}{\sum_{p \in P} e^{s(q, p)}}
 
     where ``P`` is the query's own group (``in_batch=False``) or every passage in the batch
-    (``in_batch=True``: the other queries' positives and negatives serve as negatives too).
+    (``in_batch=True``: the other queries' positives and negatives serve as negatives too), less the
+    passages made for the query itself (``Batch.synthetic``: judged neither way).
     Same as sentence-transformers' ``MultipleNegativesRankingLoss`` with hard negatives.
     """
 
@@ -89,6 +95,11 @@ class ContrastiveNLL:
         else:
             logits = out.group_scores
             target = torch.zeros(batch.size, dtype=torch.long, device=logits.device)
+        if batch.synthetic is not None and batch.synthetic.any():
+            own = batch.synthetic
+            if self.in_batch:  # each query's own group sits at columns [b*G, (b+1)*G) of the batch
+                own = torch.block_diag(*batch.synthetic.unbind(0)).view(batch.size, -1)
+            logits = logits.masked_fill(own, float("-inf"))
         return F.cross_entropy(logits, target, reduction="none")
 
 

@@ -257,43 +257,58 @@ class Plan:
                        for p in self.scorer_inputs(name)],
         }
 
-    def training_candidates(self, it: int | str) -> str:
-        """The candidates iteration ``it`` trains on: the mined ones, or a method's selection of them."""
-        chosen = [path for m in self.methods(it) if (path := m.training_candidates(self, int(it)))]
+    def mined_candidates(self, it: int | str) -> str:
+        return f"{self.root}/it{int(it)}/candidates.parquet"
+
+    def _one_of(self, it: int | str, question: str) -> str | None:
+        chosen = [path for m in self.methods(it) if (path := getattr(m, question)(self, int(it)))]
         if len(chosen) > 1:
-            raise ConfigError(f"iteration {it}: methods {[m.name for m in self.methods(it)]} each select training "
-                              f"candidates ({chosen}); at most one may")
-        return chosen[0] if chosen else f"{self.root}/it{int(it)}/candidates.parquet"
+            raise ConfigError(f"iteration {it}: methods {[m.name for m in self.methods(it)]} each answer "
+                              f"{question} ({chosen}); at most one may")
+        return chosen[0] if chosen else None
+
+    def scored_candidates(self, it: int | str) -> str:
+        """The candidates iteration ``it`` scores: the mined ones, or a method's additions to them (ADAM)."""
+        return self._one_of(it, "scored_candidates") or self.mined_candidates(it)
+
+    def training_candidates(self, it: int | str) -> str:
+        """The candidates iteration ``it`` trains on: the scored ones, or a method's selection (PROD's rounds)."""
+        return self._one_of(it, "training_candidates") or self.scored_candidates(it)
 
     def reports(self, it: int | str) -> list[str]:
         """Methods' JSON reports of iteration ``it`` (e.g. PROD's selection) that the summary shows."""
         return self._union(it, "reports")
 
+    def _train_settings(self, it: int) -> dict[str, Any]:
+        c = self.iteration(it)
+        models = dict.fromkeys(self.train_models(it) + self.train_embeddings(it))
+        sections = {"train"} | {s for m in self.methods(it) for s in m.sections}
+        return {"methods": c["methods"], "config": {s: c[s] for s in sorted(sections)},
+                "models": {n: m for name in models for n, m in self.models_of(name).items()},
+                "include_title": self.config["include_title"], "seed": self.config["seed"] + it}
+
+    def train_settings(self, it: int | str) -> str:
+        """What iteration ``it``'s training does, without paths: the train rule's tracked params (a change
+        reruns the iteration and what follows)."""
+        return to_json(teachers=self.teachers_of(it), **self._train_settings(int(it)))
+
     def train_args(self, it: int | str, input, output) -> str:
         """The arguments of iteration ``it``'s train job; paths come from the job's ``input`` and ``output``."""
         it = int(it)
-        c = self.iteration(it)
-        teachers = self.teachers_of(it)
-        models = dict.fromkeys(self.train_models(it) + self.train_embeddings(it))
-        sections = {"train"} | {s for m in self.methods(it) for s in m.sections}
         return to_json(
             student_dir=input.student,
             out_dir=output[0],
             candidates_path=input.candidates,
-            score_paths=dict(zip(teachers, input.scores)),
+            score_paths=dict(zip(self.teachers_of(it), input.scores)),
             qrels_path=input.qrels_train,
             queries_path=input.queries,
             corpus_path=input.corpus,
-            methods=c["methods"],
-            config={s: c[s] for s in sorted(sections)},
-            models={n: m for name in models for n, m in self.models_of(name).items()},
             embedding_shards=self.embedding_shards(self.train_embeddings(it)),
             iteration=it,
             scratch_dir=f"{self.root}/scratch/train-it{it}",
-            include_title=self.config["include_title"],
             device=self.config["device"],
-            seed=self.config["seed"] + it,
             provenance={"iteration": it, "experiment": self.config["experiment"]},
+            **self._train_settings(it),
         )
 
     # ----------------------------------------------------------------------------------------------

@@ -106,10 +106,7 @@ class BM25Scorer(Scorer):
         self.bm25 = BM25.from_corpus(corpus, include_title=include_title, **spec.bm25)
 
     def score(self, pairs: pd.DataFrame) -> np.ndarray:
-        synthetic = _synthetic_texts(pairs)
-        if any(t is not None for t in synthetic):
-            raise ValueError("BM25 cannot score synthetic passages: its statistics come from the corpus")
-        return self.bm25.score_pairs(self.queries, pairs)
+        return self.bm25.score_pairs(self.queries, pairs, _synthetic_texts(pairs))
 
 
 def normalize_per_query(frame: pd.DataFrame, how: str) -> np.ndarray:

@@ -29,6 +29,9 @@ rule prepare:
         qrels=[plan.prepared_qrels(s) for s in plan.prepared_splits],
         report=f"{R}/data/report.json",
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=to_json(splits=plan.prepared_splits, include_title=config["include_title"], drop_empty_texts=config["drop_empty_texts"]),
         args=lambda wc, output: to_json(
             data_dir=DATA_DIR,
             out_dir=os.path.dirname(output.report),
@@ -57,6 +60,9 @@ rule split_training_queries:
         dev=DATA["qrels_dev"],
         report=f"{R}/data/splits.json",
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=to_json(seed=config["seed"], train_queries=config["splits"]["train_queries"], dev=config["splits"]["dev"]),
         args=lambda wc, input, output: to_json(
             qrels_path=input.qrels,
             test_qrels_path=input.test,

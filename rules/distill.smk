@@ -8,6 +8,9 @@ rule mine:
     output:
         f"{R}/it{{it}}/candidates.parquet",
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: to_json(miner=plan.model(plan.miner_of(wc.it)), **{k: plan.iteration(wc.it)["mine"][k] for k in ("depth", "window")}, include_title=config["include_title"]),
         args=lambda wc, input, output: to_json(
             queries_path=input.queries,
             qrels_path=input.qrels_train,
@@ -37,12 +40,15 @@ rule mine:
 rule score:
     input:
         **DATA,
-        candidates=f"{R}/it{{it}}/candidates.parquet",
+        candidates=lambda wc: plan.scored_candidates(wc.it),
         embeddings=lambda wc: [p for s in plan.embedding_shards([wc.scorer]).values() for p in s],
         models=lambda wc: plan.scorer_inputs(wc.scorer),
     output:
         f"{R}/it{{it}}/scores/{{scorer}}.parquet",
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: to_json(scorer=plan.model(wc.scorer), models=plan.models_of(wc.scorer), include_title=config["include_title"]),
         args=lambda wc, input, output: to_json(
             candidates_path=input.candidates,
             qrels_path=input.qrels_train,
@@ -79,6 +85,9 @@ rule train:
     output:
         directory(f"{R}/students/it{{it}}"),
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: plan.train_settings(wc.it),
         args=lambda wc, input, output: plan.train_args(wc.it, input, output),
     log:
         f"{R}/logs/train/it{{it}}.log",

@@ -5,6 +5,9 @@ rule init_student:
     output:
         directory(f"{R}/students/it0"),
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=to_json(model=config["student"]),
         args=lambda wc, output: to_json(model=dict(config["student"], name="student-it0"), out_dir=output[0]),
     log:
         f"{R}/logs/init_student.log",
@@ -22,6 +25,9 @@ rule encode:
     output:
         f"{R}/embeddings/{{model}}/shard-{{shard}}-of-{{n}}.parquet",
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: to_json(model=plan.model(wc.model), include_title=config["include_title"], batch_size=config["encode"]["batch_size"]),
         args=lambda wc, input, output: to_json(
             corpus_path=input.corpus,
             model=plan.model(wc.model),
@@ -51,6 +57,9 @@ rule index:
     output:
         directory(f"{R}/index/{{model}}"),
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=to_json(factory=config["index"]["factory"]),
         args=lambda wc, input, output: to_json(
             shard_paths=list(input), out_dir=output[0], factory=config["index"]["factory"]
         ),

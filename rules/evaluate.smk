@@ -11,6 +11,9 @@ rule evaluate:
         metrics=f"{R}/eval/{{split}}/{{model}}/metrics.json",
         run=f"{R}/eval/{{split}}/{{model}}/run.trec",
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: to_json(model=plan.model(wc.model), models=plan.models_of(wc.model), depth=config["evaluate"]["depth"], rerank_depth=config["evaluate"]["rerank_depth"], include_title=config["include_title"]),
         args=lambda wc, input, output: to_json(
             model=plan.model(wc.model),
             role=plan.role_of(wc.model)[0],
@@ -49,6 +52,9 @@ rule select_student:
     output:
         f"{R}/final.json",
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=to_json(metric=config["splits"]["dev"]["metric"]),
         args=lambda wc, input, output: to_json(
             dev_metric_paths=list(input.dev),
             splits_report=input.splits,

@@ -10,6 +10,9 @@ rule mine_for_finetune:
     output:
         f"{R}/finetune/{{model}}/candidates.parquet",
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: to_json(miner=plan.model(plan.finetune_settings(wc.model)["miner"]), settings=plan.finetune_settings(wc.model), include_title=config["include_title"]),
         args=lambda wc, input, output: to_json(
             queries_path=input.queries,
             qrels_path=input.qrels_train,
@@ -45,6 +48,9 @@ rule finetune:
     output:
         directory(f"{R}/models/{{model}}"),
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: to_json(model=plan.config["models"][wc.model], seed=config["seed"], include_title=config["include_title"]),
         args=lambda wc, input, output: plan.finetune_args(wc.model, input, output),
     log:
         f"{R}/logs/finetune/{{model}}.log",

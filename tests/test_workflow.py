@@ -231,6 +231,50 @@ def test_prod_preset_end_to_end_lists_its_stages_and_rounds(tmp_path, tiny_beir,
     assert teachers == ["fusion", "minilm-l6"]
     again = snakemake(workdir, "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # a changed setting reruns what it affects, and only that: stage 2 on, not stage 1
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["prod"]["w_lwf"] = 0.5
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    changed = snakemake(workdir, "--cores", "2", "-n")
+    assert job_counts(changed.stdout)["train"] == 2 and "students/it1\n" not in changed.stdout
+    assert "results/tiny/students/it2" in changed.stdout
+
+
+def test_adam_preset_end_to_end_keeps_dark_examples_out_of_indexes_and_runs(tmp_path, tiny_beir, tiny_bert):
+    """configs/adam.yaml on the fixture (one iteration): dark examples are made, scored by the fusion
+    (BM25 with the corpus statistics), trained on with self-paced selection, and never indexed or ranked."""
+    preset = yaml.safe_load((ROOT / "configs/adam.yaml").read_text())
+    tiny_teacher = {"kind": "bi-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16}
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, methods=preset["methods"], iterations=1,
+                           models={"minilm-l6": tiny_teacher, "bm25": {"kind": "bm25"}, **preset["models"]},
+                           teacher=preset["teacher"], adam=preset["adam"], encode={"shards": 1}, threads=1,
+                           warmup={"epochs": 1, "batch_size": 16, "teacher": "minilm-l6"},
+                           train={"epochs": 2, "batch_size": 8, "checkpoint_every": 2, "max_passage_length": 32,
+                                  **preset["train"]})
+    counts = job_counts(snakemake(workdir, "--cores", "2", "-n").stdout)
+    assert counts["adam_dark"] == 1 and counts["score"] == 1
+    snakemake(workdir, "--cores", "2")
+    out = workdir / "results" / "tiny"
+    candidates = pq.read_table(out / "it1/dark-candidates.parquet").to_pandas()
+    dark = candidates[candidates["text"].notna()]
+    assert len(dark) == 2 * candidates["query_id"].nunique() and dark["doc_id"].str.startswith("adam-dark:").all()
+    assert {json.loads(r)["kind"] for r in dark["recipe"]} == {"mixup", "mask"}
+    scores = pq.read_table(out / "it1/scores/fusion.parquet").to_pandas()
+    assert set(dark["doc_id"]) <= set(scores["doc_id"]), "the teacher scores every dark example"
+    trained = json.loads((out / "students/it1/training.json").read_text())
+    report = trained["reports"]["adam"]
+    assert report["list_length"] == 6 and report["entropy_with_dark"] > 0
+    kept = [h["kept_fraction"] for h in trained["history"] if h["phase"] == "distill"]
+    assert kept[0] < kept[-1] == 1.0, "the self-paced share grows to the whole batch"
+    dark_ids = set(dark["doc_id"])
+    for path in (out / "embeddings").rglob("*.parquet"):
+        assert not dark_ids & set(pq.read_table(path).column("doc_id").to_pylist()), path
+    for path in (out / "eval").rglob("run.trec"):
+        assert "adam-dark:" not in path.read_text(), path
+    mined = pq.read_table(out / "it1/candidates.parquet").column("doc_id").to_pylist()
+    assert not dark_ids & set(mined)
+    again = snakemake(workdir, "--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_killed_run_resumes_with_rerun_incomplete(tmp_path, tiny_beir, tiny_bert):

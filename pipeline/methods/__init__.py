@@ -1,16 +1,18 @@
 """Distillation methods, one module each; :data:`METHODS` maps a config name to its class.
 
 ``standard`` is the recipe every other method starts from: a label-free warm-up, then NLL + listwise KL
-(+ MarginMSE) on mined candidates. ``prod`` runs it on PROD's teacher stages and confusing-query rounds. See :mod:`pipeline.methods.base` for the interface.
+(+ MarginMSE) on mined candidates. ``prod`` runs it on PROD's teacher stages and confusing-query rounds; ``adam`` adds dark examples
+and self-paced selection to it. See :mod:`pipeline.methods.base` for the interface.
 """
 
 from __future__ import annotations
 
+from .adam import Adam
 from .base import Method
 from .prod import Prod
 from .standard import Standard
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Standard, Prod)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Standard, Prod, Adam)}
 
 
 def get_method(name: str) -> Method:

@@ -6,10 +6,12 @@ mined candidates of an iteration (:meth:`Method.scorers`), which models and corp
 training reads (:meth:`Method.models`, :meth:`Method.embeddings`), which config sections it reads
 (:attr:`Method.sections`), whether it adds stages to the DAG (:attr:`Method.rules`), which
 intermediate students it keeps (:meth:`Method.snapshots`), whether it sets the iterations itself
-(:meth:`Method.schedule`), which candidates an iteration trains on (:meth:`Method.training_candidates`)
+(:meth:`Method.schedule`), which candidates an iteration scores and trains on
+(:meth:`Method.scored_candidates`, :meth:`Method.training_candidates`)
 and how an iteration is described in the summary (:meth:`Method.describe`, :meth:`Method.reports`). At training
-time (from :mod:`pipeline.training.driver`): which phases it trains (:meth:`Method.phases`) and which
-loss terms it adds to a phase (:meth:`Method.loss_terms`).
+time (from :mod:`pipeline.training.driver`): which phases it trains (:meth:`Method.phases`), which
+loss terms it adds to a phase (:meth:`Method.loss_terms`) and how it weighs a phase's queries
+(:meth:`Method.instance_weights`).
 
 Methods compose: a config lists several (``methods: [standard, adam]``); the phases of all of them run
 in config order, and the loss of each phase is the weighted sum of every method's terms for that phase.
@@ -65,6 +67,11 @@ class Method:
         is deep-merged over the base config, and the user's ``overrides`` over it."""
         return None
 
+    def scored_candidates(self, plan: "Plan", it: int) -> str | None:
+        """A candidates artifact that the method's rules make from the mined one and that scoring and
+        training read instead (ADAM's, with dark examples added), or None."""
+        return None
+
     def training_candidates(self, plan: "Plan", it: int) -> str | None:
         """A candidates artifact that iteration ``it`` trains on instead of the mined one (a selection the
         method's own rules make from it), or None."""
@@ -81,6 +88,11 @@ class Method:
     def phases(self, run: "TrainingRun") -> list["Phase"]:
         """The training phases this method runs, in order."""
         return []
+
+    def instance_weights(self, run: "TrainingRun", phase: str) -> Callable[..., Any] | None:
+        """``(batch, step) -> [B]`` weights of ``phase``'s queries in the loss (self-paced selection), or
+        None; the weights of several methods multiply."""
+        return None
 
     def loss_terms(self, run: "TrainingRun", phase: str) -> dict[str, tuple[float, LossTerm]]:
         """Named, weighted per-query loss terms this method adds to ``phase`` (any method's phase)."""

@@ -158,7 +158,7 @@ class Standard(Method):
             frozen, take_copy = (PREVIOUS_STUDENT,), add_frozen_copy(run.loop_models)
         phases.append(distill_phase(settings, run.examples, run.doc_text, run.queries, run.teacher_scores,
                                     run.loss("distill"), run.seed, in_batch, frozen_scorers=frozen,
-                                    on_start=take_copy))
+                                    on_start=take_copy, instance_weights=run.instance_weights("distill")))
         return phases
 
     def loss_terms(self, run: "TrainingRun", phase: str) -> dict[str, tuple[float, LossTerm]]:

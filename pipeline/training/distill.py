@@ -16,13 +16,17 @@ from .teachers import InBatchTeacher, ScoreLookup
 def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, str], queries: dict[str, str],
                   teacher_scores: dict[str, ScoreLookup], loss: Callable, seed: int,
                   in_batch_teachers: dict[str, InBatchTeacher] | None = None, name: str = "distill",
-                  frozen_scorers: Sequence[str] = (), on_start: Callable | None = None) -> Phase:
+                  frozen_scorers: Sequence[str] = (), on_start: Callable | None = None,
+                  instance_weights: Callable[[Batch, int], torch.Tensor] | None = None) -> Phase:
     """``settings`` is a ``train`` section (epochs, batch and group size, optimiser, scales); ``loss`` maps
     ``(StudentScores, Batch)`` to ``(loss, parts)``, e.g. a :class:`pipeline.losses.CompositeLoss`.
     ``frozen_scorers`` name untrained bi-encoders among the loop's models (e.g. a frozen copy of the
     student, :mod:`.regularisers`) whose scores of each group join ``Batch.teacher_scores`` under their
-    name, computed live without gradients; ``on_start`` is the phase's :attr:`Phase.on_start`."""
+    name, computed live without gradients; ``on_start`` is the phase's :attr:`Phase.on_start`;
+    ``instance_weights(batch, step)`` gives each query of a batch its weight in the loss (``Batch.weights``:
+    self-paced selection, curricula), a function of the phase's step so that a resumed job weighs alike."""
     in_batch_teachers = in_batch_teachers or {}
+    synthetic_ids = {d for example in examples for d in example.synthetic}
     scale = float(settings["similarity_scale"])
     max_passage = settings.get("max_passage_length")
 
@@ -38,12 +42,19 @@ def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, s
                             for name, lookup in teacher_scores.items()},
             teacher_batch_scores={name: teacher([q for q, _ in rows], doc_ids)
                                   for name, teacher in in_batch_teachers.items()},
+            synthetic=torch.tensor([[d in synthetic_ids for d in group] for _, group in rows])
+            if synthetic_ids else None,
         ).to(student.device)
         for scorer in frozen_scorers:
             batch.teacher_scores[scorer] = frozen_group_scores(models[scorer], batch, scale, max_passage)
+        if instance_weights is not None:
+            batch.weights = instance_weights(batch, global_step).to(student.device)
         out = StudentScores(student.embed(batch.query_texts, is_query=True),
                             student.embed(batch.passage_texts, is_query=False, max_length=max_passage), scale)
-        return loss(out, batch)
+        total, parts = loss(out, batch)
+        if batch.weights is not None:  # logged with the loss terms: the share of the batch that counts
+            parts["kept_fraction"] = float((batch.weights > 0).float().mean())
+        return total, parts
 
     return Phase(name, settings["epochs"], settings["lr"], settings["weight_decay"], settings["warmup_ratio"],
                  group_batches(examples, settings["group_size"], settings["batch_size"], seed), step,

@@ -55,9 +55,26 @@ class TrainingRun:
     embedding_shards: dict[str, Sequence[str]] = field(default_factory=dict)
     loop_models: dict[str, torch.nn.Module] = field(default_factory=dict)  # the loop's: "student", other trained models, frozen copies
 
+    reports: dict[str, Any] = field(default_factory=dict)  # what methods measured while building their phases (training.json)
+
     @property
     def train(self) -> dict[str, Any]:
         return self.config["train"]
+
+    def instance_weights(self, phase: str):
+        """``(batch, step) -> [B]``: the product of every configured method's weights for ``phase``'s
+        queries, or None when no method weighs them."""
+        weighers = [w for method in self.methods if (w := method.instance_weights(self, phase)) is not None]
+        if not weighers:
+            return None
+
+        def weights(batch, step):
+            product = weighers[0](batch, step)
+            for weigh in weighers[1:]:
+                product = product * weigh(batch, step)
+            return product
+
+        return weights
 
     def loss(self, phase: str) -> CompositeLoss:
         """The loss of ``phase``: every configured method's terms for it, in config order."""
@@ -115,14 +132,17 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
         synthetic_texts = dict(zip(synthetic["doc_id"], synthetic["text"]))
         doc_text.update(synthetic_texts)
 
-    score_frames, teacher_scores, teacher_factors = read_teacher_scores(score_paths, settings, qrels)
+    score_frames, teacher_scores, teacher_factors = read_teacher_scores(score_paths, settings, qrels, synthetic_texts)
     denoise = settings["denoise"]
     before = len(candidates)
     if teacher_scores and (denoise["margin"] is not None or denoise["max_score"] is not None):
-        candidates = denoise_with_teacher(candidates, next(iter(score_frames.values())), qrels,
-                                          denoise["margin"], denoise["max_score"])
+        # only mined negatives may be false ones; synthetic passages are meant to be close to the positive
+        made = candidates["text"].notna() if "text" in candidates.columns else pd.Series(False, index=candidates.index)
+        candidates = pd.concat([denoise_with_teacher(candidates[~made], next(iter(score_frames.values())), qrels,
+                                                     denoise["margin"], denoise["max_score"]), candidates[made]],
+                               ignore_index=True)
     examples = build_examples(candidates, qrels)
-    missing = [(e.query_id, d) for e in examples for d in e.positives + e.negatives
+    missing = [(e.query_id, d) for e in examples for d in e.positives + e.synthetic + e.negatives
                for name, lookup in teacher_scores.items() if (e.query_id, d) not in lookup]
     if missing:
         raise ValueError(f"teacher scores lack {len(missing)} training pairs, e.g. {missing[0]}")
@@ -159,7 +179,7 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
                    "candidates_before_denoise": before, "selection": selection,
                    "candidates_after_denoise": len(candidates), "seconds": seconds, "device": str(device_),
                    "history": history, "initialised_from": student_dir,
-                   "snapshots": [phase.name for phase in snapshots], **(provenance or {})}
+                   "snapshots": [phase.name for phase in snapshots], "reports": run.reports, **(provenance or {})}
         with atomic_path(out_dir, directory=True) as tmp:
             student.save_pretrained(tmp, final_path=out_dir)
             (tmp / "training.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -3,7 +3,7 @@ resumed job skips exactly the steps it had done."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -15,30 +15,40 @@ class Example:
     query_id: str
     positives: list[str]
     negatives: list[str]
+    #: passages made for this query (a ``text`` in the candidates: ADAM's dark examples), in every group
+    synthetic: list[str] = field(default_factory=list)
 
 
 def build_examples(candidates: pd.DataFrame, qrels: dict[str, dict[str, int]]) -> list[Example]:
-    """One example per query that has a judged positive and at least one mined negative."""
+    """One example per query that has a judged positive and at least one mined negative; candidates with
+    a ``text`` of their own are the query's synthetic passages, not negatives."""
     examples = []
-    for query_id, group in candidates.sort_values(["query_id", "rank"]).groupby("query_id", sort=True):
+    is_synthetic = candidates["text"].notna() if "text" in candidates.columns else pd.Series(False, index=candidates.index)
+    frame = candidates.assign(_synthetic=is_synthetic.to_numpy())
+    for query_id, group in frame.sort_values(["query_id", "rank", "doc_id"]).groupby("query_id", sort=True):
         positives = sorted(d for d, rel in qrels.get(query_id, {}).items() if rel > 0)
-        negatives = group["doc_id"].tolist()
+        negatives = group.loc[~group["_synthetic"], "doc_id"].tolist()
         if positives and negatives:
-            examples.append(Example(query_id, positives, negatives))
+            examples.append(Example(query_id, positives, negatives, group.loc[group["_synthetic"], "doc_id"].tolist()))
     return examples
 
 
 def sample_groups(examples: Sequence[Example], group_size: int, batch_size: int, seed: int) -> list[list[tuple[str, list[str]]]]:
-    """One epoch of batches: each entry is (query_id, [positive, negatives...]); deterministic in seed."""
+    """One epoch of batches: each entry is (query_id, [positive, synthetic..., negatives...]) of
+    ``group_size`` passages: the query's synthetic passages all, the rest sampled negatives; deterministic
+    in seed."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(examples))
     rows = []
     for i in order:
         ex = examples[i]
         positive = ex.positives[rng.integers(len(ex.positives))]
-        k = group_size - 1
+        k = group_size - 1 - len(ex.synthetic)
+        if k < 1:
+            raise ValueError(f"query {ex.query_id!r}: group_size {group_size} leaves no room for a negative beside "
+                             f"the positive and {len(ex.synthetic)} synthetic passages")
         picks = rng.choice(len(ex.negatives), size=k, replace=len(ex.negatives) < k)
-        rows.append((ex.query_id, [positive] + [ex.negatives[j] for j in picks]))
+        rows.append((ex.query_id, [positive] + ex.synthetic + [ex.negatives[j] for j in picks]))
     return [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
 
 

@@ -4,7 +4,7 @@ bi-encoder teachers that score every (query, passage) pair of a batch from their
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -72,15 +72,17 @@ def calibrated_scale(frame: pd.DataFrame, qrels: dict[str, dict[str, int]],
 
 
 def read_teacher_scores(score_paths: dict[str, str], settings: dict, qrels: dict[str, dict[str, int]] | None = None,
-                        ) -> tuple[dict[str, pd.DataFrame], dict[str, ScoreLookup], dict[str, float]]:
+                        synthetic: Collection[str] = ()) -> tuple[dict[str, pd.DataFrame], dict[str, ScoreLookup], dict[str, float]]:
     """Each scorer's score frame, its (query, doc) -> scaled score lookup, and the scale factor used
-    (``teacher_scale: calibrated`` fits one per scorer on the judged positives of ``qrels``)."""
+    (``teacher_scale: calibrated`` fits one per scorer on the judged positives of ``qrels`` against the
+    mined candidates: ``synthetic`` passages, judged neither way, stay out of the fit)."""
     frames = {name: read_table(path) for name, path in score_paths.items()}
     lookups, factors = {}, {}
     for name, frame in frames.items():
         provenance = read_provenance(score_paths[name])
         if settings["teacher_scale"] == "calibrated":
-            factor = calibrated_scale(frame, qrels or {})
+            judged = frame[~frame["doc_id"].isin(set(synthetic))] if len(synthetic) else frame
+            factor = calibrated_scale(judged, qrels or {})
             if factor is None:
                 factor = teacher_scale(provenance, "auto", settings["similarity_scale"])
                 log.warning("teacher_scale: calibrated: no judged query among %s's scored pairs; using the "

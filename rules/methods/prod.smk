@@ -4,7 +4,7 @@
 
 rule prod_confusing:
     input:
-        candidates=f"{R}/it{{it}}/candidates.parquet",
+        candidates=lambda wc: plan.mined_candidates(wc.it),
         qrels_train=DATA["qrels_train"],
         # the student that mined (its scores of the positives too) and the teacher that reranks its list
         student_scores=lambda wc: f"{R}/it{wc.it}/scores/student-it{int(wc.it) - 1}.parquet",
@@ -13,6 +13,9 @@ rule prod_confusing:
         candidates=f"{R}/it{{it}}/confusing.parquet",
         report=f"{R}/it{{it}}/confusing.json",
     params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=to_json(**{k: config["prod"]["rounds"][k] for k in ("max_rank", "negatives")}),
         args=lambda wc, input, output: to_json(
             candidates_path=input.candidates,
             student_scores_path=input.student_scores,
