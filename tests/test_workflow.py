@@ -195,14 +195,15 @@ def test_finetuned_teachers_are_made_once_and_serve_everywhere(tmp_path, tiny_be
 
 
 def test_prod_preset_end_to_end_lists_its_stages_and_rounds(tmp_path, tiny_beir, tiny_bert):
-    """configs/prod.yaml on the fixture, shortened to one round: its teachers are the tiny model and its
-    fusion with BM25; the dry run says what each iteration is, the round trains on its confusing queries."""
+    """configs/prod.yaml on the fixture, shortened to one round and with PROD's LwF (the preset leaves it
+    out): its teachers are the tiny model and its fusion with BM25; the dry run says what each iteration
+    is, the round trains on its confusing queries."""
     preset = yaml.safe_load((ROOT / "configs/prod.yaml").read_text())
     tiny_teacher = {"kind": "bi-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16}
     rounds = dict(preset["prod"]["rounds"], count=1, max_rank=5, negatives=3)
     workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, methods=preset["methods"], iterations=3,
                            models={"minilm-l6": tiny_teacher, "bm25": {"kind": "bm25"}, **preset["models"]},
-                           teacher=preset["teacher"], prod=dict(preset["prod"], rounds=rounds),
+                           teacher=preset["teacher"], prod=dict(preset["prod"], rounds=rounds, w_lwf=1.0),
                            encode={"shards": 1}, warmup={"epochs": 0}, threads=1)  # fewer jobs, two at a time: CI time
     dry = snakemake(workdir, "--cores", "2", "-n")
     for line in ("iteration 1: PROD stage 1 of 2: teacher minilm-l6", "iteration 2: PROD stage 2 of 2: teacher fusion",
