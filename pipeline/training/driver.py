@@ -28,7 +28,7 @@ from ..losses import CompositeLoss
 from ..methods import Method, get_method
 from ..models import BiEncoder, ModelSpec, load_student_spec, resolve_device, set_threads
 from .loop import Phase, fingerprint, run_phases, snapshot_path
-from .sampling import Example, build_examples
+from .sampling import Example, build_examples, synthetic_rows
 from .teachers import ScoreLookup, read_teacher_scores
 
 
@@ -126,18 +126,15 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
     qrels = load_qrels(qrels_path)
     doc_text = dict(zip(corpus["doc_id"], passage_texts(corpus, include_title)))
     candidates = read_table(candidates_path)
-    synthetic_texts: dict[str, str] = {}
-    if "text" in candidates.columns:  # synthetic passages exist only in the training data
-        synthetic = candidates[candidates["text"].notna()]
-        synthetic_texts = dict(zip(synthetic["doc_id"], synthetic["text"]))
-        doc_text.update(synthetic_texts)
+    made = synthetic_rows(candidates)  # synthetic passages exist only in the training data
+    synthetic_texts = dict(zip(candidates.loc[made, "doc_id"], candidates.loc[made, "text"])) if made.any() else {}
+    doc_text.update(synthetic_texts)
 
     score_frames, teacher_scores, teacher_factors = read_teacher_scores(score_paths, settings, qrels, synthetic_texts)
     denoise = settings["denoise"]
     before = len(candidates)
     if teacher_scores and (denoise["margin"] is not None or denoise["max_score"] is not None):
         # only mined negatives may be false ones; synthetic passages are meant to be close to the positive
-        made = candidates["text"].notna() if "text" in candidates.columns else pd.Series(False, index=candidates.index)
         candidates = pd.concat([denoise_with_teacher(candidates[~made], next(iter(score_frames.values())), qrels,
                                                      denoise["margin"], denoise["max_score"]), candidates[made]],
                                ignore_index=True)

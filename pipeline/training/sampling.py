@@ -19,12 +19,18 @@ class Example:
     synthetic: list[str] = field(default_factory=list)
 
 
+def synthetic_rows(candidates: pd.DataFrame) -> pd.Series:
+    """Which candidates are passages made for their query (a ``text`` of their own), not mined ones."""
+    if "text" not in candidates.columns:
+        return pd.Series(False, index=candidates.index)
+    return candidates["text"].notna()
+
+
 def build_examples(candidates: pd.DataFrame, qrels: dict[str, dict[str, int]]) -> list[Example]:
     """One example per query that has a judged positive and at least one mined negative; candidates with
     a ``text`` of their own are the query's synthetic passages, not negatives."""
     examples = []
-    is_synthetic = candidates["text"].notna() if "text" in candidates.columns else pd.Series(False, index=candidates.index)
-    frame = candidates.assign(_synthetic=is_synthetic.to_numpy())
+    frame = candidates.assign(_synthetic=synthetic_rows(candidates).to_numpy())
     for query_id, group in frame.sort_values(["query_id", "rank", "doc_id"]).groupby("query_id", sort=True):
         positives = sorted(d for d, rel in qrels.get(query_id, {}).items() if rel > 0)
         negatives = group.loc[~group["_synthetic"], "doc_id"].tolist()
