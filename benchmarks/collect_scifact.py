@@ -21,6 +21,9 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
                       if k in ("queries", "selected", "student_ranks_positive_first", "teacher_disagrees")}}
                   for entry in summary.get("iterations", [])]
     for entry in iterations:  # what the methods measured while training (ADAM's teacher entropy...)
+        timing = run / "benchmarks" / "train" / f"it{entry['iteration']}.tsv"  # Snakemake's benchmark: of the train job
+        if timing.is_file():
+            entry["train_s"] = round(float(timing.read_text().splitlines()[1].split("\t")[0]), 1)
         training = run / "students" / f"it{entry['iteration']}" / "training.json"
         if training.is_file() and json.loads(training.read_text()).get("reports"):
             entry["training_reports"] = json.loads(training.read_text())["reports"]

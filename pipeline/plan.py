@@ -99,7 +99,9 @@ class Plan:
         if match:
             it, phase = match.groups()
             source = f"{self.root}/students/it{it}" + (f"/{phase}" if phase else "")
-            return dict(self.config["student"], layers=None, source=source, name=name)
+            # a peer trained beside the student (OnMKD's) keeps its own settings (pooling, lengths)
+            settings = self.peers(it).get(phase, self.config["student"]) if phase and int(it) > 0 else self.config["student"]
+            return dict(settings, layers=None, source=source, name=name)
         if name not in self.config["models"]:
             raise ConfigError(f"config: unknown model {name!r}; models are {sorted(self.config['models'])}")
         model = {k: v for k, v in self.config["models"][name].items() if k != "finetune"}
@@ -236,6 +238,13 @@ class Plan:
         """Models whose cached corpus embeddings the training job reads."""
         return self._union(it, "embeddings")
 
+    def peers(self, it: int | str) -> dict[str, dict[str, Any]]:
+        """Models iteration ``it`` trains beside the student (subfolder -> settings; OnMKD's peer)."""
+        peers: dict[str, dict[str, Any]] = {}
+        for method in self.methods(it):
+            peers.update(method.peers(self, int(it)))
+        return peers
+
     def method_rules(self) -> list[str]:
         """Rule files of the configured methods that add stages to the DAG (``rules/methods/<name>.smk``)."""
         files: dict[str, None] = {}
@@ -322,6 +331,7 @@ class Plan:
         for it in self.iterations:
             names += [f"student-it{it}-{phase}" for phase in self._union(it, "snapshots")]
             names.append(f"student-it{it}")
+            names += [f"student-it{it}-{peer}" for peer in self.peers(it)]
         return names
 
     def evaluated_models(self) -> list[str]:

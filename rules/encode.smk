@@ -7,8 +7,9 @@ rule init_student:
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=to_json(model=config["student"]),
-        args=lambda wc, output: to_json(model=dict(config["student"], name="student-it0"), out_dir=output[0]),
+        settings=to_json(model=config["student"], peers=plan.peers(1)),
+        args=lambda wc, output: to_json(model=dict(config["student"], name="student-it0"), out_dir=output[0],
+                                        peers=plan.peers(1)),
     log:
         f"{R}/logs/init_student.log",
     resources:

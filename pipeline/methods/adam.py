@@ -252,8 +252,8 @@ class Adam(Method):
     def check(self, plan: "Plan", it: int) -> list[str]:
         c = plan.iteration(it)
         problems = []
-        if not {"standard", "prod"} & set(c["methods"]):
-            problems.append("adam adds to a recipe's distillation: list standard (or prod) before it in methods")
+        if not {"standard", "prod", "onmkd"} & set(c["methods"]):
+            problems.append("adam adds to a recipe's distillation: list standard (or prod, onmkd) before it in methods")
         dark = dark_count(c["adam"])
         if dark and c["train"]["group_size"] - 1 - dark < 1:
             problems.append(f"adam: {dark} dark examples per query leave no negative in train.group_size "

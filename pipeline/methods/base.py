@@ -5,7 +5,8 @@ which cross-field rules its config must obey (:meth:`Method.check`), which score
 mined candidates of an iteration (:meth:`Method.scorers`), which models and corpus embeddings its
 training reads (:meth:`Method.models`, :meth:`Method.embeddings`), which config sections it reads
 (:attr:`Method.sections`), whether it adds stages to the DAG (:attr:`Method.rules`), which
-intermediate students it keeps (:meth:`Method.snapshots`), whether it sets the iterations itself
+intermediate students it keeps (:meth:`Method.snapshots`), which models it trains beside the student
+(:meth:`Method.peers`), whether it sets the iterations itself
 (:meth:`Method.schedule`), which candidates an iteration scores and trains on
 (:meth:`Method.scored_candidates`, :meth:`Method.training_candidates`)
 and how an iteration is described in the summary (:meth:`Method.describe`, :meth:`Method.reports`). At training
@@ -60,6 +61,13 @@ class Method:
         """Phases of iteration ``it`` after which the student is kept (``students/it<k>/<phase>``), evaluated
         and a candidate for the final student; their phases set ``snapshot``."""
         return []
+
+    def peers(self, plan: "Plan", it: int) -> dict[str, dict[str, Any]]:
+        """Models trained beside the student in iteration ``it`` (OnMKD's peer), by the subfolder of
+        ``students/it<k>`` each is saved in, with its settings as a model (``student-it<k>-<subfolder>``:
+        evaluated, and a candidate for the final student). Iteration 1's are initialised with the student
+        (``students/it0/<subfolder>``); each later iteration's continues from the previous one's."""
+        return {}
 
     def schedule(self, config: dict[str, Any]) -> list[dict[str, Any]] | None:
         """Per-iteration overrides (``[iteration 1's, iteration 2's, ...]``) when the method sets the

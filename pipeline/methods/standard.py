@@ -126,40 +126,49 @@ class Standard(Method):
     # -- training time ---------------------------------------------------------------------------
 
     def phases(self, run: "TrainingRun") -> list["Phase"]:
-        from ..models import ModelSpec
         from ..training.distill import distill_phase
         from ..training.regularisers import PREVIOUS_STUDENT, add_frozen_copy
-        from ..training.teachers import in_batch_teacher_scorers
-        from ..training.warmup import warmup_phase
 
-        c, settings = run.config, run.train
-        phases = []
-        teacher = warmup_teacher(c, run.iteration)
-        if teacher:
-            if teacher not in run.models:
-                raise ValueError(f"warmup: teacher {teacher!r} is not among the models given to training "
-                                 f"({sorted(run.models)}); it must be a configured bi-encoder")
-            warm = c["warmup"]
-            short = [run.queries[q] for q in sorted(run.qrels)] if "train_queries" in warm["texts"] else []
-            short += [t for t in run.corpus["title"] if t.strip()] if "titles" in warm["texts"] else []
-            shards = list(run.embedding_shards.get(teacher, [])) if "corpus" in warm["texts"] else []
-            warm_phase = warmup_phase(warm, ModelSpec.from_config(teacher, run.models[teacher]), shards,
-                                      run.corpus, run.include_title, short, run.device, run.seed)
-            # the warmed-up student is a candidate of its own for the final student (chosen on dev)
-            phases.append(dataclasses.replace(warm_phase, snapshot=settings["epochs"] > 0))
-        in_batch = {}
-        if settings["kd_in_batch"] and settings["epochs"] > 0:
-            in_batch = in_batch_teacher_scorers(self.teachers(c), run.models, run.embedding_shards, settings,
-                                                run.queries, run.corpus_path, [e.query_id for e in run.examples],
-                                                run.synthetic_texts, run.include_title, run.device,
-                                                run.teacher_factors)
+        settings = run.train
         frozen, take_copy = (), None
         if settings["w_lwf"] > 0 and settings["epochs"] > 0:
             frozen, take_copy = (PREVIOUS_STUDENT,), add_frozen_copy(run.loop_models)
-        phases.append(distill_phase(settings, run.examples, run.doc_text, run.queries, run.teacher_scores,
-                                    run.loss("distill"), run.seed, in_batch, frozen_scorers=frozen,
-                                    on_start=take_copy, instance_weights=run.instance_weights("distill")))
-        return phases
+        return self.warmup_phases(run) + [
+            distill_phase(settings, run.examples, run.doc_text, run.queries, run.teacher_scores, run.loss("distill"),
+                          run.seed, self.in_batch_teachers(run), frozen_scorers=frozen, on_start=take_copy,
+                          instance_weights=run.instance_weights("distill"))]
+
+    def warmup_phases(self, run: "TrainingRun", trains: tuple[str, ...] = ("student",)) -> list["Phase"]:
+        """The label-free warm-up of the models in ``trains``, when the iteration warms up."""
+        from ..models import ModelSpec
+        from ..training.warmup import warmup_phase
+
+        c = run.config
+        teacher = warmup_teacher(c, run.iteration)
+        if not teacher:
+            return []
+        if teacher not in run.models:
+            raise ValueError(f"warmup: teacher {teacher!r} is not among the models given to training "
+                             f"({sorted(run.models)}); it must be a configured bi-encoder")
+        warm = c["warmup"]
+        short = [run.queries[q] for q in sorted(run.qrels)] if "train_queries" in warm["texts"] else []
+        short += [t for t in run.corpus["title"] if t.strip()] if "titles" in warm["texts"] else []
+        shards = list(run.embedding_shards.get(teacher, [])) if "corpus" in warm["texts"] else []
+        warm_phase = warmup_phase(warm, ModelSpec.from_config(teacher, run.models[teacher]), shards,
+                                  run.corpus, run.include_title, short, run.device, run.seed, trains=trains)
+        # the warmed-up student is a candidate of its own for the final student (chosen on dev)
+        return [dataclasses.replace(warm_phase, snapshot=run.train["epochs"] > 0)]
+
+    def in_batch_teachers(self, run: "TrainingRun") -> dict:
+        """Live scorers of every passage of a batch for ``train.kd_in_batch`` (none when it is off)."""
+        from ..training.teachers import in_batch_teacher_scorers
+
+        settings = run.train
+        if not (settings["kd_in_batch"] and settings["epochs"] > 0):
+            return {}
+        return in_batch_teacher_scorers(self.teachers(run.config), run.models, run.embedding_shards, settings,
+                                        run.queries, run.corpus_path, [e.query_id for e in run.examples],
+                                        run.synthetic_texts, run.include_title, run.device, run.teacher_factors)
 
     def loss_terms(self, run: "TrainingRun", phase: str) -> dict[str, tuple[float, LossTerm]]:
         if phase != "distill":

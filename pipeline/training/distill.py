@@ -13,25 +13,22 @@ from .sampling import Example, group_batches
 from .teachers import InBatchTeacher, ScoreLookup
 
 
-def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, str], queries: dict[str, str],
-                  teacher_scores: dict[str, ScoreLookup], loss: Callable, seed: int,
-                  in_batch_teachers: dict[str, InBatchTeacher] | None = None, name: str = "distill",
-                  frozen_scorers: Sequence[str] = (), on_start: Callable | None = None,
-                  instance_weights: Callable[[Batch, int], torch.Tensor] | None = None) -> Phase:
-    """``settings`` is a ``train`` section (epochs, batch and group size, optimiser, scales); ``loss`` maps
-    ``(StudentScores, Batch)`` to ``(loss, parts)``, e.g. a :class:`pipeline.losses.CompositeLoss`.
-    ``frozen_scorers`` name untrained bi-encoders among the loop's models (e.g. a frozen copy of the
-    student, :mod:`.regularisers`) whose scores of each group join ``Batch.teacher_scores`` under their
-    name, computed live without gradients; ``on_start`` is the phase's :attr:`Phase.on_start`;
-    ``instance_weights(batch, step)`` gives each query of a batch its weight in the loss (``Batch.weights``:
-    self-paced selection, curricula), a function of the phase's step so that a resumed job weighs alike."""
+def batch_builder(settings: dict, examples: list[Example], doc_text: dict[str, str], queries: dict[str, str],
+                  teacher_scores: dict[str, ScoreLookup], in_batch_teachers: dict[str, InBatchTeacher] | None = None,
+                  frozen_scorers: Sequence[str] = (),
+                  instance_weights: Callable[[Batch, int], torch.Tensor] | None = None):
+    """``(models, rows, global_step) -> Batch``: a batch of ``[(query, group)]`` rows with its teachers'
+    cached scores, in-batch teacher scores, synthetic-passage mask, the live scores of ``frozen_scorers``
+    (untrained bi-encoders among the loop's models, e.g. a frozen copy of the student,
+    :mod:`.regularisers`) and the queries' ``instance_weights``, on the student's device. Every phase
+    over mined groups (the standard ``distill``, OnMKD's peers) builds its batches with it."""
     in_batch_teachers = in_batch_teachers or {}
     synthetic_ids = {d for example in examples for d in example.synthetic}
     scale = float(settings["similarity_scale"])
     max_passage = settings.get("max_passage_length")
 
-    def step(models, rows, global_step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        student = models["student"]
+    def build(models, rows, global_step: int) -> Batch:
+        device = models["student"].device
         doc_ids = [d for _, group in rows for d in group]
         batch = Batch(
             query_ids=[q for q, _ in rows],
@@ -44,11 +41,36 @@ def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, s
                                   for name, teacher in in_batch_teachers.items()},
             synthetic=torch.tensor([[d in synthetic_ids for d in group] for _, group in rows])
             if synthetic_ids else None,
-        ).to(student.device)
+        ).to(device)
         for scorer in frozen_scorers:
             batch.teacher_scores[scorer] = frozen_group_scores(models[scorer], batch, scale, max_passage)
         if instance_weights is not None:
-            batch.weights = instance_weights(batch, global_step).to(student.device)
+            batch.weights = instance_weights(batch, global_step).to(device)
+        return batch
+
+    return build
+
+
+def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, str], queries: dict[str, str],
+                  teacher_scores: dict[str, ScoreLookup], loss: Callable, seed: int,
+                  in_batch_teachers: dict[str, InBatchTeacher] | None = None, name: str = "distill",
+                  frozen_scorers: Sequence[str] = (), on_start: Callable | None = None,
+                  instance_weights: Callable[[Batch, int], torch.Tensor] | None = None) -> Phase:
+    """``settings`` is a ``train`` section (epochs, batch and group size, optimiser, scales); ``loss`` maps
+    ``(StudentScores, Batch)`` to ``(loss, parts)``, e.g. a :class:`pipeline.losses.CompositeLoss`.
+    ``frozen_scorers`` name untrained bi-encoders among the loop's models (e.g. a frozen copy of the
+    student, :mod:`.regularisers`) whose scores of each group join ``Batch.teacher_scores`` under their
+    name, computed live without gradients; ``on_start`` is the phase's :attr:`Phase.on_start`;
+    ``instance_weights(batch, step)`` gives each query of a batch its weight in the loss (``Batch.weights``:
+    self-paced selection, curricula), a function of the phase's step so that a resumed job weighs alike."""
+    build = batch_builder(settings, examples, doc_text, queries, teacher_scores, in_batch_teachers,
+                          frozen_scorers, instance_weights)
+    scale = float(settings["similarity_scale"])
+    max_passage = settings.get("max_passage_length")
+
+    def step(models, rows, global_step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        student = models["student"]
+        batch = build(models, rows, global_step)
         out = StudentScores(student.embed(batch.query_texts, is_query=True),
                             student.embed(batch.passage_texts, is_query=False, max_length=max_passage), scale)
         total, parts = loss(out, batch)

@@ -54,6 +54,9 @@ class TrainingRun:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # configs of models the methods load
     embedding_shards: dict[str, Sequence[str]] = field(default_factory=dict)
     loop_models: dict[str, torch.nn.Module] = field(default_factory=dict)  # the loop's: "student", other trained models, frozen copies
+    student_dir: str = ""  # the student training starts from; peers trained beside it continue from its subfolders
+    #: loop models saved beside the student once training ends: name -> subfolder of the output (OnMKD's peer)
+    saved_models: dict[str, str] = field(default_factory=dict)
 
     reports: dict[str, Any] = field(default_factory=dict)  # what methods measured while building their phases (training.json)
 
@@ -76,15 +79,19 @@ class TrainingRun:
 
         return weights
 
-    def loss(self, phase: str) -> CompositeLoss:
-        """The loss of ``phase``: every configured method's terms for it, in config order."""
+    def loss_terms(self, phase: str) -> dict[str, tuple[float, Any]]:
+        """Every configured method's named, weighted terms for ``phase``, in config order."""
         terms: dict[str, tuple[float, Any]] = {}
         for method in self.methods:
             for name, term in method.loss_terms(self, phase).items():
                 if name in terms:
                     raise ValueError(f"loss term {name!r} of phase {phase!r} is added twice (by {method.name})")
                 terms[name] = term
-        return CompositeLoss(terms)
+        return terms
+
+    def loss(self, phase: str) -> CompositeLoss:
+        """The loss of ``phase``: the weighted sum of :meth:`loss_terms`."""
+        return CompositeLoss(self.loss_terms(phase))
 
 
 def complete_sections(config: dict[str, Any], methods: Sequence[Method]) -> dict[str, Any]:
@@ -156,7 +163,7 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
                       synthetic_texts=synthetic_texts, examples=examples, teacher_scores=teacher_scores,
                       teacher_factors=teacher_factors,
                       include_title=include_title, models=models or {}, embedding_shards=embedding_shards or {},
-                      loop_models={"student": student})
+                      loop_models={"student": student}, student_dir=student_dir)
     phases: list[Phase] = [phase for method in method_objects for phase in method.phases(run)] if examples or not selection else []
     names = [phase.name for phase in phases]
     if len(set(names)) != len(names):
@@ -180,6 +187,11 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
         with atomic_path(out_dir, directory=True) as tmp:
             student.save_pretrained(tmp, final_path=out_dir)
             (tmp / "training.json").write_text(json.dumps(summary, indent=2, default=str))
+            for name, folder in run.saved_models.items():  # models trained beside the student (OnMKD's peer)
+                run.loop_models[name].save_pretrained(tmp / folder, final_path=Path(out_dir) / folder)
+                (tmp / folder / "training.json").write_text(json.dumps(
+                    {"trained_beside": out_dir, "initialised_from": str(Path(student_dir) / folder),
+                     **(provenance or {})}, indent=2))
             for phase in snapshots:  # the student as it was after this phase, in a subfolder of the same name
                 snapshot = copy.deepcopy(student).cpu()
                 snapshot.load_state_dict(torch.load(snapshot_path(snapshot_dir, phase), map_location="cpu")["student"])
@@ -191,11 +203,16 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
     return summary
 
 
-def init_student(model: dict[str, Any], out_dir: str) -> dict[str, Any]:
-    """The untrained student (e.g. the first N layers of a bigger model), saved as a model folder."""
+def init_student(model: dict[str, Any], out_dir: str, peers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The untrained student (e.g. the first N layers of a bigger model), saved as a model folder, and the
+    untrained ``peers`` that iteration 1 trains beside it (OnMKD's), each in the subfolder of its name."""
     spec = ModelSpec.from_config(model["name"], model)
     student = BiEncoder.load(spec, "cpu")
     with atomic_path(out_dir, directory=True) as tmp:
         student.save_pretrained(tmp, final_path=out_dir)
         (tmp / "training.json").write_text(json.dumps({"initialised_from": spec.to_dict()}, indent=2))
+        for folder, settings in (peers or {}).items():
+            peer_spec = ModelSpec.from_config(settings["name"], settings)
+            BiEncoder.load(peer_spec, "cpu").save_pretrained(tmp / folder, final_path=Path(out_dir) / folder)
+            (tmp / folder / "training.json").write_text(json.dumps({"initialised_from": peer_spec.to_dict()}, indent=2))
     return spec.to_dict()

@@ -16,11 +16,13 @@ from .sampling import length_bucketed_batches
 
 
 def warmup_phase(settings: dict, teacher_spec: ModelSpec, teacher_shards: Sequence[str], corpus: pd.DataFrame,
-                 include_title: bool, short_texts: Sequence[str], device, seed: int, name: str = "warmup") -> Phase:
+                 include_title: bool, short_texts: Sequence[str], device, seed: int, name: str = "warmup",
+                 trains: tuple[str, ...] = ("student",)) -> Phase:
     """Label-free distillation of the student onto the teacher over corpus passages and short texts
     (training queries, titles): ``w_embedding_mse`` x embedding MSE + ``w_rank_kl`` x ranking KL against
     the teacher's embeddings of the other side (see :func:`pipeline.losses.anchored_rank_kl`).
-    Corpus targets are the teacher's cached embeddings."""
+    Corpus targets are the teacher's cached embeddings. Every model in ``trains`` (the student, and
+    OnMKD's peer) warms up on the same batches; the loss is the sum of theirs."""
     from ..embeddings import read_embeddings
 
     for path in teacher_shards:
@@ -51,19 +53,21 @@ def warmup_phase(settings: dict, teacher_spec: ModelSpec, teacher_shards: Sequen
         return [out[i] for i in rng.permutation(len(out))]
 
     def step(models, rows, global_step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        student = models["student"]
         queries = bool(is_query[rows[0]])
         batch_texts = [texts[i] for i in rows]
-        emb = student.embed(batch_texts, is_query=queries, max_length=None if queries else max_passage)
-        target = targets[rows].to(emb.device)
-        mse = embedding_mse(emb, target).mean()
-        loss = settings["w_embedding_mse"] * mse
-        parts = {"embedding_mse": float(mse.detach())}
         anchors = doc_anchors if queries else short_anchors
-        if settings["w_rank_kl"] and len(anchors):
-            rank = anchored_rank_kl(emb, target, anchors, settings["rank_scale"]).mean()
-            loss = loss + settings["w_rank_kl"] * rank
-            parts["rank_kl"] = float(rank.detach())
+        loss, parts = 0.0, {}
+        for model_name in trains:
+            emb = models[model_name].embed(batch_texts, is_query=queries, max_length=None if queries else max_passage)
+            target = targets[rows].to(emb.device)
+            prefix = "" if model_name == "student" else f"{model_name}:"
+            mse = embedding_mse(emb, target).mean()
+            loss = loss + settings["w_embedding_mse"] * mse
+            parts[f"{prefix}embedding_mse"] = float(mse.detach())
+            if settings["w_rank_kl"] and len(anchors):
+                rank = anchored_rank_kl(emb, target, anchors, settings["rank_scale"]).mean()
+                loss = loss + settings["w_rank_kl"] * rank
+                parts[f"{prefix}rank_kl"] = float(rank.detach())
         return loss, parts
 
-    return Phase(name, settings["epochs"], settings["lr"], 0.01, 0.05, batches, step)
+    return Phase(name, settings["epochs"], settings["lr"], 0.01, 0.05, batches, step, trains=tuple(trains))
