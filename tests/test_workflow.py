@@ -278,6 +278,47 @@ def test_adam_preset_end_to_end_keeps_dark_examples_out_of_indexes_and_runs(tmp_
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_onmkd_preset_end_to_end_trains_warms_up_and_evaluates_both_peers(tmp_path, tiny_beir, tiny_bert):
+    """configs/onmkd.yaml on the fixture (one iteration, 2-layer peers of the 3-layer fixture model): both
+    peers warm up and train together, both are saved, evaluated on dev and test, load in
+    sentence-transformers, and the final student is the better of them on dev."""
+    from sentence_transformers import SentenceTransformer
+
+    preset = yaml.safe_load((ROOT / "configs/onmkd.yaml").read_text())
+    tiny_teacher = {"kind": "bi-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16}
+    student = {"kind": "bi-encoder", "source": str(tiny_bert), "layers": 2, "max_passage_length": 48,
+               "max_query_length": 16}
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, methods=preset["methods"], iterations=1,
+                           models={"minilm-l6": tiny_teacher, "bm25": {"kind": "bm25"}, **preset["models"]},
+                           teacher=preset["teacher"], student=student, encode={"shards": 1}, threads=1,
+                           onmkd={**preset["onmkd"], "peer": {"layers": [0, 2]}},
+                           warmup={"epochs": 1, "batch_size": 16, **preset["warmup"]},
+                           train={"epochs": 2, "batch_size": 8, "checkpoint_every": 2, "max_passage_length": 32,
+                                  **preset["train"]})
+    dry = snakemake(workdir, "--cores", "2", "-n")
+    assert job_counts(dry.stdout)["train"] == 1
+    snakemake(workdir, "--cores", "2")
+    out = workdir / "results" / "tiny"
+    trained = json.loads((out / "students/it1/training.json").read_text())
+    assert trained["phases"] == ["warmup", "distill"]
+    first = {h["phase"]: h for h in reversed(trained["history"])}
+    assert {"embedding_mse", "peer:embedding_mse"} <= set(first["warmup"]), "both peers warm up"
+    assert {"nll", "peer:nll", "mutual_kl", "peer:mutual_kl", "kl:fusion", "peer:kl:fusion",
+            "crosswise:1", "crosswise:last"} <= set(first["distill"])
+    assert json.loads((out / "students/it0/peer/training.json").read_text())["initialised_from"]["layers"] == [0, 2]
+    summary = json.loads((out / "summary.json").read_text())
+    names = {row["name"] for row in summary["rows"]}
+    assert {"student-it1", "student-it1-peer"} <= names
+    dev = {name: json.loads((out / f"eval/dev/{name}/metrics.json").read_text())["ndcg@10"]
+           for name in ("student-it1", "student-it1-peer", "student-it1-warmup", "student-it0")}
+    best = max(dev.values())
+    assert dev[summary["final"]["selected"]] == best, "the final student is the best on dev, peers included"
+    for folder in ("students/it1", "students/it1/peer"):
+        SentenceTransformer(str(out / folder), device="cpu").encode(["a query"])
+    again = snakemake(workdir, "--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_killed_run_resumes_with_rerun_incomplete(tmp_path, tiny_beir, tiny_bert):
     workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=1,
                            train={"epochs": 40, "batch_size": 4, "group_size": 4, "checkpoint_every": 2})
