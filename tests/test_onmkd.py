@@ -218,3 +218,10 @@ def test_peers_of_different_embedding_sizes_fail_with_the_crosswise_loss_on(tmp_
     assert any("embeddings, of sizes 32 (student) and 48 (peer)" in p for p in problems), problems
     changes["onmkd"]["w_crosswise"] = 0.0
     assert onmkd_plan(tmp_path, **changes).problems() == []
+
+
+def test_onmkd_composes_with_adam(tmp_path):
+    plan = onmkd_plan(tmp_path, methods=["onmkd", "adam"], train={"group_size": 6})
+    assert plan.problems() == []
+    assert plan.scored_candidates(1) == "results/x/it1/dark-candidates.parquet"
+    assert "OnMKD" in plan.describe(1) and "ADAM" in plan.describe(1)
