@@ -23,6 +23,7 @@ STEPS = {
     "train": "pipeline.training.driver:train_student",
     "prod_confusing": "pipeline.methods.prod:select_confusing",
     "adam_dark": "pipeline.methods.adam:add_dark_examples",
+    "onmkd_peers": "pipeline.methods.onmkd:compare_peers",
     "finetune": "pipeline.training.finetune:finetune_model",
     "evaluate": "pipeline.evaluation:evaluate_model",
     "select": "pipeline.evaluation:select_final_student",

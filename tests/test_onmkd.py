@@ -16,7 +16,7 @@ from pipeline.data import prepare_dataset
 from pipeline.index import mine_negatives
 from pipeline.losses import Batch, StudentScores
 from pipeline.methods import get_method
-from pipeline.methods.onmkd import OTHER_PEER, Onmkd, crosswise_infonce, mutual_phase, peer_losses
+from pipeline.methods.onmkd import OTHER_PEER, Onmkd, compare_peers, crosswise_infonce, mutual_phase, peer_losses
 from pipeline.models import BiEncoder, ModelSpec, truncate_layers
 from pipeline.plan import Plan
 from pipeline.training import init_student, train_student
@@ -194,6 +194,7 @@ def test_plan_trains_evaluates_and_names_the_peer(tmp_path):
     assert plan.peers(1)["peer"]["layers"] == [0, 3], "the preset's default: other blocks of the same backbone"
     assert plan.model("student-it2-peer")["source"] == "results/x/students/it2/peer"
     assert "mutual KL 1, cross-wise 0.1 (also layers [1])" in plan.describe(1)
+    assert plan.reports(2) == ["results/x/it2/peers.json"] and plan.method_rules() == ["rules/methods/onmkd.smk"]
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -225,3 +226,16 @@ def test_onmkd_composes_with_adam(tmp_path):
     assert plan.problems() == []
     assert plan.scored_candidates(1) == "results/x/it1/dark-candidates.parquet"
     assert "OnMKD" in plan.describe(1) and "ADAM" in plan.describe(1)
+
+
+def test_the_peers_report_names_the_better_on_dev(tmp_path):
+    paths = []
+    for name, value in (("student-it1", 0.5), ("student-it1-peer", 0.625)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps({"name": name, "ndcg@10": value}))
+    report = compare_peers(list(map(str, paths)), str(tmp_path / "peers.json"))
+    assert report["better"] == "student-it1-peer"
+    assert report["summary"] == "peers on dev ndcg@10: student-it1 0.5000 vs student-it1-peer 0.6250; better: student-it1-peer"
+    assert json.loads((tmp_path / "peers.json").read_text()) == report
+    paths[1].write_text(json.dumps({"name": "student-it1-peer", "ndcg@10": None}))
+    assert compare_peers(list(map(str, paths)), str(tmp_path / "none.json"))["better"] is None

@@ -313,6 +313,9 @@ def test_onmkd_preset_end_to_end_trains_warms_up_and_evaluates_both_peers(tmp_pa
            for name in ("student-it1", "student-it1-peer", "student-it1-warmup", "student-it0")}
     best = max(dev.values())
     assert dev[summary["final"]["selected"]] == best, "the final student is the best on dev, peers included"
+    peers = json.loads((out / "it1/peers.json").read_text())
+    assert peers["better"] == max(("student-it1", "student-it1-peer"), key=dev.get)
+    assert peers["summary"] in (out / "summary.md").read_text()
     for folder in ("students/it1", "students/it1/peer"):
         SentenceTransformer(str(out / folder), device="cpu").encode(["a query"])
     again = snakemake(workdir, "--cores", "2", "-n")

@@ -29,7 +29,8 @@ student's backbone, where the student keeps [0, 1]) in iteration 1 and from ``st
 afterwards: both peers carry on through the iterations, the student's line mines. Each iteration saves
 peer B in ``students/it<k>/peer`` (``student-it<k>-peer``); it is evaluated on dev and test like the
 student, so the better peer on the dev split (carved out of the training queries) becomes the run's final
-student (``final.json``), and the summary shows both.
+student (``final.json``); rule ``onmkd_peers`` writes which peer of each iteration is better on dev
+(``it<k>/peers.json``), a line of the summary's "Iterations:".
 
 References:
     - Deng, Li, Zhang and He, 2023, "OnMKD: An Online Mutual Knowledge Distillation Framework for Passage
@@ -69,6 +70,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from ..sources import kept_layers, source_config
@@ -103,6 +105,7 @@ class Onmkd(Standard):
 
     name = "onmkd"
     sections = Standard.sections + ("onmkd",)
+    rules = "rules/methods/onmkd.smk"
 
     # -- parse time ------------------------------------------------------------------------------
 
@@ -142,6 +145,9 @@ class Onmkd(Standard):
         peer = peer_settings(plan.config["student"], plan.iteration(it)["onmkd"]["peer"])
         return {"peer": dict(peer, name=f"student-it{it}-peer")}
 
+    def reports(self, plan: "Plan", it: int) -> list[str]:
+        return [f"{plan.root}/it{it}/peers.json"]
+
     def describe(self, plan: "Plan", it: int) -> str | None:
         c = plan.iteration(it)["onmkd"]
         layers = sorted(c["crosswise_layers"])
@@ -173,6 +179,24 @@ class Onmkd(Standard):
             settings = run.config["onmkd"]
             terms["mutual_kl"] = (settings["w_mutual"], ListwiseKL(settings["temperature"], teacher=OTHER_PEER))
         return terms
+
+
+def compare_peers(dev_metric_paths: list[str], out_path: str, metric: str = "ndcg@10") -> dict[str, Any]:
+    """Which of an iteration's peers is better on the dev split (rule ``onmkd_peers``): their dev figures,
+    the better one's name, and a ``summary`` line."""
+    from pathlib import Path
+
+    from ..data import write_json
+
+    dev = {row["name"]: row[metric] for row in (json.loads(Path(p).read_text()) for p in dev_metric_paths)}
+    if any(value is None for value in dev.values()):
+        report = {"dev": dev, "better": None, "summary": "peers: no dev split to compare them on"}
+    else:
+        better = max(dev, key=lambda name: dev[name])  # the student on a tie: it comes first
+        figures = " vs ".join(f"{name} {value:.4f}" for name, value in dev.items())
+        report = {"dev": dev, "better": better, "summary": f"peers on dev {metric}: {figures}; better: {better}"}
+    write_json(report, out_path)
+    return report
 
 
 def peer_losses(run: "TrainingRun", method: Onmkd) -> dict[str, Any]:
