@@ -7,7 +7,8 @@ rule init_student:
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=to_json(model=config["student"], peers=plan.peers(1)),
+        # peers only when a method trains some: the params of runs without them stay as they were (no rerun)
+        settings=to_json(model=config["student"], **({"peers": plan.peers(1)} if plan.peers(1) else {})),
         args=lambda wc, output: to_json(model=dict(config["student"], name="student-it0"), out_dir=output[0],
                                         peers=plan.peers(1)),
     log:
