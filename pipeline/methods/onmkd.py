@@ -118,6 +118,9 @@ class Onmkd(Standard):
         if it > 1 and "onmkd" not in plan.iteration(it - 1)["methods"]:
             problems.append(f"onmkd: peer B continues from iteration {it - 1}'s (students/it{it - 1}/peer); "
                             f"list onmkd in every iteration from 1 to {it}")
+        if {"standard", "prod"} & set(c["methods"]):
+            problems.append("onmkd trains the standard recipe itself, for both peers: list it instead of "
+                            "standard or prod in methods")
         if c["train"]["w_lwf"] > 0:
             problems.append("onmkd: train.w_lwf keeps a frozen copy of one student; set it to 0 with two peers")
         student = plan.config["student"]
@@ -127,7 +130,7 @@ class Onmkd(Standard):
             return problems + [str(err)]
         if peer["kind"] != "bi-encoder":
             problems.append(f"onmkd.peer: the peer must be a bi-encoder (got {peer['kind']!r})")
-        if {k: v for k, v in peer.items()} == complete(student, "model"):
+        if peer == complete(student, "model"):
             problems.append("onmkd.peer: peer B must start from other parameters than the student "
                             "(e.g. peer: {layers: [0, 3]})")
         (student_depth, student_width), (peer_depth, peer_width) = model_shape(student), model_shape(peer)
