@@ -187,6 +187,13 @@ def anchored_rank_kl(student: torch.Tensor, teacher: torch.Tensor, anchors: torc
     return kl_divergence(scale * teacher.float() @ anchors.T, scale * student.float() @ anchors.T)
 
 
+def weighted_mean(per_query: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The batch mean of a per-query loss, weighted by ``Batch.weights`` when there are any."""
+    if weights is None:
+        return per_query.mean()
+    return (per_query * weights).sum() / weights.sum().clamp(min=1e-9)
+
+
 class CompositeLoss:
     """A weighted sum of named per-query terms, averaged over the batch with per-instance weights."""
 
@@ -201,8 +208,7 @@ class CompositeLoss:
         parts: dict[str, float] = {}
         for name, (weight, term) in self.terms.items():
             per_query = term(out, batch)
-            value = (per_query * weights).sum() / weights.sum().clamp(min=1e-9) if weights is not None \
-                else per_query.mean()
+            value = weighted_mean(per_query, weights)
             parts[name] = float(value.detach())
             total = total + weight * value
         return total, parts

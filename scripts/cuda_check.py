@@ -25,10 +25,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def prepare(folder: Path) -> None:
-    from fixtures import write_beir, write_tiny_bert
-    from pipeline.data import prepare_dataset
+    from fixtures import prepare_with_candidates, write_beir, write_tiny_bert
     from pipeline.embeddings import encode_corpus_shard
-    from pipeline.index import mine_negatives
     from pipeline.methods.adam import add_dark_examples
     from pipeline.scorers import score_candidates
     from pipeline.training import init_student
@@ -37,10 +35,7 @@ def prepare(folder: Path) -> None:
     beir = write_beir(folder / "beir")
     bert = write_tiny_bert(folder / "tiny-bert", layers=3)
     write_tiny_bert(folder / "tiny-ce", layers=2, cross_encoder=True)
-    prepare_dataset(str(beir), str(folder / "data"), ["train", "test"])
-    data = {k: str(folder / "data" / f"{k}.parquet") for k in ("corpus", "queries", "qrels-train")}
-    mine_negatives(data["queries"], data["qrels-train"], str(folder / "candidates.parquet"),
-                   {"name": "bm25", "kind": "bm25"}, depth=20, window=(0, 10), corpus_path=data["corpus"])
+    data = prepare_with_candidates(beir, folder)
     teacher = {"name": "teacher", "kind": "bi-encoder", "source": str(bert)}
     encode_corpus_shard(data["corpus"], teacher, str(folder / "teacher-emb.parquet"), device="cpu")
     add_dark_examples(str(folder / "candidates.parquet"), data["qrels-train"], data["corpus"],

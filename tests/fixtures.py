@@ -73,3 +73,17 @@ def write_tiny_bert(folder: str | Path, layers: int = 3, hidden: int = 32, seed:
     tokenizer.save_pretrained(folder)
     return folder
 
+
+
+def prepare_with_candidates(beir: str | Path, root: str | Path) -> dict[str, str]:
+    """``beir`` prepared under ``root/data`` and BM25's candidates of its training queries in
+    ``root/candidates.parquet`` (top 20, the first 10 non-positives); the prepared tables' paths."""
+    from pipeline.data import prepare_dataset
+    from pipeline.index import mine_negatives
+
+    root = Path(root)
+    prepare_dataset(str(beir), str(root / "data"), ["train", "test"])
+    data = {k: str(root / "data" / f"{k}.parquet") for k in ("corpus", "queries", "qrels-train")}
+    mine_negatives(data["queries"], data["qrels-train"], str(root / "candidates.parquet"),
+                   {"name": "bm25", "kind": "bm25"}, depth=20, window=(0, 10), corpus_path=data["corpus"])
+    return data

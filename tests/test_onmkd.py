@@ -10,10 +10,8 @@ import math
 import pytest
 import torch
 
-from fixtures import write_tiny_bert
+from fixtures import prepare_with_candidates, write_tiny_bert
 from pipeline.config import complete
-from pipeline.data import prepare_dataset
-from pipeline.index import mine_negatives
 from pipeline.losses import Batch, StudentScores
 from pipeline.methods import get_method
 from pipeline.methods.onmkd import OTHER_PEER, Onmkd, compare_peers, crosswise_infonce, mutual_phase, peer_losses
@@ -56,10 +54,7 @@ def test_peer_layers_keep_the_listed_blocks(tiny_bert):
 def setup(tiny_beir, tiny_bert, tmp_path_factory):
     """Prepared data, BM25 candidates, an untrained 1-layer student and a peer of block 2 (init_student)."""
     root = tmp_path_factory.mktemp("onmkd")
-    prepare_dataset(str(tiny_beir), str(root / "data"), ["train", "test"])
-    data = {k: str(root / "data" / f"{k}.parquet") for k in ("corpus", "queries", "qrels-train")}
-    mine_negatives(data["queries"], data["qrels-train"], str(root / "candidates.parquet"),
-                   {"name": "bm25", "kind": "bm25"}, depth=20, window=(0, 10), corpus_path=data["corpus"])
+    data = prepare_with_candidates(tiny_beir, root)
     student = {"name": "student-it0", "kind": "bi-encoder", "source": str(tiny_bert), "layers": 1}
     init_student(student, str(root / "student0"), peers={"peer": dict(student, layers=[2], name="student-it1-peer")})
     return root, data

@@ -6,9 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
+from fixtures import prepare_with_candidates
 from pipeline import methods as registry
-from pipeline.data import prepare_dataset
-from pipeline.index import mine_negatives
 from pipeline.methods import Method
 from pipeline.models import BiEncoder, ModelSpec
 from pipeline.scorers import score_candidates
@@ -21,10 +20,7 @@ from pipeline.training.teachers import teacher_scale
 def setup(tiny_beir, tiny_bert, tmp_path_factory):
     """Prepared data, BM25 candidates, teacher scores, an initial 1-layer student."""
     root = tmp_path_factory.mktemp("train")
-    prepare_dataset(str(tiny_beir), str(root / "data"), ["train", "test"])
-    data = {k: str(root / "data" / f"{k}.parquet") for k in ("corpus", "queries", "qrels-train")}
-    mine_negatives(data["queries"], data["qrels-train"], str(root / "candidates.parquet"),
-                   {"name": "bm25", "kind": "bm25"}, depth=20, window=(0, 10), corpus_path=data["corpus"])
+    data = prepare_with_candidates(tiny_beir, root)
     teacher = {"name": "teacher", "kind": "bi-encoder", "source": str(tiny_bert)}
     from pipeline.embeddings import encode_corpus_shard
 

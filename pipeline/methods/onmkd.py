@@ -226,7 +226,7 @@ def mutual_phase(run: "TrainingRun", method: Onmkd) -> "Phase":
     """The ``distill`` phase of both peers: one batch, one backward pass, an optimiser each."""
     import dataclasses
 
-    from ..losses import StudentScores
+    from ..losses import StudentScores, weighted_mean
     from ..training.distill import batch_builder
     from ..training.loop import Phase
     from ..training.sampling import group_batches
@@ -249,11 +249,6 @@ def mutual_phase(run: "TrainingRun", method: Onmkd) -> "Phase":
             raise ValueError(f"onmkd.crosswise_layers {layers}: a peer has {len(queries)} layers")
         return [(queries[layer - 1], passages[layer - 1]) for layer in layers] + [(queries[-1], passages[-1])]
 
-    def weighted_mean(per_query, batch):
-        if batch.weights is None:
-            return per_query.mean()
-        return (per_query * batch.weights).sum() / batch.weights.sum().clamp(min=1e-9)
-
     def step(models, rows, global_step: int):
         batch = build(models, rows, global_step)
         embedded = {name: embed(models[name], batch) for name in PEERS}
@@ -267,8 +262,8 @@ def mutual_phase(run: "TrainingRun", method: Onmkd) -> "Phase":
             parts.update({(k if name == "student" else f"peer:{k}"): v for k, v in own.items()})
         if w_crosswise > 0:
             for layer, ((q_a, p_a), (q_b, p_b)) in zip(layers + ["last"], zip(embedded["student"], embedded["peer"])):
-                crossed = (weighted_mean(crosswise_infonce(q_a, p_b, batch, scale), batch)
-                           + weighted_mean(crosswise_infonce(q_b, p_a, batch, scale), batch))
+                crossed = (weighted_mean(crosswise_infonce(q_a, p_b, batch, scale), batch.weights)
+                           + weighted_mean(crosswise_infonce(q_b, p_a, batch, scale), batch.weights))
                 total = total + w_crosswise * crossed
                 parts[f"crosswise:{layer}"] = float(crossed.detach())
         if batch.weights is not None:

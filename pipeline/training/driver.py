@@ -206,13 +206,10 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
 def init_student(model: dict[str, Any], out_dir: str, peers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The untrained student (e.g. the first N layers of a bigger model), saved as a model folder, and the
     untrained ``peers`` that iteration 1 trains beside it (OnMKD's), each in the subfolder of its name."""
-    spec = ModelSpec.from_config(model["name"], model)
-    student = BiEncoder.load(spec, "cpu")
+    specs = {folder: ModelSpec.from_config(settings["name"], settings)
+             for folder, settings in {"": model, **(peers or {})}.items()}  # "": the student, the folder itself
     with atomic_path(out_dir, directory=True) as tmp:
-        student.save_pretrained(tmp, final_path=out_dir)
-        (tmp / "training.json").write_text(json.dumps({"initialised_from": spec.to_dict()}, indent=2))
-        for folder, settings in (peers or {}).items():
-            peer_spec = ModelSpec.from_config(settings["name"], settings)
-            BiEncoder.load(peer_spec, "cpu").save_pretrained(tmp / folder, final_path=Path(out_dir) / folder)
-            (tmp / folder / "training.json").write_text(json.dumps({"initialised_from": peer_spec.to_dict()}, indent=2))
-    return spec.to_dict()
+        for folder, spec in specs.items():
+            BiEncoder.load(spec, "cpu").save_pretrained(tmp / folder, final_path=Path(out_dir) / folder)
+            (tmp / folder / "training.json").write_text(json.dumps({"initialised_from": spec.to_dict()}, indent=2))
+    return specs[""].to_dict()
