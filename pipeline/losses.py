@@ -89,18 +89,24 @@ class ContrastiveNLL:
         self.in_batch = in_batch
 
     def __call__(self, out: StudentScores, batch: Batch) -> torch.Tensor:
-        if self.in_batch:
-            logits = out.all_scores
-            target = torch.arange(batch.size, device=logits.device) * batch.group_size
-        else:
-            logits = out.group_scores
-            target = torch.zeros(batch.size, dtype=torch.long, device=logits.device)
-        if batch.synthetic is not None and batch.synthetic.any():
-            own = batch.synthetic
-            if self.in_batch:  # each query's own group sits at columns [b*G, (b+1)*G) of the batch
-                own = torch.block_diag(*batch.synthetic.unbind(0)).view(batch.size, -1)
-            logits = logits.masked_fill(own, float("-inf"))
-        return F.cross_entropy(logits, target, reduction="none")
+        return positive_nll(out.all_scores if self.in_batch else out.group_scores, batch)
+
+
+def positive_nll(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """``[B]``: ``-log softmax(logits)`` at each query's positive, for logits over the query's own group
+    (``[B, G]``) or over every passage of the batch (``[B, B*G]``), less the passages made for the query
+    itself (``Batch.synthetic``). Any scorer's logits: the student's, a teacher layer's (LEAD)."""
+    in_batch = logits.shape[-1] == batch.size * batch.group_size  # (one query: its group is the batch)
+    if in_batch:
+        target = torch.arange(batch.size, device=logits.device) * batch.group_size
+    else:
+        target = torch.zeros(batch.size, dtype=torch.long, device=logits.device)
+    if batch.synthetic is not None and batch.synthetic.any():
+        own = batch.synthetic
+        if in_batch:  # each query's own group sits at columns [b*G, (b+1)*G) of the batch
+            own = torch.block_diag(*batch.synthetic.unbind(0)).view(batch.size, -1)
+        logits = logits.masked_fill(own, float("-inf"))
+    return F.cross_entropy(logits.float(), target, reduction="none")
 
 
 class ListwiseKL:

@@ -323,15 +323,40 @@ class CrossEncoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def num_layers(self) -> int:
+        parent, attr = _layer_list(self.model.base_model)
+        return len(getattr(parent, attr))
+
     def forward(self, queries: Sequence[str], passages: Sequence[str], max_passage_length: int | None = None,
-                ) -> torch.Tensor:
-        """One relevance logit per pair; ``max_passage_length`` overrides the spec's (cheaper training)."""
+                all_layers: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        """One relevance logit per pair; ``max_passage_length`` overrides the spec's (cheaper training).
+        ``all_layers``: a list of them per layer (embedding layer excluded), the model's scoring head
+        applied to each layer's hidden states (:meth:`head`), the last one's last."""
         max_length = self.spec.max_query_length + (max_passage_length or self.spec.max_passage_length)
         batch = self.tokenizer(list(queries), list(passages), truncation="only_second", padding=True,
                                max_length=max_length, return_tensors="pt").to(self.device)
         with autocast(self.device):
-            logits = self.model(**batch).logits.float()
+            if not all_layers:
+                return self._relevance(self.model(**batch).logits)
+            hidden = self.model.base_model(**batch, output_hidden_states=True).hidden_states[1:]
+            return [self._relevance(self.head(h)) for h in hidden]
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The classification head on a layer's hidden states ``[N, L, d]``: BERT-like models pool the
+        [CLS] state (dense + tanh) before their classifier, RoBERTa-like heads take the sequence."""
+        pooler = getattr(self.model.base_model, "pooler", None)
+        classifier = getattr(self.model, "classifier", None)
+        if classifier is None:
+            raise ValueError(f"{type(self.model).__name__} has no `classifier` head to score layers with")
+        if pooler is not None:
+            return classifier(getattr(self.model, "dropout", nn.Identity())(pooler(hidden)))
+        return classifier(hidden)
+
+    @staticmethod
+    def _relevance(logits: torch.Tensor) -> torch.Tensor:
         # One-logit rerankers score directly; two-class heads score the "relevant" class.
+        logits = logits.float()
         return logits[:, 0] if logits.shape[-1] == 1 else logits[:, -1]
 
     @torch.inference_mode()

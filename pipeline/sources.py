@@ -44,3 +44,11 @@ def kept_layers(layers: int | list[int] | None, depth: int | None) -> list[int] 
     if layers:
         return list(layers)
     return list(range(depth)) if depth else None
+
+
+def model_shape(settings: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(depth, embedding size) of a model's settings, read from its source's config where the settings
+    leave them open; None where neither says (a hub id, a folder not made yet)."""
+    config = source_config(settings.get("source")) or {}
+    layers = kept_layers(settings.get("layers"), config.get("num_hidden_layers"))
+    return (len(layers) if layers is not None else None), config.get("hidden_size")

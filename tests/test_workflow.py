@@ -322,6 +322,36 @@ def test_onmkd_preset_end_to_end_trains_warms_up_and_evaluates_both_peers(tmp_pa
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_lead_preset_end_to_end_distils_the_online_teachers_layers(tmp_path, tiny_beir, tiny_bert):
+    """configs/lead.yaml on the fixture (one iteration; the 3-layer fixture model as MiniLM-L6, inside the
+    fusion that gives the final KL and online for the layer terms): the student warms up, trains on the
+    drawn layer pairs, and the final student is chosen on dev."""
+    preset = yaml.safe_load((ROOT / "configs/lead.yaml").read_text())
+    tiny_teacher = {"kind": "bi-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16}
+    student = {"kind": "bi-encoder", "source": str(tiny_bert), "layers": 2, "max_passage_length": 48,
+               "max_query_length": 16}
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, methods=preset["methods"], iterations=1,
+                           models={"minilm-l6": tiny_teacher, "bm25": {"kind": "bm25"}, **preset["models"]},
+                           teacher=preset["teacher"], student=student, encode={"shards": 1}, threads=1,
+                           lead=preset["lead"], warmup={"epochs": 1, "batch_size": 16, **preset["warmup"]},
+                           train={"epochs": 2, "batch_size": 8, "checkpoint_every": 2, "max_passage_length": 32,
+                                  **preset["train"]})
+    snakemake(workdir, "--cores", "2")
+    out = workdir / "results" / "tiny"
+    trained = json.loads((out / "students/it1/training.json").read_text())
+    assert trained["phases"] == ["warmup", "distill"]
+    assert trained["reports"]["lead"] | {"teacher_scale": None} == {
+        "teacher": "minilm-l6", "teacher_depth": 3, "student_depth": 2, "teacher_scale": None, "candidates": "batch"}
+    distill = [h for h in trained["history"] if h["phase"] == "distill"]
+    assert {"nll", "kl:fusion", "layer_kl", "lead_weight:t1", "lead_weight:t3"} <= set(distill[0])
+    assert all(sum(h[f"lead_weight:t{layer}"] for layer in (1, 2, 3)) == pytest.approx(1.0) for h in distill)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final"]["selected"] in {"student-it1", "student-it1-warmup", "student-it0"}
+    assert "LEAD: 2 layer pairs of minilm-l6 (online)" in (out / "summary.md").read_text()
+    again = snakemake(workdir, "--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_killed_run_resumes_with_rerun_incomplete(tmp_path, tiny_beir, tiny_bert):
     workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=1,
                            train={"epochs": 40, "batch_size": 4, "group_size": 4, "checkpoint_every": 2})

@@ -73,7 +73,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..sources import kept_layers, source_config
+from ..sources import model_shape
 from .base import LossTerm
 from .standard import Standard
 
@@ -90,14 +90,6 @@ OTHER_PEER = "onmkd:other-peer"
 def peer_settings(student: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     """Peer B's model settings: the student's with ``onmkd.peer`` over them."""
     return {**student, **peer}
-
-
-def model_shape(settings: dict[str, Any]) -> tuple[int | None, int | None]:
-    """(depth, embedding size) of a model's settings, read from its source's config where the settings
-    leave them open; None where neither says (a hub id)."""
-    config = source_config(settings.get("source")) or {}
-    layers = kept_layers(settings.get("layers"), config.get("num_hidden_layers"))
-    return (len(layers) if layers is not None else None), config.get("hidden_size")
 
 
 class Onmkd(Standard):

@@ -127,16 +127,21 @@ class Standard(Method):
 
     def phases(self, run: "TrainingRun") -> list["Phase"]:
         from ..training.distill import distill_phase
-        from ..training.regularisers import PREVIOUS_STUDENT, add_frozen_copy
 
-        settings = run.train
-        frozen, take_copy = (), None
-        if settings["w_lwf"] > 0 and settings["epochs"] > 0:
-            frozen, take_copy = (PREVIOUS_STUDENT,), add_frozen_copy(run.loop_models)
+        frozen, take_copy = self.previous_student(run)
         return self.warmup_phases(run) + [
-            distill_phase(settings, run.examples, run.doc_text, run.queries, run.teacher_scores, run.loss("distill"),
+            distill_phase(run.train, run.examples, run.doc_text, run.queries, run.teacher_scores, run.loss("distill"),
                           run.seed, self.in_batch_teachers(run), frozen_scorers=frozen, on_start=take_copy,
                           instance_weights=run.instance_weights("distill"))]
+
+    def previous_student(self, run: "TrainingRun") -> tuple[tuple[str, ...], Any]:
+        """For ``train.w_lwf``: the frozen copy of the student among the loop's models, to score each batch
+        with (``frozen_scorers``), and the ``on_start`` hook that takes the copy; ``((), None)`` without."""
+        from ..training.regularisers import PREVIOUS_STUDENT, add_frozen_copy
+
+        if run.train["w_lwf"] > 0 and run.train["epochs"] > 0:
+            return (PREVIOUS_STUDENT,), add_frozen_copy(run.loop_models)
+        return (), None
 
     def warmup_phases(self, run: "TrainingRun", trains: tuple[str, ...] = ("student",)) -> list["Phase"]:
         """The label-free warm-up of the models in ``trains``, when the iteration warms up."""
