@@ -7,7 +7,7 @@ Two halves, so that the GPU machine needs only torch, transformers, pandas, pyar
     python scripts/cuda_check.py run .gpu OUT.json  # there: each step with device=device
 
 ``run`` encodes and scores on CUDA (bf16 autocast) and compares with the CPU's numbers, trains the
-standard recipe (warm-up, LwF), ADAM and OnMKD, fine-tunes a bi-encoder and a cross-encoder, and kills
+standard recipe (warm-up, LwF), ADAM, OnMKD and LEAD (bi-encoder and joint cross-encoder online teachers), fine-tunes a bi-encoder and a cross-encoder, and kills
 and resumes a CUDA training job; it writes what it measured and exits non-zero on a failed check.
 """
 
@@ -103,8 +103,9 @@ def run(folder: Path, out_path: Path) -> int:
         summary = train_student(str(folder / "student0"), str(folder / name), str(folder / f"{candidates}.parquet"),
                                 {"teacher": str(folder / f"{candidates}-scores.parquet")}, data["qrels-train"],
                                 data["queries"], data["corpus"], config=config, methods=methods,
-                                models={"teacher": teacher}, embedding_shards=shards, device=device, seed=3,
-                                scratch_dir=str(folder / (scratch or f"scratch-{name}")), **kwargs)
+                                embedding_shards=shards, device=device, seed=3,
+                                scratch_dir=str(folder / (scratch or f"scratch-{name}")),
+                                **{"models": {"teacher": teacher}, **kwargs})
         losses = [h["loss"] for h in summary["history"] if h["phase"] == "distill"]
         assert summary["device"].startswith(device) and all(np.isfinite(losses)), summary["history"][-1]
         assert losses[-1] < losses[0], f"distillation did not learn: {losses[0]} -> {losses[-1]}"
@@ -123,6 +124,11 @@ def run(folder: Path, out_path: Path) -> int:
         "adam": {"mixup": {"count": 1}, "mask": {"count": 1}}}, candidates="dark-candidates"))
     check("train_onmkd", lambda: train("onmkd", ["onmkd"], {
         **base, "warmup": warm, "onmkd": {"crosswise_layers": [1], "w_crosswise": 0.5}}))
+    check("train_lead", lambda: train("lead", ["lead"], {
+        **base, "warmup": {"epochs": 0}, "lead": {"resample_every": 2}}))
+    check("train_lead_joint_cross_encoder", lambda: train("lead-ce", ["lead"], {
+        **base, "warmup": {"epochs": 0}, "lead": {"teacher": "ce", "joint": True}},
+        models={"teacher": teacher, "ce": {"name": "ce", "kind": "cross-encoder", "source": str(folder / "tiny-ce")}}))
 
     def resume():
         import pipeline.training.distill as distill

@@ -254,3 +254,34 @@ def test_bad_values_fail_schema_validation(changes, field):
 
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         lead_plan(**changes)
+
+
+def test_lead_composes_with_adam(setup, tiny_bert, tmp_path):
+    """[lead, adam]: the plan scores ADAM's dark candidates, and training spans them in every layer's
+    distribution, with ADAM's self-paced weights on the layer terms too."""
+    from pipeline.methods.adam import add_dark_examples
+
+    plan = lead_plan(methods=["lead", "adam"], train={"group_size": 6})
+    assert plan.problems() == []
+    assert plan.scored_candidates(1) == "results/x/it1/dark-candidates.parquet"
+    assert "LEAD" in plan.describe(1) and "ADAM" in plan.describe(1)
+    root, data = setup
+    dark = tmp_path / "dark.parquet"
+    add_dark_examples(str(root / "candidates.parquet"), data["qrels-train"], data["corpus"], str(dark),
+                      {"mixup": {"count": 1}, "mask": {"count": 1}}, seed=3)
+    from pipeline.embeddings import encode_corpus_shard
+    from pipeline.scorers import score_candidates
+
+    teacher = {"name": "t", "kind": "bi-encoder", "source": str(tiny_bert)}
+    encode_corpus_shard(data["corpus"], teacher, str(tmp_path / "emb.parquet"), device="cpu")
+    score_candidates(str(dark), data["qrels-train"], data["queries"], data["corpus"], str(tmp_path / "scores.parquet"),
+                     teacher, embedding_shards={"t": [str(tmp_path / "emb.parquet")]}, device="cpu")
+    summary = train_student(str(root / "student0"), str(tmp_path / "out"), str(dark),
+                            {"t": str(tmp_path / "scores.parquet")}, data["qrels-train"],
+                            data["queries"], data["corpus"], methods=["lead", "adam"], device="cpu", seed=3,
+                            config={"teacher": "t", "warmup": {"epochs": 0},
+                                    "train": {"epochs": 1, "batch_size": 4, "group_size": 5, "max_passage_length": 32},
+                                    "adam": {"mixup": {"count": 1}, "mask": {"count": 1}, "self_paced": {"start": 0.5}}},
+                            models={"t": {"kind": "bi-encoder", "source": str(tiny_bert)}})
+    history = summary["history"]
+    assert {"layer_kl", "kl:t", "kept_fraction"} <= set(history[0]) and history[0]["kept_fraction"] < 1.0

@@ -42,7 +42,8 @@ References:
     - Zhang et al., 2018, "mixup: Beyond Empirical Risk Minimization" (mixing examples; here in token space).
 
 Requirements:
-    - a recipe with a ``distill`` phase (``methods: [standard, adam]`` or ``[prod, adam]``);
+    - a recipe with a ``distill`` phase (``methods: [standard, adam]``, ``[prod, adam]``, ``[onmkd, adam]``
+      or ``[lead, adam]``);
     - a teacher that scores passages outside the corpus: bi-encoders, cross-encoders, BM25 (with the
       corpus's statistics) and their fusions all do.
 
@@ -252,8 +253,12 @@ class Adam(Method):
     def check(self, plan: "Plan", it: int) -> list[str]:
         c = plan.iteration(it)
         problems = []
-        if not {"standard", "prod", "onmkd"} & set(c["methods"]):
-            problems.append("adam adds to a recipe's distillation: list standard (or prod, onmkd) before it in methods")
+        from . import get_method
+        from .standard import Standard
+
+        if not any(isinstance(get_method(name), Standard) for name in c["methods"]):
+            problems.append("adam adds to a recipe's distillation: list standard (or prod, onmkd, lead) before it "
+                            "in methods")
         dark = dark_count(c["adam"])
         if dark and c["train"]["group_size"] - 1 - dark < 1:
             problems.append(f"adam: {dark} dark examples per query leave no negative in train.group_size "
