@@ -44,6 +44,21 @@ def write_config(workdir: Path, beir: Path, model: Path, **overrides) -> Path:
     return workdir
 
 
+def write_preset_config(workdir: Path, beir: Path, model: Path, preset_name: str, **overrides) -> Path:
+    """``configs/<preset_name>.yaml`` on the fixture, one iteration: the fixture model stands in for
+    MiniLM-L6 (and inside the preset's fusion), one encoding shard and thread (fewer jobs: CI time), short
+    training; ``overrides`` replace whole top-level sections after that."""
+    preset = yaml.safe_load((ROOT / f"configs/{preset_name}.yaml").read_text())
+    tiny_teacher = {"kind": "bi-encoder", "source": str(model), "max_passage_length": 48, "max_query_length": 16}
+    sections = {key: value for key, value in preset.items() if key not in ("experiment", "models", "warmup", "train")}
+    config = {**sections, "iterations": 1, "encode": {"shards": 1}, "threads": 1,
+              "models": {"minilm-l6": tiny_teacher, "bm25": {"kind": "bm25"}, **preset.get("models", {})},
+              "warmup": {"epochs": 1, "batch_size": 16, **preset.get("warmup", {})},
+              "train": {"epochs": 2, "batch_size": 8, "checkpoint_every": 2, "max_passage_length": 32,
+                        **preset.get("train", {})}}
+    return write_config(workdir, beir, model, **{**config, **overrides})
+
+
 def snakemake(workdir: Path, *args, check=True, **kwargs):
     result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True,
                             **kwargs)
@@ -244,14 +259,8 @@ def test_prod_preset_end_to_end_lists_its_stages_and_rounds(tmp_path, tiny_beir,
 def test_adam_preset_end_to_end_keeps_dark_examples_out_of_indexes_and_runs(tmp_path, tiny_beir, tiny_bert):
     """configs/adam.yaml on the fixture (one iteration): dark examples are made, scored by the fusion
     (BM25 with the corpus statistics), trained on with self-paced selection, and never indexed or ranked."""
-    preset = yaml.safe_load((ROOT / "configs/adam.yaml").read_text())
-    tiny_teacher = {"kind": "bi-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16}
-    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, methods=preset["methods"], iterations=1,
-                           models={"minilm-l6": tiny_teacher, "bm25": {"kind": "bm25"}, **preset["models"]},
-                           teacher=preset["teacher"], adam=preset["adam"], encode={"shards": 1}, threads=1,
-                           warmup={"epochs": 0},  # fewer jobs: CI time (the warm-up is tested elsewhere)
-                           train={"epochs": 2, "batch_size": 8, "checkpoint_every": 2, "max_passage_length": 32,
-                                  **preset["train"]})
+    workdir = write_preset_config(tmp_path / "wd", tiny_beir, tiny_bert, "adam",
+                                  warmup={"epochs": 0})  # fewer jobs: CI time (the warm-up is tested elsewhere)
     counts = job_counts(snakemake(workdir, "--cores", "2", "-n").stdout)
     assert counts["adam_dark"] == 1 and counts["score"] == 1
     snakemake(workdir, "--cores", "2")
@@ -284,17 +293,11 @@ def test_onmkd_preset_end_to_end_trains_warms_up_and_evaluates_both_peers(tmp_pa
     sentence-transformers, and the final student is the better of them on dev."""
     from sentence_transformers import SentenceTransformer
 
-    preset = yaml.safe_load((ROOT / "configs/onmkd.yaml").read_text())
-    tiny_teacher = {"kind": "bi-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16}
     student = {"kind": "bi-encoder", "source": str(tiny_bert), "layers": 2, "max_passage_length": 48,
                "max_query_length": 16}
-    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, methods=preset["methods"], iterations=1,
-                           models={"minilm-l6": tiny_teacher, "bm25": {"kind": "bm25"}, **preset["models"]},
-                           teacher=preset["teacher"], student=student, encode={"shards": 1}, threads=1,
-                           onmkd={**preset["onmkd"], "peer": {"layers": [0, 2]}},
-                           warmup={"epochs": 1, "batch_size": 16, **preset["warmup"]},
-                           train={"epochs": 2, "batch_size": 8, "checkpoint_every": 2, "max_passage_length": 32,
-                                  **preset["train"]})
+    preset = yaml.safe_load((ROOT / "configs/onmkd.yaml").read_text())
+    workdir = write_preset_config(tmp_path / "wd", tiny_beir, tiny_bert, "onmkd", student=student,
+                                  onmkd={**preset["onmkd"], "peer": {"layers": [0, 2]}})
     dry = snakemake(workdir, "--cores", "2", "-n")
     assert job_counts(dry.stdout)["train"] == 1
     snakemake(workdir, "--cores", "2")
@@ -326,17 +329,10 @@ def test_lead_preset_end_to_end_distils_the_online_teachers_layers(tmp_path, tin
     """configs/lead.yaml on the fixture (one iteration; the 3-layer fixture model as MiniLM-L6, inside the
     fusion that gives the final KL and online for the layer terms): the student warms up, trains on the
     drawn layer pairs, and the final student is chosen on dev."""
-    preset = yaml.safe_load((ROOT / "configs/lead.yaml").read_text())
-    tiny_teacher = {"kind": "bi-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16}
     student = {"kind": "bi-encoder", "source": str(tiny_bert), "layers": 2, "max_passage_length": 48,
                "max_query_length": 16}
-    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, methods=preset["methods"], iterations=1,
-                           models={"minilm-l6": tiny_teacher, "bm25": {"kind": "bm25"}, **preset["models"]},
-                           teacher=preset["teacher"], student=student, encode={"shards": 1}, threads=1,
-                           lead=preset["lead"], warmup={"epochs": 1, "batch_size": 16, **preset["warmup"]},
-                           evaluate={"teacher": False},  # students only: CI time
-                           train={"epochs": 2, "batch_size": 8, "checkpoint_every": 2, "max_passage_length": 32,
-                                  **preset["train"]})
+    workdir = write_preset_config(tmp_path / "wd", tiny_beir, tiny_bert, "lead", student=student,
+                                  evaluate={"teacher": False})  # students only: CI time
     snakemake(workdir, "--cores", "2")
     out = workdir / "results" / "tiny"
     trained = json.loads((out / "students/it1/training.json").read_text())
