@@ -243,7 +243,7 @@ def lead_phase(run: "TrainingRun", method: Lead) -> "Phase":
             layer_kl = layer_kl + weight * weighted_mean(
                 kl_divergence(taught.layers[a - 1].detach(), student_layer, temperature), batch.weights)
         total = total + lead["w_layers"] * layer_kl
-        parts["layer_kl"] = float(layer_kl.detach()) if torch.is_tensor(layer_kl) else 0.0
+        parts["layer_kl"] = float(layer_kl.detach())  # a tensor: layer_pairs draws at least one pair
         drawn = {a: float(w) for w, (a, _) in zip(weights, pairs)}
         parts.update({f"lead_weight:t{layer}": drawn.get(layer, 0.0) for layer in range(1, teacher_depth + 1)})
         if joint:
