@@ -24,6 +24,7 @@ STEPS = {
     "prod_confusing": "pipeline.methods.prod:select_confusing",
     "adam_dark": "pipeline.methods.adam:add_dark_examples",
     "onmkd_peers": "pipeline.methods.onmkd:compare_peers",
+    "mta4dpr_select": "pipeline.methods.mta4dpr:select_training_data",
     "finetune": "pipeline.training.finetune:finetune_model",
     "evaluate": "pipeline.evaluation:evaluate_model",
     "select": "pipeline.evaluation:select_final_student",

@@ -201,7 +201,8 @@ def weighted_mean(per_query: torch.Tensor, weights: torch.Tensor | None) -> torc
 
 
 class CompositeLoss:
-    """A weighted sum of named per-query terms, averaged over the batch with per-instance weights."""
+    """A weighted sum of named per-query terms, averaged over the batch with per-instance weights. A term
+    with a ``last_parts`` dict (what it decided on the batch) has it logged with the parts."""
 
     def __init__(self, terms: dict[str, tuple[float, object]]):
         self.terms = {name: (float(w), term) for name, (w, term) in terms.items() if float(w) != 0.0}
@@ -216,5 +217,7 @@ class CompositeLoss:
             per_query = term(out, batch)
             value = weighted_mean(per_query, weights)
             parts[name] = float(value.detach())
+            # a term may say what it decided on this batch (MTA4DPR's choice of assistant): logged alike
+            parts.update(getattr(term, "last_parts", {}))
             total = total + weight * value
         return total, parts

@@ -387,3 +387,43 @@ def test_lint_reports_only_the_justified_lints(tmp_path, tiny_beir, tiny_bert):
     justified = (ROOT / "Snakefile").read_text()
     assert "Specify a conda environment or container for each rule" in justified
     assert "Shell command directly uses variable PY" in justified
+
+
+def test_mta4dpr_preset_end_to_end_selects_assistants_and_lets_the_student_join_the_pool(tmp_path, tiny_beir, tiny_bert):
+    """configs/mta4dpr.yaml on the fixture, two iterations (the fixture model as MiniLM-L6, inside both
+    fusions): iteration 1 trains on the RRF-reranked negatives with one assistant chosen per batch; after it
+    the pool rule compares the student with the worst assistant on dev; iteration 2 scores the student-made
+    pool, weighs the hard queries, and a second run has nothing to do."""
+    workdir = write_preset_config(tmp_path / "wd", tiny_beir, tiny_bert, "mta4dpr", iterations=2,
+                                  warmup={"epochs": 0}, evaluate={"teacher": False},  # CI time
+                                  mine={"depth": 20, "window": [0, 10]})
+    counts = job_counts(snakemake(workdir, "--cores", "2", "-n").stdout)
+    assert counts["mta4dpr_select"] == 2
+    # iteration 1: teacher + 3 assistants; iteration 2: + student-it1 (a possible member and the hard queries)
+    assert counts["score"] == 4 + 5
+    snakemake(workdir, "--cores", "2")
+    out = workdir / "results" / "tiny"
+    first = json.loads((out / "it1/mta4dpr/pool.json").read_text())
+    assert first["pool"] == ["bm25", "minilm-l6", "fusion-even"] and first["hard_queries"] == []
+    second = json.loads((out / "it2/mta4dpr/pool.json").read_text())
+    decision = second["decision"]
+    dev = {name: json.loads((out / f"eval/dev/{name}/metrics.json").read_text())["ndcg@10"]
+           for name in ["bm25", "minilm-l6", "fusion-even", "student-it1"]}
+    worst = min(first["pool"], key=dev.get)
+    assert decision["worst"] == worst and decision["student_dev"] == dev["student-it1"]
+    expected = [("student-it1" if name == worst else name) for name in first["pool"]] \
+        if dev["student-it1"] > dev[worst] else first["pool"]
+    assert second["pool"] == expected
+    candidates = pq.read_table(out / "it2/mta4dpr/candidates.parquet").to_pandas()
+    assert candidates.groupby("query_id").size().max() <= 10
+    assert read_provenance(out / "it2/mta4dpr/candidates.parquet")["mta4dpr"]["pool"] == second["pool"]
+    for it, pool in ((1, first["pool"]), (2, second["pool"])):
+        trained = json.loads((out / f"students/it{it}/training.json").read_text())
+        distill = [h for h in trained["history"] if h["phase"] == "distill"]
+        assert {"nll", "kl:fusion", "assistant_kl"} <= set(distill[0])
+        chosen = [sum(h[f"mta4dpr_selected:{name}"] for name in pool) for h in distill]
+        assert chosen == pytest.approx([1.0] * len(distill)), "one assistant of the pool per batch"
+    summary = (out / "summary.md").read_text()
+    assert "MTA4DPR" in summary and "pool" in summary
+    again = snakemake(workdir, "--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr

@@ -252,13 +252,9 @@ class Adam(Method):
 
     def check(self, plan: "Plan", it: int) -> list[str]:
         c = plan.iteration(it)
-        problems = []
-        from . import get_method
-        from .standard import Standard
+        from .standard import recipe_problems
 
-        if not any(isinstance(get_method(name), Standard) for name in c["methods"]):
-            problems.append("adam adds to a recipe's distillation: list standard (or prod, onmkd, lead) before it "
-                            "in methods")
+        problems = recipe_problems(c["methods"], self.name)
         dark = dark_count(c["adam"])
         if dark and c["train"]["group_size"] - 1 - dark < 1:
             problems.append(f"adam: {dark} dark examples per query leave no negative in train.group_size "

@@ -181,6 +181,16 @@ class Standard(Method):
         return recipe_terms(run.train, self.teachers(run.config))
 
 
+def recipe_problems(methods: list[str], name: str) -> list[str]:
+    """The problem of a method ``name`` that adds to a recipe's ``distill`` phase (ADAM, MTA4DPR) configured
+    without one: some :class:`Standard` (standard, prod, onmkd, lead) must be in ``methods`` too."""
+    from . import get_method
+
+    if any(isinstance(get_method(m), Standard) for m in methods):
+        return []
+    return [f"{name} adds to a recipe's distillation: list standard (or prod, onmkd, lead) before it in methods"]
+
+
 def recipe_terms(settings: dict[str, Any], teachers: list[str]) -> dict[str, tuple[float, LossTerm]]:
     """``w_nll·NLL + Σ_t ω_t (w_kd·KL_T + w_mse·MarginMSE) + w_lwf·KL_T(s_old, s)`` as named, weighted
     per-query terms."""

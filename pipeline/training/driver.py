@@ -58,6 +58,8 @@ class TrainingRun:
     #: loop models saved beside the student once training ends: name -> subfolder of the output (OnMKD's peer)
     saved_models: dict[str, str] = field(default_factory=dict)
 
+    #: the provenance of the candidates trained on (a method's selection records its choices there: MTA4DPR's pool)
+    candidates_provenance: dict[str, Any] = field(default_factory=dict)
     reports: dict[str, Any] = field(default_factory=dict)  # what methods measured while building their phases (training.json)
 
     @property
@@ -152,7 +154,8 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
         raise ValueError(f"teacher scores lack {len(missing)} training pairs, e.g. {missing[0]}")
     # a method's selection of the mined candidates (PROD's confusing queries) may rightly be empty: the
     # student then has nothing left to learn there and is saved as it is
-    selection = read_provenance(candidates_path).get("selection")
+    candidates_provenance = read_provenance(candidates_path)
+    selection = candidates_provenance.get("selection")
     if settings["epochs"] > 0 and not examples and not selection:
         raise ValueError(f"{candidates_path}: no training query has both a positive and a negative")
 
@@ -163,7 +166,8 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
                       synthetic_texts=synthetic_texts, examples=examples, teacher_scores=teacher_scores,
                       teacher_factors=teacher_factors,
                       include_title=include_title, models=models or {}, embedding_shards=embedding_shards or {},
-                      loop_models={"student": student}, student_dir=student_dir)
+                      loop_models={"student": student}, student_dir=student_dir,
+                      candidates_provenance=candidates_provenance)
     phases: list[Phase] = [phase for method in method_objects for phase in method.phases(run)] if examples or not selection else []
     names = [phase.name for phase in phases]
     if len(set(names)) != len(names):
