@@ -9,6 +9,19 @@ from pathlib import Path
 import torch
 
 
+def selected_shares(history: list[dict]) -> dict[str, float]:
+    """MTA4DPR: the share of the distillation steps that chose each assistant (the history's entries are
+    means over windows of steps)."""
+    shares, previous = {}, 0
+    distill = [h for h in history if h["phase"] == "distill"]
+    for entry in distill:
+        steps, previous = entry["step"] - previous, entry["step"]
+        for key, value in entry.items():
+            if key.startswith("mta4dpr_selected:"):
+                shares[key.split(":", 1)[1]] = shares.get(key.split(":", 1)[1], 0.0) + value * steps
+    return {name: round(total / previous, 4) for name, total in shares.items()} if previous else {}
+
+
 def main(run_dir: str, start: str, end: str, out_path: str) -> None:
     run = Path(run_dir)
     summary = json.loads((run / "summary.json").read_text())
@@ -20,6 +33,11 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
                    **{k: v for report in entry["reports"] for k, v in report.items()
                       if k in ("queries", "selected", "student_ranks_positive_first", "teacher_disagrees")}}
                   for entry in summary.get("iterations", [])]
+    for entry, source in zip(iterations, summary.get("iterations", [])):  # MTA4DPR's pool decision
+        for report in source["reports"]:
+            if "pool" in report:
+                entry["mta4dpr"] = {"pool": report["pool"], "decision": report["decision"]["reason"],
+                                    "hard_queries": len(report["hard_queries"])}
     for entry in iterations:  # what the methods measured while training (ADAM's teacher entropy...)
         timing = run / "benchmarks" / "train" / f"it{entry['iteration']}.tsv"  # Snakemake's benchmark: of the train job
         if timing.is_file():
@@ -27,6 +45,8 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
         training = run / "students" / f"it{entry['iteration']}" / "training.json"
         if training.is_file() and json.loads(training.read_text()).get("reports"):
             entry["training_reports"] = json.loads(training.read_text())["reports"]
+        if training.is_file() and "mta4dpr" in entry:
+            entry["mta4dpr"]["selected_share"] = selected_shares(json.loads(training.read_text())["history"])
     labels = {entry["iteration"]: entry["label"] for entry in iterations}
     for row in rows:
         if row["model"] == "student" and row["iteration"] in labels:

@@ -7,8 +7,9 @@ Two halves, so that the GPU machine needs only torch, transformers, pandas, pyar
     python scripts/cuda_check.py run .gpu OUT.json  # there: each step with device=device
 
 ``run`` encodes and scores on CUDA (bf16 autocast) and compares with the CPU's numbers, trains the
-standard recipe (warm-up, LwF), ADAM, OnMKD and LEAD (bi-encoder and joint cross-encoder online teachers), fine-tunes a bi-encoder and a cross-encoder, and kills
-and resumes a CUDA training job; it writes what it measured and exits non-zero on a failed check.
+standard recipe (warm-up, LwF), ADAM, OnMKD, LEAD (bi-encoder and joint cross-encoder online teachers) and
+MTA4DPR (KL and RBO selection between BM25 and cross-encoder assistants), fine-tunes a bi-encoder and a
+cross-encoder, and kills and resumes a CUDA training job; it writes what it measured and exits non-zero on a failed check.
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ def prepare(folder: Path) -> None:
         score_candidates(str(folder / f"{name}.parquet"), data["qrels-train"], data["queries"], data["corpus"],
                          str(folder / f"{name}-scores.parquet"), teacher,
                          embedding_shards={"teacher": [str(folder / "teacher-emb.parquet")]}, device="cpu")
+    # MTA4DPR: BM25 and an (untrained) cross-encoder as assistants, the pool's RRF negatives
+    from pipeline.methods.mta4dpr import select_training_data
+
+    assistants = {"bm25": {"name": "bm25", "kind": "bm25"},
+                  "ce": {"name": "ce", "kind": "cross-encoder", "source": str(folder / "tiny-ce")}}
+    for name, scorer in assistants.items():
+        score_candidates(str(folder / "candidates.parquet"), data["qrels-train"], data["queries"], data["corpus"],
+                         str(folder / f"candidates-{name}.parquet"), scorer, device="cpu")
+    select_training_data(str(folder / "candidates.parquet"), data["qrels-train"],
+                         {name: str(folder / f"candidates-{name}.parquet") for name in assistants},
+                         str(folder / "mta4dpr-candidates.parquet"), str(folder / "mta4dpr.json"),
+                         {"assistants": list(assistants), "negatives": {"keep": 5}}, iteration=1)
     student = {"name": "student-it0", "kind": "bi-encoder", "source": str(bert), "layers": 2}
     init_student(student, str(folder / "student0"), peers={"peer": dict(student, layers=[0, 2], name="peer")})
 
@@ -99,9 +112,10 @@ def run(folder: Path, out_path: Path) -> int:
         assert len(merged) == len(cpu) and gap < 0.05, f"scores differ by {gap}"
         return {"max_abs_gap_to_cpu": gap}
 
-    def train(name, methods, config, candidates="candidates", scratch=None, **kwargs):
+    def train(name, methods, config, candidates="candidates", scratch=None, scores=None, **kwargs):
+        scores = {"teacher": str(folder / f"{candidates}-scores.parquet"), **(scores or {})}
         summary = train_student(str(folder / "student0"), str(folder / name), str(folder / f"{candidates}.parquet"),
-                                {"teacher": str(folder / f"{candidates}-scores.parquet")}, data["qrels-train"],
+                                scores, data["qrels-train"],
                                 data["queries"], data["corpus"], config=config, methods=methods,
                                 embedding_shards=shards, device=device, seed=3,
                                 scratch_dir=str(folder / (scratch or f"scratch-{name}")),
@@ -129,6 +143,20 @@ def run(folder: Path, out_path: Path) -> int:
     check("train_lead_joint_cross_encoder", lambda: train("lead-ce", ["lead"], {
         **base, "warmup": {"epochs": 0}, "lead": {"teacher": "ce", "joint": True}},
         models={"teacher": teacher, "ce": {"name": "ce", "kind": "cross-encoder", "source": str(folder / "tiny-ce")}}))
+
+    def train_mta4dpr(selection):
+        result = train(f"mta4dpr-{selection}", ["standard", "mta4dpr"], {
+            **base, "warmup": {"epochs": 0}, "mta4dpr": {"assistants": ["bm25", "ce"], "selection": selection}},
+            candidates="mta4dpr-candidates",
+            scores={"teacher": str(folder / "candidates-scores.parquet"),
+                    **{name: str(folder / f"candidates-{name}.parquet") for name in ("bm25", "ce")}})
+        history = json.loads((folder / f"mta4dpr-{selection}" / "training.json").read_text())["history"]
+        shares = {name: float(np.mean([h[f"mta4dpr_selected:{name}"] for h in history])) for name in ("bm25", "ce")}
+        assert abs(sum(shares.values()) - 1.0) < 1e-6, f"one assistant per batch: {shares}"
+        return {**result, "selected_share": shares}
+
+    check("train_mta4dpr_kl", lambda: train_mta4dpr("kl"))
+    check("train_mta4dpr_rbo", lambda: train_mta4dpr("rbo"))
 
     def resume():
         import pipeline.training.distill as distill

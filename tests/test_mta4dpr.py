@@ -212,7 +212,8 @@ def test_the_plan_scores_every_possible_member_and_keeps_the_dag_static():
     assert renewed.teachers_of(2) == ["fusion", "bm25"] and "previous_pool" not in select_inputs(renewed, 2)
 
 
-def test_mta4dpr_composes_with_adam():
+def test_mta4dpr_composes_with_adam_and_lead():
+    assert mta4dpr_plan(methods=["lead", "mta4dpr"], lead={"teacher": "minilm"}).problems() == []
     plan = mta4dpr_plan(methods=["standard", "mta4dpr", "adam"], train={"group_size": 6})
     assert plan.problems() == []
     assert select_inputs(plan, 1)["candidates"] == "results/x/it1/dark-candidates.parquet"

@@ -394,21 +394,23 @@ def test_mta4dpr_preset_end_to_end_selects_assistants_and_lets_the_student_join_
     fusions): iteration 1 trains on the RRF-reranked negatives with one assistant chosen per batch; after it
     the pool rule compares the student with the worst assistant on dev; iteration 2 scores the student-made
     pool, weighs the hard queries, and a second run has nothing to do."""
+    preset = yaml.safe_load((ROOT / "configs/mta4dpr.yaml").read_text())
     workdir = write_preset_config(tmp_path / "wd", tiny_beir, tiny_bert, "mta4dpr", iterations=2,
                                   warmup={"epochs": 0}, evaluate={"teacher": False},  # CI time
+                                  mta4dpr={**preset["mta4dpr"], "assistants": ["bm25", "minilm-l6"]},
                                   mine={"depth": 20, "window": [0, 10]})
     counts = job_counts(snakemake(workdir, "--cores", "2", "-n").stdout)
     assert counts["mta4dpr_select"] == 2
-    # iteration 1: teacher + 3 assistants; iteration 2: + student-it1 (a possible member and the hard queries)
-    assert counts["score"] == 4 + 5
+    # iteration 1: teacher + 2 assistants; iteration 2: + student-it1 (a possible member and the hard queries)
+    assert counts["score"] == 3 + 4
     snakemake(workdir, "--cores", "2")
     out = workdir / "results" / "tiny"
     first = json.loads((out / "it1/mta4dpr/pool.json").read_text())
-    assert first["pool"] == ["bm25", "minilm-l6", "fusion-even"] and first["hard_queries"] == []
+    assert first["pool"] == ["bm25", "minilm-l6"] and first["hard_queries"] == []
     second = json.loads((out / "it2/mta4dpr/pool.json").read_text())
     decision = second["decision"]
     dev = {name: json.loads((out / f"eval/dev/{name}/metrics.json").read_text())["ndcg@10"]
-           for name in ["bm25", "minilm-l6", "fusion-even", "student-it1"]}
+           for name in ["bm25", "minilm-l6", "student-it1"]}
     worst = min(first["pool"], key=dev.get)
     assert decision["worst"] == worst and decision["student_dev"] == dev["student-it1"]
     expected = [("student-it1" if name == worst else name) for name in first["pool"]] \
