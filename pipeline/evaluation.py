@@ -143,6 +143,16 @@ def select_final_student(dev_metric_paths: Sequence[str], splits_report: str, ou
     return choice
 
 
+def evaluate_splits(model: dict[str, Any], role: str, iteration: int | None, queries_path: str, corpus_path: str,
+                    splits: dict[str, dict[str, str]], threads: int | None = None, **settings) -> dict[str, Any]:
+    """:func:`evaluate_model` on each of ``splits`` (``{"test": {"qrels_path", "out_dir"}, "dev": {...}}``),
+    one after the other in one process: a workflow job evaluates a model on every split at once, as
+    process start and imports cost more than a tiny split's retrieval."""
+    return {split: evaluate_model(model, role, iteration, queries_path, paths["qrels_path"], corpus_path,
+                                  paths["out_dir"], threads=threads, split=split, **settings)
+            for split, paths in splits.items()}
+
+
 COLUMNS = [("model", "model"), ("iteration", "iteration"), ("name", "name"), ("ndcg@10", "nDCG@10"),
            ("mrr@10", "MRR@10"), ("recall@100", "R@100"), ("dev", "dev"), ("encode_docs_per_s", "encode docs/s"),
            ("params", "parameters")]

@@ -195,11 +195,14 @@ class Plan:
         miner = self.miner_of(it)
         return [f"{self.root}/index/{miner}"] if self.kind(miner) == "bi-encoder" else []
 
-    def eval_inputs(self, name: str, split: str = "test") -> dict[str, Any]:
-        """The data, the split's qrels, the model's index (bi-encoders) and the corpus embeddings scoring
-        with it needs."""
+    #: every model is evaluated on both in one job: the test split (the table people read) and the dev split
+    EVAL_SPLITS = ("test", "dev")
+
+    def eval_inputs(self, name: str) -> dict[str, Any]:
+        """The data, each split's qrels (``qrels_test``, ``qrels_dev``), the model's index (bi-encoders) and
+        the corpus embeddings scoring with it needs."""
         inputs: dict[str, Any] = {"corpus": self.data["corpus"], "queries": self.data["queries"],
-                                  "qrels": self.data[f"qrels_{split}"]}
+                                  **{f"qrels_{split}": self.data[f"qrels_{split}"] for split in self.EVAL_SPLITS}}
         if self.kind(name) == "bi-encoder":
             inputs["index"] = f"{self.root}/index/{name}"
         inputs["shards"] = [p for shards in self.embedding_shards([name]).values() for p in shards]

@@ -1,15 +1,15 @@
-# Evaluation: every model on the test split (the table people read), every student on the dev split
-# (held out of training), the final student chosen on dev, and the summary.
+# Evaluation: every model on the test split (the table people read) and on the dev split (held out of
+# training; it chooses the final student and MTA4DPR's pool) in one job, the final student, the summary.
 
 
 rule evaluate:
-    wildcard_constraints:
-        split="test|dev",
     input:
-        unpack(lambda wc: plan.eval_inputs(wc.model, wc.split)),
+        unpack(lambda wc: plan.eval_inputs(wc.model)),
     output:
-        metrics=f"{R}/eval/{{split}}/{{model}}/metrics.json",
-        run=f"{R}/eval/{{split}}/{{model}}/run.trec",
+        test_metrics=f"{R}/eval/test/{{model}}/metrics.json",
+        test_run=f"{R}/eval/test/{{model}}/run.trec",
+        dev_metrics=f"{R}/eval/dev/{{model}}/metrics.json",
+        dev_run=f"{R}/eval/dev/{{model}}/run.trec",
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
@@ -19,11 +19,10 @@ rule evaluate:
             role=plan.role_of(wc.model)[0],
             iteration=plan.role_of(wc.model)[1],
             phase=plan.role_of(wc.model)[2],
-            split=wc.split,
             queries_path=input.queries,
-            qrels_path=input.qrels,
             corpus_path=input.corpus,
-            out_dir=os.path.dirname(output.metrics),
+            splits={split: {"qrels_path": input[f"qrels_{split}"], "out_dir": os.path.dirname(output[f"{split}_metrics"])}
+                    for split in plan.EVAL_SPLITS},
             depth=config["evaluate"]["depth"],
             rerank_depth=config["evaluate"]["rerank_depth"],
             index_dir=input.get("index"),
@@ -33,9 +32,9 @@ rule evaluate:
             device=config["device"],
         ),
     log:
-        f"{R}/logs/evaluate/{{split}}/{{model}}.log",
+        f"{R}/logs/evaluate/{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/evaluate/{{split}}/{{model}}.tsv"
+        f"{R}/benchmarks/evaluate/{{model}}.tsv"
     threads: JOB_THREADS
     resources:
         mem_mb=8000,

@@ -104,8 +104,8 @@ def test_evaluated_models():
     assert Plan(config(train={"epochs": 0})).students() == ["student-it0", "student-it1", "student-it2"], \
         "a warm-up-only iteration's student is its warmed-up student"
     assert plan.metrics("student-it1", "dev") == "results/x/eval/dev/student-it1/metrics.json"
-    assert plan.eval_inputs("student-it1", "dev")["qrels"] == "results/x/data/dev-qrels.parquet"
-    assert plan.eval_inputs("bm25")["qrels"] == plan.data["qrels_test"] and "index" not in plan.eval_inputs("bm25")
+    assert plan.eval_inputs("student-it1")["qrels_dev"] == "results/x/data/dev-qrels.parquet"
+    assert plan.eval_inputs("bm25")["qrels_test"] == plan.data["qrels_test"] and "index" not in plan.eval_inputs("bm25")
     assert Plan(config(evaluate={"teacher": False})).evaluated_models()[0] == "student-it0"
 
 

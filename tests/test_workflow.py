@@ -77,9 +77,9 @@ def test_dry_run_unrolls_n_iterations(tmp_path, tiny_beir, tiny_bert, iterations
     workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=iterations)
     counts = job_counts(snakemake(workdir, "--cores", "2", "-n").stdout)
     assert counts["train"] == counts["mine"] == counts["score"] == iterations
-    # on test: every student (the warmed-up one of iteration 1 too), the untrained one, the teacher;
-    # on dev: every student
-    assert counts["evaluate"] == (iterations + 3) + (iterations + 2)
+    # on test and dev in one job each: every student (the warmed-up one of iteration 1 too), the untrained
+    # one, the teacher
+    assert counts["evaluate"] == iterations + 3
     assert counts["encode"] == 2 * (iterations + 3)  # two shards per model encoded
     assert counts["prepare"] == 1 and counts["init_student"] == 1
 
