@@ -19,8 +19,9 @@ $(BIN)/.installed: requirements.txt
 run: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --show-failed-logs $(if $(DATA),--config data_dir=$(abspath $(DATA))) $(SNAKEMAKE_ARGS)
 
+# --durations: the slowest tests, what to cut when CI nears its 30 minutes
 test: $(BIN)/.installed
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs tests
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs --durations=20 tests
 
 bench: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH bash benchmarks/scifact.sh
