@@ -342,17 +342,31 @@ def possible_pool(plan: "Plan", it: int) -> list[str]:
     """Every model that may be in iteration ``it``'s pool: its configured assistants and the earlier
     students that could have replaced one (students after an iteration that replaces)."""
     names = list(plan.iteration(it)["mta4dpr"]["assistants"])
-    previous = it - 1
-    while previous >= 1 and uses_mta4dpr(plan, previous) and \
-            plan.iteration(previous)["mta4dpr"]["assistants"] == plan.iteration(it)["mta4dpr"]["assistants"]:
-        if plan.iteration(previous + 1)["mta4dpr"]["replace_worst"]:
-            names.append(f"student-it{previous}")
-        previous -= 1
+    later = it
+    while carries_pool(plan, later):
+        if plan.iteration(later)["mta4dpr"]["replace_worst"]:
+            names.append(f"student-it{later - 1}")
+        later -= 1
     return names
 
 
 def uses_mta4dpr(plan: "Plan", it: int) -> bool:
     return "mta4dpr" in plan.iteration(it)["methods"]
+
+
+def carries_pool(plan: "Plan", it: int) -> bool:
+    """Whether iteration ``it`` starts from the previous iteration's pool (both use MTA4DPR with the same
+    configured assistants), rather than from its configured assistants."""
+    return it > 1 and uses_mta4dpr(plan, it - 1) and \
+        plan.iteration(it - 1)["mta4dpr"]["assistants"] == plan.iteration(it)["mta4dpr"]["assistants"]
+
+
+def dev_members(plan: "Plan", it: int) -> list[str]:
+    """The models whose dev figures iteration ``it``'s pool decision reads (the previous iteration's
+    possible pool and the previous student), or none when it does not replace."""
+    if not (carries_pool(plan, it) and plan.iteration(it)["mta4dpr"]["replace_worst"]):
+        return []
+    return possible_pool(plan, it - 1) + [f"student-it{it - 1}"]
 
 
 def select_inputs(plan: "Plan", it: int | str) -> dict[str, Any]:
@@ -364,27 +378,22 @@ def select_inputs(plan: "Plan", it: int | str) -> dict[str, Any]:
         "qrels_train": plan.data["qrels_train"],
         "scores": [f"{plan.root}/it{it}/scores/{name}.parquet" for name in possible_pool(plan, it)],
     }
-    carried = it > 1 and uses_mta4dpr(plan, it - 1) and \
-        plan.iteration(it - 1)["mta4dpr"]["assistants"] == settings["assistants"]
-    student = f"student-it{it - 1}"
-    if carried:
+    if carries_pool(plan, it):
         inputs["previous_pool"] = f"{plan.root}/it{it - 1}/mta4dpr/pool.json"
-        if settings["replace_worst"]:
-            inputs["dev"] = [plan.metrics(name, "dev") for name in possible_pool(plan, it - 1) + [student]]
+    if dev_members(plan, it):
+        inputs["dev"] = [plan.metrics(name, "dev") for name in dev_members(plan, it)]
     if it > 1 and settings["hard_queries"]["weight"] != 1.0:
-        inputs["student_scores"] = f"{plan.root}/it{it}/scores/{student}.parquet"
+        inputs["student_scores"] = f"{plan.root}/it{it}/scores/student-it{it - 1}.parquet"
     return inputs
 
 
 def select_args(plan: "Plan", it: int | str, input) -> dict[str, Any]:
     """The keyword arguments of :func:`select_training_data` for iteration ``it``'s job."""
     it = int(it)
-    dev = list(input.get("dev", []))
-    names = possible_pool(plan, it - 1) + [f"student-it{it - 1}"] if dev else []
     return dict(candidates_path=input.candidates, qrels_path=input.qrels_train,
                 score_paths=dict(zip(possible_pool(plan, it), input.scores)),
                 settings=plan.iteration(it)["mta4dpr"], iteration=it,
-                previous_pool_path=input.get("previous_pool"), dev_metric_paths=dict(zip(names, dev)),
+                previous_pool_path=input.get("previous_pool"), dev_metric_paths=dict(zip(dev_members(plan, it), input.get("dev", []))),
                 student=f"student-it{it - 1}" if it > 1 else None, student_scores_path=input.get("student_scores"),
                 metric=plan.config["splits"]["dev"]["metric"])
 
