@@ -58,6 +58,7 @@ include: "rules/encode.smk"
 include: "rules/finetune.smk"
 include: "rules/distill.smk"
 include: "rules/evaluate.smk"
+include: "rules/export.smk"
 
 
 # methods that add stages to the DAG bring their own rules

@@ -26,7 +26,7 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
     run = Path(run_dir)
     summary = json.loads((run / "summary.json").read_text())
     keys = ("model", "iteration", "phase", "name", "ndcg@10", "mrr@10", "recall@100", "dev", "encode_docs_per_s",
-            "params")
+            "params", "size_mb", "backend")
     rows = [{k: row.get(k) for k in keys} for row in summary["rows"]]
     # what each iteration was (a PROD stage or round...) and what its methods reported (a round's selection)
     iterations = [{"iteration": entry["iteration"], "label": entry["label"],
@@ -63,7 +63,9 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
         folder = next(p for p in sorted((run / "embeddings").iterdir()) if not p.name.startswith("student-"))
         reference = {"name": folder.name,
                      "encode_docs_per_s": encoding_stats(sorted(map(str, folder.glob("shard-*"))))["encode_docs_per_s"]}
-    students = sorted((r for r in rows if r["model"] == "student" and not r["phase"]), key=lambda r: r["iteration"])
+    # the students as trained (PyTorch), not their exports for serving (student-it2.onnx)
+    students = sorted((r for r in rows if r["model"] == "student" and not r["phase"] and r.get("backend", "torch") == "torch"),
+                      key=lambda r: r["iteration"])
     final = next(r for r in rows if r["name"] == summary["final"]["selected"])  # the best student on dev
     result = {
         "wall_s": round(float(end) - float(start), 1),

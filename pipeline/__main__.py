@@ -26,6 +26,7 @@ STEPS = {
     "onmkd_peers": "pipeline.methods.onmkd:compare_peers",
     "mta4dpr_select": "pipeline.methods.mta4dpr:select_training_data",
     "finetune": "pipeline.training.finetune:finetune_model",
+    "export": "pipeline.export:export_model",
     "evaluate": "pipeline.evaluation:evaluate_splits",
     "select": "pipeline.evaluation:select_final_student",
     "summary": "pipeline.evaluation:summarize",

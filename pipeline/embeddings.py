@@ -52,7 +52,7 @@ def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, 
                         num_shards: int = 1, include_title: bool = True, device: str = "auto",
                         threads: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
     """Encode shard ``shard`` of ``num_shards`` of the corpus with a bi-encoder and write it as Parquet."""
-    from .models import BiEncoder, ModelSpec, count_parameters, resolve_device, set_threads
+    from .models import BiEncoder, ModelSpec, resolve_device, set_threads
 
     set_threads(threads)
     spec = ModelSpec.from_config(model["name"], model)
@@ -73,7 +73,7 @@ def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, 
         "include_title": include_title, "device": str(device_), "threads": threads,
         "dim": int(embeddings.shape[1]), "seconds": seconds,
         "docs_per_s": len(texts) / seconds if seconds > 0 else None,
-        "params": count_parameters(encoder.backbone),
+        **encoder.size(),  # params, size_mb
     }
     write_table(embeddings_table(corpus["doc_id"].tolist(), embeddings), out_path, provenance)
     log.info("encoded %d documents in %.1f s (%.1f docs/s)", len(texts), seconds, provenance["docs_per_s"] or 0)
@@ -81,12 +81,13 @@ def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, 
 
 
 def encoding_stats(shard_paths: Sequence[str]) -> dict[str, Any]:
-    """Throughput over all shards (documents / summed encode seconds) and the model's size."""
+    """Throughput over all shards (documents / summed encode seconds) and the model's size (parameters;
+    MB on disk, absent from shards encoded before it was recorded)."""
     provenances = [read_provenance(p) for p in shard_paths]
     docs = sum(p["rows"][1] - p["rows"][0] for p in provenances)
     seconds = sum(p["seconds"] for p in provenances)
     return {"encode_docs_per_s": docs / seconds if seconds else None, "params": provenances[0]["params"],
-            "encode_seconds": seconds}
+            "size_mb": provenances[0].get("size_mb"), "encode_seconds": seconds}
 
 
 def shard_paths(folder: str | os.PathLike, num_shards: int) -> list[str]:

@@ -106,14 +106,15 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
         run, metrics = {}, {name: None for name in METRICS}
     seconds = time.perf_counter() - began
     stats = encoding_stats(embedding_shards[spec.name]) if spec.kind == "bi-encoder" and spec.name in embedding_shards \
-        else {"encode_docs_per_s": None, "params": None}
+        else {"encode_docs_per_s": None, "params": None, "size_mb": None}
     # a reranker (cross-encoder, fusion) scores every pair of the first stage's top rerank_depth
     reranked = sum(len(docs) for docs in run.values()) if spec.kind not in ("bi-encoder", "bm25") else None
     result = {"model": role, "name": spec.name, "iteration": iteration, "phase": phase, "split": split, **metrics,
               "retrieve_s": round(seconds, 3),
               "rerank_pairs_per_s": round(reranked / max(seconds, 1e-9), 1) if reranked else None,
-              "encode_docs_per_s": stats["encode_docs_per_s"], "params": stats["params"],
-              "queries": len(query_ids), "depth": depth, "source": spec.source, "kind": spec.kind}
+              "encode_docs_per_s": stats["encode_docs_per_s"], "params": stats["params"], "size_mb": stats["size_mb"],
+              "queries": len(query_ids), "depth": depth, "source": spec.source, "kind": spec.kind,
+              "backend": spec.backend}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_trec_run(run, out / "run.trec", tag=spec.name)
@@ -155,7 +156,7 @@ def evaluate_splits(model: dict[str, Any], role: str, iteration: int | None, que
 
 COLUMNS = [("model", "model"), ("iteration", "iteration"), ("name", "name"), ("ndcg@10", "nDCG@10"),
            ("mrr@10", "MRR@10"), ("recall@100", "R@100"), ("dev", "dev"), ("encode_docs_per_s", "encode docs/s"),
-           ("params", "parameters")]
+           ("params", "parameters"), ("size_mb", "size MB")]
 
 
 def _cell(value: Any) -> str:
@@ -181,8 +182,9 @@ def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, exp
         if row["name"] in dev_rows:
             row["dev"] = dev_rows[row["name"]].get(final["metric"] if final else "ndcg@10")
         row["final"] = bool(final and row["name"] == final["selected"])
+    # an exported student (``student-it2.onnx``) follows the student it was exported from
     rows.sort(key=lambda r: (r["model"] != "teacher", -1 if r["iteration"] is None else r["iteration"],
-                             r.get("phase") is None, r["name"]))
+                             r.get("phase") is None, r.get("backend", "torch") != "torch", r["name"]))
     header = "| " + " | ".join(title for _, title in COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
     lines = [f"# {experiment}", "", header, rule]

@@ -88,6 +88,10 @@ class ModelSpec:
     members: dict[str, float] = field(default_factory=dict)  # fusion: member name -> weight
     fusion_normalization: str = "zscore"  # zscore | minmax | none
     bm25: dict[str, Any] = field(default_factory=dict)
+    # bi-encoders: the runtime that encodes; "onnx" / "openvino" run an exported graph (pipeline/export.py),
+    # the file ``file_name`` inside the source folder
+    backend: str = "torch"  # torch | onnx | openvino
+    file_name: str | None = None
 
     @classmethod
     def from_config(cls, name: str, cfg: dict[str, Any]) -> "ModelSpec":
@@ -157,9 +161,13 @@ class BiEncoder(nn.Module):
         self.backbone, self.tokenizer, self.spec = backbone, tokenizer, spec
 
     @classmethod
-    def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "BiEncoder":
+    def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "BiEncoder | ExportedBiEncoder":
+        """The bi-encoder ``spec`` names; an exported graph (``spec.backend`` onnx or openvino) encodes
+        through its runtime and does not train."""
         from transformers import AutoModel, AutoTokenizer
 
+        if spec.backend != "torch":
+            return ExportedBiEncoder.load(spec, device)
         path = resolve_source(spec.source)
         tokenizer = AutoTokenizer.from_pretrained(path)
         backbone = AutoModel.from_pretrained(path, add_pooling_layer=False) if _is_bert_like(path) \
@@ -207,40 +215,35 @@ class BiEncoder(nn.Module):
         with autocast(self.device):
             return self(**{k: v.to(self.device) for k, v in batch.items()}, all_layers=all_layers)
 
-    @torch.inference_mode()
     def encode(self, texts: Sequence[str], is_query: bool, batch_size: int | None = None,
                show_progress: bool = False, desc: str = "encode") -> np.ndarray:
         """Embed ``texts`` for search: length-sorted batches, no autograd, float32 output in input order."""
-        from tqdm.auto import tqdm
-
         was_training = self.training
         self.eval()
-        prefix = self.spec.query_prefix if is_query else self.spec.passage_prefix
-        max_length = self.spec.max_query_length if is_query else self.spec.max_passage_length
-        batch_size = batch_size or self.spec.batch_size
-        encoded = self.tokenizer([prefix + t for t in texts], max_length=max_length, truncation=True,
-                                 padding=False, return_attention_mask=False)
-        ids = encoded["input_ids"]
-        # Longest first: the first batch shows the peak memory, and padding is minimal per batch.
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        dim = self.backbone.config.hidden_size
-        out = np.empty((len(ids), dim), dtype=np.float32)
+        try:
+            return encode_batched(self, texts, is_query, batch_size, show_progress, desc)
+        finally:
+            self.train(was_training)
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.config.hidden_size
+
+    @torch.inference_mode()
+    def embed_padded(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Sentence embeddings of one padded batch (int64 arrays), as float32."""
         device = self.device
-        pad_id = self.tokenizer.pad_token_id or 0
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress,
-                          mininterval=5.0):
-            chunk = order[start:start + batch_size]
-            width = len(ids[chunk[0]])
-            input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
-                mask[row, :len(ids[i])] = 1
-            with autocast(device):
-                emb = self(input_ids.to(device, non_blocking=True), mask.to(device, non_blocking=True))
-            out[chunk] = emb.float().cpu().numpy()
-        self.train(was_training)
-        return out
+        with autocast(device):
+            emb = self(torch.from_numpy(input_ids).to(device, non_blocking=True),
+                       torch.from_numpy(attention_mask).to(device, non_blocking=True))
+        return emb.float().cpu().numpy()
+
+    def size(self) -> dict[str, Any]:
+        """Parameters, and the weights' size on disk (MB) when loaded from a folder."""
+        folder = Path(resolve_source(self.spec.source))
+        weights = [f for f in folder.glob("*") if f.suffix in (".safetensors", ".bin")] if folder.is_dir() else []
+        return {"params": count_parameters(self.backbone),
+                "size_mb": round(sum(f.stat().st_size for f in weights) / 1e6, 1) if weights else None}
 
     def save_pretrained(self, path: str | os.PathLike, final_path: str | os.PathLike | None = None) -> None:
         """HF weights + tokenizer, plus the sentence-transformers modules (Transformer, Pooling, Normalize).
@@ -278,6 +281,80 @@ class BiEncoder(nn.Module):
         }, indent=2))
         spec = self.spec.to_dict() | {"source": str(final_path or path), "layers": None}
         (path / "pipeline_model.json").write_text(json.dumps(spec, indent=2))
+
+
+def encode_batched(encoder, texts: Sequence[str], is_query: bool, batch_size: int | None = None,
+                   show_progress: bool = False, desc: str = "encode") -> np.ndarray:
+    """The search-time encoding loop of every backend: tokenise once, batches of similar length (longest
+    first: the first batch shows the peak memory, and padding is minimal), ``encoder.embed_padded`` per
+    batch, float32 output in input order."""
+    from tqdm.auto import tqdm
+
+    spec, tokenizer = encoder.spec, encoder.tokenizer
+    prefix = spec.query_prefix if is_query else spec.passage_prefix
+    max_length = spec.max_query_length if is_query else spec.max_passage_length
+    batch_size = batch_size or spec.batch_size
+    ids = tokenizer([prefix + t for t in texts], max_length=max_length, truncation=True, padding=False,
+                    return_attention_mask=False)["input_ids"]
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    out = np.empty((len(ids), encoder.dim), dtype=np.float32)
+    pad_id = tokenizer.pad_token_id or 0
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress, mininterval=5.0):
+        chunk = order[start:start + batch_size]
+        width = len(ids[chunk[0]])
+        input_ids = np.full((len(chunk), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(chunk), width), dtype=np.int64)
+        for row, i in enumerate(chunk):
+            input_ids[row, :len(ids[i])] = ids[i]
+            mask[row, :len(ids[i])] = 1
+        out[chunk] = encoder.embed_padded(input_ids, mask)
+    return out
+
+
+class ExportedBiEncoder:
+    """A bi-encoder exported to ONNX (run by ONNX Runtime) or OpenVINO: the same tokenizer, pooling,
+    normalisation and batching as :class:`BiEncoder` (:func:`encode_batched`), for search only. The graph
+    maps the tokenizer's inputs to ``last_hidden_state``, the layout ``optimum`` and sentence-transformers'
+    ``backend="onnx"`` load (:mod:`pipeline.export` writes it)."""
+
+    def __init__(self, run, input_names: list[str], tokenizer, spec: ModelSpec, dim: int, path: Path):
+        self.run, self.input_names, self.tokenizer, self.spec, self.dim, self.path = \
+            run, input_names, tokenizer, spec, dim, path
+
+    @classmethod
+    def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "ExportedBiEncoder":
+        from transformers import AutoConfig, AutoTokenizer
+
+        from .export import load_runtime
+
+        folder = Path(resolve_source(spec.source))
+        if not spec.file_name:
+            raise ValueError(f"model {spec.name!r}: the {spec.backend} backend needs file_name (the graph "
+                             f"inside {folder})")
+        path = folder / spec.file_name
+        if not path.is_file():
+            raise FileNotFoundError(f"model {spec.name!r}: {path} does not exist (export it first: "
+                                    f"pipeline/export.py)")
+        run, input_names = load_runtime(spec.backend, path, torch.device(device), torch.get_num_threads())
+        return cls(run, input_names, AutoTokenizer.from_pretrained(folder), spec,
+                   AutoConfig.from_pretrained(folder).hidden_size, path)
+
+    def encode(self, texts: Sequence[str], is_query: bool, batch_size: int | None = None,
+               show_progress: bool = False, desc: str = "encode") -> np.ndarray:
+        return encode_batched(self, texts, is_query, batch_size, show_progress, desc)
+
+    def embed_padded(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "token_type_ids": np.zeros_like(input_ids)}
+        hidden = torch.from_numpy(np.asarray(self.run({k: feeds[k] for k in self.input_names}), dtype=np.float32))
+        embeddings = pool(hidden, torch.from_numpy(attention_mask), self.spec.pooling)
+        return (nn.functional.normalize(embeddings, dim=-1) if self.spec.normalize else embeddings).numpy()
+
+    def size(self) -> dict[str, Any]:
+        """The graph's weights (initializers) and its files' size on disk (MB)."""
+        from .export import graph_size
+
+        return graph_size(self.path)
 
 
 def _is_bert_like(path: str) -> bool:

@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, complete
+from .export import FORMATS as EXPORT_FORMATS
+from .export import missing_backends
 from .methods import Method, get_method
 
 # the student after iteration K, or after one of its phases (``student-it1-warmup``: students/it1/warmup)
 STUDENT = re.compile(r"^student-it(\d+)(?:-([a-z]+))?$")
+# a model exported for serving, in one format (``student-it2.onnx-int8``: pipeline/export.py)
+EXPORTED = re.compile(r"^(.+)\.(%s)$" % "|".join(map(re.escape, EXPORT_FORMATS)))
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -94,7 +98,14 @@ class Plan:
         return "; ".join(labels) or f"teacher {self.iteration(it)['teacher']}"
 
     def model(self, name: str) -> dict[str, Any]:
-        """The settings of a named model, or of the student of an iteration (``student-itK``)."""
+        """The settings of a named model, of the student of an iteration (``student-itK``), or of either
+        exported in a format (``student-itK.onnx``: the export folder, run by that format's backend)."""
+        exported = EXPORTED.match(name)
+        if exported:
+            base, fmt = exported.groups()
+            backend, file_name = EXPORT_FORMATS[fmt]
+            return dict(self.model(base), source=self.export_dir(base), layers=None, backend=backend,
+                        file_name=file_name, name=name)
         match = STUDENT.match(name)
         if match:
             it, phase = match.groups()
@@ -145,8 +156,23 @@ class Plan:
             provenance={"finetuned": name, "experiment": self.config["experiment"]},
         )
 
+    # ----------------------------------------------------------------------------------------------
+    # exports for serving (``export``)
+    # ----------------------------------------------------------------------------------------------
+
+    def export_dir(self, name: str) -> str:
+        return f"{self.root}/export/{name}"
+
+    def exported_models(self) -> list[str]:
+        """The last iteration's student in each configured format, each evaluated like any model."""
+        last = f"student-it{self.config['iterations']}"
+        return [f"{last}.{fmt}" for fmt in self.config["export"]["formats"]]
+
     def kind(self, name: str) -> str | None:
         """A model's kind, or None for a name that is neither a configured model nor a student."""
+        exported = EXPORTED.match(name)
+        if exported:
+            return self.kind(exported.group(1))
         if STUDENT.match(name):
             return "bi-encoder"
         return self.config["models"].get(name, {}).get("kind")
@@ -180,7 +206,10 @@ class Plan:
         return f"student-it{int(it) - 1}" if name == "student" else name
 
     def model_inputs(self, name: str) -> list[str]:
-        """The folder of a model the workflow makes (a student, a fine-tuned model); none for the others."""
+        """The folder of a model the workflow makes (a student, a fine-tuned model, an export); none for
+        the others."""
+        if EXPORTED.match(name):
+            return [self.export_dir(EXPORTED.match(name).group(1))]
         role, it, phase = self.role_of(name)
         if role == "student":
             return [f"{self.root}/students/it{it}"]
@@ -211,8 +240,10 @@ class Plan:
 
     @staticmethod
     def role_of(name: str) -> tuple[str, int | None, str | None]:
-        """(role, iteration, phase): ``("student", 1, "warmup")`` for ``student-it1-warmup``."""
-        match = STUDENT.match(name)
+        """(role, iteration, phase): ``("student", 1, "warmup")`` for ``student-it1-warmup``; an export
+        has its model's (``student-it2.onnx``: ``("student", 2, None)``)."""
+        exported = EXPORTED.match(name)
+        match = STUDENT.match(exported.group(1) if exported else name)
         return ("student", int(match.group(1)), match.group(2)) if match else ("teacher", None, None)
 
     # ----------------------------------------------------------------------------------------------
@@ -339,7 +370,7 @@ class Plan:
 
     def evaluated_models(self) -> list[str]:
         teachers = sorted({self.iteration(it)["teacher"] for it in self.iterations})
-        return (teachers if self.config["evaluate"]["teacher"] else []) + self.students()
+        return (teachers if self.config["evaluate"]["teacher"] else []) + self.students() + self.exported_models()
 
     def metrics(self, name: str, split: str = "test") -> str:
         return f"{self.root}/eval/{split}/{name}/metrics.json"
@@ -368,6 +399,7 @@ class Plan:
                             "split; the dev split must be held out of both")
         if self.config["student"]["kind"] != "bi-encoder":
             problems.append("student.kind: the student must be a bi-encoder")
+        problems += missing_backends(self.config["export"]["formats"])
         for it in self.iterations:
             try:
                 c = self.iteration(it)

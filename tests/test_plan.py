@@ -99,8 +99,9 @@ def test_prepared_splits_include_a_named_dev_split():
 def test_evaluated_models():
     plan = Plan(config(overrides={"2": {"teacher": "other"}}))
     assert plan.evaluated_models() == ["other", "teacher", "student-it0", "student-it1-warmup", "student-it1",
-                                       "student-it2"], "iteration 1 keeps its warmed-up student"
-    assert plan.students() == plan.evaluated_models()[2:]
+                                       "student-it2", "student-it2.onnx", "student-it2.onnx-int8"], \
+        "iteration 1 keeps its warmed-up student; the last student is exported in the default formats"
+    assert plan.students() == plan.evaluated_models()[2:-2]
     assert Plan(config(train={"epochs": 0})).students() == ["student-it0", "student-it1", "student-it2"], \
         "a warm-up-only iteration's student is its warmed-up student"
     assert plan.metrics("student-it1", "dev") == "results/x/eval/dev/student-it1/metrics.json"
@@ -197,3 +198,32 @@ def test_snakemake_validate_and_complete_fill_the_same_defaults(tmp_path):
     validate(by_snakemake, str(SCHEMA_PATH))
     assert complete(raw) == by_snakemake
     assert by_snakemake["train"]["w_nll"] == 1.0 and by_snakemake["methods"] == ["standard"]
+
+
+def test_exported_models_are_their_model_run_by_another_backend():
+    plan = Plan(config())
+    assert plan.exported_models() == ["student-it2.onnx", "student-it2.onnx-int8"]
+    int8 = plan.model("student-it2.onnx-int8")
+    assert int8 == dict(plan.model("student-it2"), source="results/x/export/student-it2", backend="onnx",
+                        file_name="onnx/model_qint8.onnx", name="student-it2.onnx-int8")
+    assert plan.kind("student-it2.onnx") == "bi-encoder" and plan.role_of("student-it2.onnx") == ("student", 2, None)
+    assert plan.model_inputs("student-it2.onnx") == ["results/x/export/student-it2"]
+    assert plan.model_inputs("student-it1") == ["results/x/students/it1"], "what the export job reads"
+    assert plan.eval_inputs("student-it2.onnx")["index"] == "results/x/index/student-it2.onnx"
+    assert plan.model("teacher.onnx")["source"] == "results/x/export/teacher", "a teacher exports too"
+    assert Plan(config(export={"formats": []})).exported_models() == []
+    assert Plan(config(iterations=1, export={"formats": ["onnx"]})).exported_models() == ["student-it1.onnx"]
+
+
+def test_an_unknown_export_format_lists_the_allowed_ones():
+    with pytest.raises(ConfigError, match=r"export\.formats\.0: 'tflite' is not one of \['onnx', 'onnx-int8', 'openvino'\]"):
+        config(export={"formats": ["tflite"]})
+
+
+def test_a_format_whose_runtime_is_missing_is_refused_with_what_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    problems = Plan(config(export={"formats": ["onnx", "openvino"]})).problems()
+    assert problems == ["export.formats: 'openvino' needs openvino, not installed here (`pip install openvino`)"]

@@ -47,11 +47,12 @@ def write_config(workdir: Path, beir: Path, model: Path, **overrides) -> Path:
 def write_preset_config(workdir: Path, beir: Path, model: Path, preset_name: str, **overrides) -> Path:
     """``configs/<preset_name>.yaml`` on the fixture, one iteration: the fixture model stands in for
     MiniLM-L6 (and inside the preset's fusion), one encoding shard and thread (fewer jobs: CI time), short
-    training; ``overrides`` replace whole top-level sections after that."""
+    training, no export (the default run's test exports); ``overrides`` replace whole top-level sections
+    after that."""
     preset = yaml.safe_load((ROOT / f"configs/{preset_name}.yaml").read_text())
     tiny_teacher = {"kind": "bi-encoder", "source": str(model), "max_passage_length": 48, "max_query_length": 16}
     sections = {key: value for key, value in preset.items() if key not in ("experiment", "models", "warmup", "train")}
-    config = {**sections, "iterations": 1, "encode": {"shards": 1}, "threads": 1,
+    config = {**sections, "iterations": 1, "encode": {"shards": 1}, "threads": 1, "export": {"formats": []},
               "models": {"minilm-l6": tiny_teacher, "bm25": {"kind": "bm25"}, **preset.get("models", {})},
               "warmup": {"epochs": 1, "batch_size": 16, **preset.get("warmup", {})},
               "train": {"epochs": 2, "batch_size": 8, "checkpoint_every": 2, "max_passage_length": 32,
@@ -78,10 +79,10 @@ def test_dry_run_unrolls_n_iterations(tmp_path, tiny_beir, tiny_bert, iterations
     counts = job_counts(snakemake(workdir, "--cores", "2", "-n").stdout)
     assert counts["train"] == counts["mine"] == counts["score"] == iterations
     # on test and dev in one job each: every student (the warmed-up one of iteration 1 too), the untrained
-    # one, the teacher
-    assert counts["evaluate"] == iterations + 3
-    assert counts["encode"] == 2 * (iterations + 3)  # two shards per model encoded
-    assert counts["prepare"] == 1 and counts["init_student"] == 1
+    # one, the teacher, and the last student exported as ONNX fp32 and int8 (the default formats)
+    assert counts["evaluate"] == iterations + 3 + 2
+    assert counts["encode"] == 2 * (iterations + 3 + 2)  # two shards per model encoded
+    assert counts["prepare"] == 1 and counts["init_student"] == 1 and counts["export"] == 1
 
 
 def test_bad_config_fails_before_any_job(tmp_path, tiny_beir, tiny_bert):
@@ -163,6 +164,18 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     assert (out / "students/it1/warmup/model.safetensors").is_file(), "the warmed-up student is kept"
     for row in summary["rows"]:
         assert 0.0 <= row["ndcg@10"] <= 1.0 and row["encode_docs_per_s"] > 0 and row["params"] > 0
+        assert row["size_mb"] > 0
+    # the last student exported for serving, each format evaluated like any model, after the student
+    names = [row["name"] for row in summary["rows"]]
+    assert names[-3:] == ["student-it2", "student-it2.onnx", "student-it2.onnx-int8"]
+    pytorch, fp32, int8 = summary["rows"][-3:]
+    assert fp32["backend"] == int8["backend"] == "onnx" and pytorch["backend"] == "torch"
+    assert abs(fp32["ndcg@10"] - pytorch["ndcg@10"]) < 1e-3, "ONNX fp32 retrieves as PyTorch does"
+    assert int8["size_mb"] < pytorch["size_mb"] / 2
+    exported = json.loads((out / "export/student-it2/export.json").read_text())
+    assert set(exported["formats"]) == {"onnx", "onnx-int8"}
+    assert (out / "export/student-it2/onnx/model_qint8.onnx").is_file()
+    assert "| student-it2.onnx-int8 |" in (out / "summary.md").read_text()
     run_lines = (out / "eval/test/student-it2/run.trec").read_text().splitlines()
     assert len(run_lines[0].split()) == 6
     for name in ("train/it1.log", "encode/student-it2-0-of-2.log"):
@@ -183,6 +196,7 @@ def test_finetuned_teachers_are_made_once_and_serve_everywhere(tmp_path, tiny_be
     cross = {"kind": "cross-encoder", "source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16,
              "finetune": finetune}
     workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=1, teacher="fused", encode={"shards": 1},
+                           export={"formats": []},
                            models={"tiny-teacher": teacher, "tiny-ce": cross, "bm25": {"kind": "bm25"},
                                    "fused": {"kind": "fusion", "members": {"tiny-teacher": 0.5, "tiny-ce": 0.5}}},
                            warmup={"epochs": 1, "batch_size": 16, "teacher": "tiny-teacher"},

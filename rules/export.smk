@@ -1,0 +1,26 @@
+# A model exported for serving (ONNX fp32, ONNX int8, OpenVINO): by default the last iteration's student,
+# each format then evaluated as its own model (student-itN.<format>) through encode, index and evaluate.
+# Any bi-encoder, teacher or student, is a target: snakemake RESULTS/EXPERIMENT/export/student-it1
+
+
+rule export:
+    input:
+        lambda wc: plan.model_inputs(wc.model),
+    output:
+        directory(f"{R}/export/{{model}}"),
+    params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: to_json(model=plan.model(wc.model), formats=config["export"]["formats"]),
+        args=lambda wc, output: to_json(model=plan.model(wc.model), out_dir=output[0],
+                                        formats=config["export"]["formats"]),
+    log:
+        f"{R}/logs/export/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/export/{{model}}.tsv"
+    threads: JOB_THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "{PY} -m pipeline export {params.args:q} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,97 @@
+"""Exports for serving (pipeline/export.py): ONNX fp32 and int8 graphs, loaded back through the encoder's
+backend option, against the PyTorch model they came from."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline import export
+from pipeline.models import BiEncoder, ExportedBiEncoder, ModelSpec
+
+TEXTS = ["cardio12x heart artery blood pressure", "brain neuron cortex synapse memory cognition dopamine",
+         "a", "tumor cancer metastasis chemotherapy oncogene malignant carcinoma biopsy " * 3]
+
+
+def exported_spec(model: dict, folder, fmt: str) -> ModelSpec:
+    backend, file_name = export.FORMATS[fmt]
+    return ModelSpec.from_config(f"x.{fmt}", dict(model, source=str(folder), layers=None, backend=backend,
+                                                  file_name=file_name))
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_bert, tmp_path_factory):
+    """The fixture BERT cut to 2 of its 3 layers (as a student is), exported in both ONNX formats."""
+    model = {"name": "student", "kind": "bi-encoder", "source": str(tiny_bert), "layers": 2,
+             "max_passage_length": 48, "max_query_length": 16}
+    out = tmp_path_factory.mktemp("export") / "student"
+    files = export.export_model(model, str(out), ["onnx", "onnx-int8"])
+    return model, out, files
+
+
+def test_both_formats_are_written_in_the_layout_sentence_transformers_loads(exported):
+    import onnx
+
+    model, out, files = exported
+    assert files["onnx"]["file_name"] == "onnx/model.onnx" and files["onnx-int8"]["file_name"] == "onnx/model_qint8.onnx"
+    graph = onnx.load(str(out / "onnx/model.onnx")).graph
+    # optimum's ORTModelForFeatureExtraction (sentence-transformers' backend="onnx") feeds these, reads that
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert [o.name for o in graph.output] == ["last_hidden_state"]
+    assert files["onnx-int8"]["size_mb"] < files["onnx"]["size_mb"] / 2, "int8 weights: a quarter of fp32's"
+    described = json.loads((out / "export.json").read_text())
+    assert set(described["formats"]) == {"onnx", "onnx-int8"} and "onnxruntime" in described["versions"]
+    # the folder is also the PyTorch model, as the workflow encodes with it (2 layers, not the source's 3)
+    from sentence_transformers import SentenceTransformer
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_hidden_layers"] == 2
+    pytorch = BiEncoder.load(ModelSpec.from_config("student", model)).encode(TEXTS, is_query=False)
+    st = SentenceTransformer(str(out), device="cpu").encode(TEXTS)
+    assert np.abs(st - pytorch).max() < 1e-5
+
+
+def test_onnx_fp32_equals_pytorch_and_int8_stays_close(exported):
+    model, out, _ = exported
+    pytorch = BiEncoder.load(ModelSpec.from_config("student", model))
+    for is_query in (False, True):
+        reference = pytorch.encode(TEXTS, is_query=is_query)
+        fp32 = BiEncoder.load(exported_spec(model, out, "onnx"))
+        assert isinstance(fp32, ExportedBiEncoder)
+        got = fp32.encode(TEXTS, is_query=is_query, batch_size=2)  # padded batches of different widths
+        assert got.shape == reference.shape and got.dtype == np.float32
+        assert (got * reference).sum(1).min() >= 0.9999 and np.abs(got - reference).max() < 1e-4
+        int8 = BiEncoder.load(exported_spec(model, out, "onnx-int8")).encode(TEXTS, is_query=is_query)
+        cosine = (int8 * reference).sum(1)
+        assert cosine.min() > 0.8 and not np.allclose(int8, reference, atol=1e-4), "quantized: close, not equal"
+    size = BiEncoder.load(exported_spec(model, out, "onnx-int8")).size()
+    assert size["size_mb"] < pytorch.size()["size_mb"] and size["params"] >= pytorch.size()["params"]
+
+
+def test_a_failed_export_leaves_no_half_written_folder(tiny_bert, tmp_path, monkeypatch):
+    def killed(fp32, int8):
+        assert fp32.is_file(), "the fp32 graph was written (into the temporary folder)"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "quantize_int8", killed)
+    model = {"name": "m", "kind": "bi-encoder", "source": str(tiny_bert)}
+    with pytest.raises(KeyboardInterrupt):
+        export.export_model(model, str(tmp_path / "out"), ["onnx", "onnx-int8"])
+    assert list(tmp_path.iterdir()) == [], "neither the folder nor its temporary sibling is left"
+
+
+def test_bad_exports_are_refused_before_any_work(tiny_bert, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown formats \['tflite'\]; known: \['onnx', 'onnx-int8', 'openvino'\]"):
+        export.export_model({"name": "m", "kind": "bi-encoder", "source": str(tiny_bert)}, str(tmp_path / "o"), ["tflite"])
+    with pytest.raises(ValueError, match="only bi-encoders are exported"):
+        export.export_model({"name": "b", "kind": "bm25"}, str(tmp_path / "o"), ["onnx"])
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(ImportError, match=r"'openvino' needs openvino.*pip install openvino"):
+        export.export_model({"name": "m", "kind": "bi-encoder", "source": str(tiny_bert)}, str(tmp_path / "o"),
+                            ["onnx", "openvino"])
+    with pytest.raises(FileNotFoundError, match="export it first"):
+        BiEncoder.load(exported_spec({"name": "m", "kind": "bi-encoder"}, tmp_path, "onnx"))
+    assert not (tmp_path / "o").exists()
