@@ -64,7 +64,7 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
         reference = {"name": folder.name,
                      "encode_docs_per_s": encoding_stats(sorted(map(str, folder.glob("shard-*"))))["encode_docs_per_s"]}
     # the students as trained (PyTorch), not their exports for serving (student-it2.onnx)
-    students = sorted((r for r in rows if r["model"] == "student" and not r["phase"] and r.get("backend", "torch") == "torch"),
+    students = sorted((r for r in rows if r["model"] == "student" and not r["phase"] and (r.get("backend") or "torch") == "torch"),
                       key=lambda r: r["iteration"])
     final = next(r for r in rows if r["name"] == summary["final"]["selected"])  # the best student on dev
     result = {

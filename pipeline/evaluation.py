@@ -184,7 +184,7 @@ def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, exp
         row["final"] = bool(final and row["name"] == final["selected"])
     # an exported student (``student-it2.onnx``) follows the student it was exported from
     rows.sort(key=lambda r: (r["model"] != "teacher", -1 if r["iteration"] is None else r["iteration"],
-                             r.get("phase") is None, r.get("backend", "torch") != "torch", r["name"]))
+                             r.get("phase") is None, (r.get("backend") or "torch") != "torch", r["name"]))
     header = "| " + " | ".join(title for _, title in COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
     lines = [f"# {experiment}", "", header, rule]

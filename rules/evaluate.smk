@@ -70,7 +70,7 @@ rule select_student:
 rule summary:
     input:
         test=[plan.metrics(m) for m in plan.evaluated_models()],
-        dev=[plan.metrics(m, "dev") for m in plan.students()],
+        dev=[plan.metrics(m, "dev") for m in plan.students() + plan.exported_models()],
         final=f"{R}/final.json",
         reports=[path for it in plan.iterations for path in plan.reports(it)],
     output:
