@@ -50,8 +50,11 @@ def read_embeddings(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> t
 
 def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, shard: int = 0,
                         num_shards: int = 1, include_title: bool = True, device: str = "auto",
-                        threads: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
-    """Encode shard ``shard`` of ``num_shards`` of the corpus with a bi-encoder and write it as Parquet."""
+                        threads: int | None = None, batch_size: int | None = None,
+                        backend: str = "torch") -> dict[str, Any]:
+    """Encode shard ``shard`` of ``num_shards`` of the corpus with a bi-encoder and write it as Parquet.
+    ``backend="onnx"``: a PyTorch model is exported to ONNX fp32 first and encodes through ONNX Runtime
+    (a model exported already, ``student-it2.onnx``, runs its own backend either way)."""
     from .models import BiEncoder, ModelSpec, resolve_device, set_threads
 
     set_threads(threads)
@@ -63,7 +66,15 @@ def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, 
     corpus = corpus.iloc[start:stop]
     texts = passage_texts(corpus, include_title)
     device_ = resolve_device(device)
-    encoder = BiEncoder.load(spec, device_)
+    exported_s = None
+    if backend == "onnx" and spec.backend == "torch":
+        from .export import onnx_encoder
+
+        began = time.perf_counter()
+        encoder = onnx_encoder(BiEncoder.load(spec, "cpu"), device_)
+        exported_s = round(time.perf_counter() - began, 2)
+    else:
+        encoder = BiEncoder.load(spec, device_)
     began = time.perf_counter()
     embeddings = encoder.encode(texts, is_query=False, batch_size=batch_size, show_progress=True,
                                 desc=f"encode {spec.name} shard {shard}")
@@ -71,6 +82,7 @@ def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, 
     provenance = {
         "model": spec.to_dict(), "shard": shard, "num_shards": num_shards, "rows": [start, stop],
         "include_title": include_title, "device": str(device_), "threads": threads,
+        "backend": encoder.spec.backend, "export_s": exported_s,
         "dim": int(embeddings.shape[1]), "seconds": seconds,
         "docs_per_s": len(texts) / seconds if seconds > 0 else None,
         **encoder.size(),  # params, size_mb

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -82,6 +83,24 @@ def export_onnx(encoder, path: Path) -> None:
                           dynamo=False, input_names=input_names, output_names=["last_hidden_state"],
                           dynamic_axes={n: axes for n in [*input_names, "last_hidden_state"]},
                           opset_version=ONNX_OPSET, do_constant_folding=True)
+
+
+def onnx_encoder(encoder, device="cpu"):
+    """``encoder`` (a PyTorch :class:`~pipeline.models.BiEncoder`) as an ONNX fp32 graph run by ONNX Runtime:
+    exported into a temporary folder, which the session no longer needs once it holds the graph."""
+    import tempfile
+
+    import torch
+
+    from .models import ExportedBiEncoder
+
+    with tempfile.TemporaryDirectory(prefix="onnx-") as folder:
+        path = Path(folder) / FORMATS["onnx"][1]
+        export_onnx(encoder, path)
+        run, input_names = load_runtime("onnx", path, torch.device(device), torch.get_num_threads())
+    spec = replace(encoder.spec, backend="onnx", file_name=None)
+    return ExportedBiEncoder(run, input_names, encoder.tokenizer, spec, encoder.dim, None,
+                             size={"params": encoder.size()["params"], "size_mb": None})
 
 
 def quantize_int8(fp32: Path, int8: Path) -> None:

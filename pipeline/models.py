@@ -317,9 +317,11 @@ class ExportedBiEncoder:
     maps the tokenizer's inputs to ``last_hidden_state``, the layout ``optimum`` and sentence-transformers'
     ``backend="onnx"`` load (:mod:`pipeline.export` writes it)."""
 
-    def __init__(self, run, input_names: list[str], tokenizer, spec: ModelSpec, dim: int, path: Path):
+    def __init__(self, run, input_names: list[str], tokenizer, spec: ModelSpec, dim: int, path: Path | None,
+                 size: dict[str, Any] | None = None):
         self.run, self.input_names, self.tokenizer, self.spec, self.dim, self.path = \
             run, input_names, tokenizer, spec, dim, path
+        self._size = size  # a graph without a file (exported in memory for one job) knows its model's size
 
     @classmethod
     def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "ExportedBiEncoder":
@@ -354,7 +356,7 @@ class ExportedBiEncoder:
         """The graph's weights (initializers) and its files' size on disk (MB)."""
         from .export import graph_size
 
-        return graph_size(self.path)
+        return self._size if self._size is not None else graph_size(self.path)
 
 
 def _is_bert_like(path: str) -> bool:

@@ -29,7 +29,9 @@ rule encode:
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=lambda wc: to_json(model=plan.model(wc.model), include_title=config["include_title"], batch_size=config["encode"]["batch_size"]),
+        # (the backend only when not the default: runs made before it existed keep their params, so no rerun)
+        settings=lambda wc: to_json(model=plan.model(wc.model), include_title=config["include_title"], batch_size=config["encode"]["batch_size"],
+                                    **({"backend": config["encode"]["backend"]} if config["encode"]["backend"] != "torch" else {})),
         args=lambda wc, input, output: to_json(
             corpus_path=input.corpus,
             model=plan.model(wc.model),
@@ -39,6 +41,7 @@ rule encode:
             include_title=config["include_title"],
             device=config["device"],
             batch_size=config["encode"]["batch_size"],
+            backend=config["encode"]["backend"],
         ),
     log:
         f"{R}/logs/encode/{{model}}-{{shard}}-of-{{n}}.log",

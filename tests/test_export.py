@@ -95,3 +95,23 @@ def test_bad_exports_are_refused_before_any_work(tiny_bert, tmp_path, monkeypatc
     with pytest.raises(FileNotFoundError, match="export it first"):
         BiEncoder.load(exported_spec({"name": "m", "kind": "bi-encoder"}, tmp_path, "onnx"))
     assert not (tmp_path / "o").exists()
+
+
+def test_the_corpus_encodes_through_onnx_as_through_pytorch(tiny_bert, tiny_beir, tmp_path):
+    """``encode.backend: onnx``: the encode job exports the model in memory and writes the same embeddings."""
+    from pipeline.data import read_provenance
+    from pipeline.embeddings import encode_corpus_shard, read_embeddings
+    from tests.fixtures import prepare_with_candidates
+
+    corpus = prepare_with_candidates(tiny_beir, tmp_path)["corpus"]
+    model = {"name": "m", "kind": "bi-encoder", "source": str(tiny_bert), "layers": 2, "max_passage_length": 48}
+    for backend in ("torch", "onnx"):
+        encode_corpus_shard(corpus, model, str(tmp_path / f"{backend}.parquet"), shard=1, num_shards=2,
+                            backend=backend)
+    ids, pytorch = read_embeddings(tmp_path / "torch.parquet")
+    onnx_ids, onnx = read_embeddings(tmp_path / "onnx.parquet")
+    assert onnx_ids == ids and np.abs(onnx - pytorch).max() < 1e-5
+    provenance = read_provenance(tmp_path / "onnx.parquet")
+    assert provenance["backend"] == "onnx" and provenance["export_s"] > 0
+    assert provenance["params"] == read_provenance(tmp_path / "torch.parquet")["params"]
+    assert read_provenance(tmp_path / "torch.parquet")["backend"] == "torch"
