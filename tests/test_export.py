@@ -115,3 +115,16 @@ def test_the_corpus_encodes_through_onnx_as_through_pytorch(tiny_bert, tiny_beir
     assert provenance["backend"] == "onnx" and provenance["export_s"] > 0
     assert provenance["params"] == read_provenance(tmp_path / "torch.parquet")["params"]
     assert read_provenance(tmp_path / "torch.parquet")["backend"] == "torch"
+
+
+def test_openvino_exports_and_encodes_as_pytorch_where_installed(tiny_bert, tmp_path):
+    """OpenVINO is optional (not in requirements.txt: CI skips this); where `pip install openvino` was run,
+    the format exports and encodes like the others."""
+    pytest.importorskip("openvino")
+    model = {"name": "m", "kind": "bi-encoder", "source": str(tiny_bert), "layers": 2, "max_passage_length": 48}
+    files = export.export_model(model, str(tmp_path / "out"), ["openvino"])
+    assert files["openvino"]["file_name"] == "openvino/openvino_model.xml"
+    assert not (tmp_path / "out/onnx/model.onnx").exists(), "the intermediate fp32 graph is not kept unasked"
+    reference = BiEncoder.load(ModelSpec.from_config("m", model)).encode(TEXTS, is_query=False)
+    got = BiEncoder.load(exported_spec(model, tmp_path / "out", "openvino")).encode(TEXTS, is_query=False)
+    assert np.abs(got - reference).max() < 1e-4
