@@ -126,40 +126,51 @@ def sha256_file(path: str | os.PathLike) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file, decoded line by line so that a byte that is not UTF-8 is
+    reported with its line; a byte-order mark at the start (many editors write one) is dropped."""
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                yield line_no, raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(path, f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte {err.start + 1} of "
+                                       "the line); save the file as UTF-8", line_no) from None
+
+
 def _read_jsonl(path: Path, id_field: str, required: tuple[str, ...], optional: tuple[str, ...]) -> list[dict]:
     if not path.is_file():
         raise InputError(path, "file not found")
     records, seen = [], {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(path, f"malformed JSON ({err.msg} at column {err.colno})", line_no) from None
-            if not isinstance(obj, dict):
-                raise InputError(path, "expected a JSON object", line_no)
-            for field in (id_field, *required):
-                if field not in obj:
-                    raise InputError(path, "missing", line_no, field)
-                if not isinstance(obj[field], (str, int)) or isinstance(obj[field], bool):
-                    raise InputError(path, f"expected a string, got {type(obj[field]).__name__}", line_no, field)
-            record_id = str(obj[id_field])
-            if not record_id.strip():
-                raise InputError(path, "empty id", line_no, id_field)
-            if record_id in seen:
-                raise InputError(path, f"duplicate id {record_id!r} (first on line {seen[record_id]})", line_no, id_field)
-            seen[record_id] = line_no
-            record = {"id": record_id, "line": line_no}
-            for field in (*required, *optional):
-                value = obj.get(field, "")
-                if value is None:
-                    value = ""
-                if not isinstance(value, (str, int)):
-                    raise InputError(path, f"expected a string, got {type(value).__name__}", line_no, field)
-                record[field] = str(value)
-            records.append(record)
+    for line_no, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(path, f"malformed JSON ({err.msg} at column {err.colno})", line_no) from None
+        if not isinstance(obj, dict):
+            raise InputError(path, "expected a JSON object", line_no)
+        for field in (id_field, *required):
+            if field not in obj:
+                raise InputError(path, "missing", line_no, field)
+            if not isinstance(obj[field], (str, int)) or isinstance(obj[field], bool):
+                raise InputError(path, f"expected a string, got {type(obj[field]).__name__}", line_no, field)
+        record_id = str(obj[id_field])
+        if not record_id.strip():
+            raise InputError(path, "empty id", line_no, id_field)
+        if record_id in seen:
+            raise InputError(path, f"duplicate id {record_id!r} (first on line {seen[record_id]})", line_no, id_field)
+        seen[record_id] = line_no
+        record = {"id": record_id, "line": line_no}
+        for field in (*required, *optional):
+            value = obj.get(field, "")
+            if value is None:
+                value = ""
+            if not isinstance(value, (str, int)):
+                raise InputError(path, f"expected a string, got {type(value).__name__}", line_no, field)
+            record[field] = str(value)
+        records.append(record)
     if not records:
         raise InputError(path, "no records")
     return records
@@ -170,25 +181,24 @@ def read_qrels(path: Path, query_ids: set[str], doc_ids: set[str]) -> pd.DataFra
     if not path.is_file():
         raise InputError(path, "file not found")
     rows = []
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        for line_no, fields in enumerate(reader, start=1):
-            if not fields or not "".join(fields).strip():
-                continue
-            if line_no == 1 and fields[0].strip().lower() in ("query-id", "query_id", "qid"):
-                continue
-            if len(fields) < 3:
-                raise InputError(path, f"expected 3 tab-separated columns, got {len(fields)}", line_no)
-            query_id, doc_id, score = (f.strip() for f in fields[:3])
-            if query_id not in query_ids:
-                raise InputError(path, f"unknown query id {query_id!r}", line_no, "query-id")
-            if doc_id not in doc_ids:
-                raise InputError(path, f"unknown document id {doc_id!r}", line_no, "corpus-id")
-            try:
-                relevance = int(float(score))
-            except ValueError:
-                raise InputError(path, f"score {score!r} is not a number", line_no, "score") from None
-            rows.append((query_id, doc_id, relevance))
+    reader = csv.reader((line for _, line in text_lines(path)), delimiter="\t")
+    for line_no, fields in enumerate(reader, start=1):
+        if not fields or not "".join(fields).strip():
+            continue
+        if line_no == 1 and fields[0].strip().lower() in ("query-id", "query_id", "qid"):
+            continue
+        if len(fields) < 3:
+            raise InputError(path, f"expected 3 tab-separated columns, got {len(fields)}", line_no)
+        query_id, doc_id, score = (f.strip() for f in fields[:3])
+        if query_id not in query_ids:
+            raise InputError(path, f"unknown query id {query_id!r}", line_no, "query-id")
+        if doc_id not in doc_ids:
+            raise InputError(path, f"unknown document id {doc_id!r}", line_no, "corpus-id")
+        try:
+            relevance = int(float(score))
+        except ValueError:
+            raise InputError(path, f"score {score!r} is not a number", line_no, "score") from None
+        rows.append((query_id, doc_id, relevance))
     frame = pd.DataFrame(rows, columns=["query_id", "doc_id", "relevance"])
     frame = frame.drop_duplicates(["query_id", "doc_id"], keep="last")
     if not (frame["relevance"] > 0).any():

@@ -394,6 +394,10 @@ class Plan:
                 problems += [f"models.{name}.members: unknown model {m!r}" for m in model.get("members", {})
                              if m not in models]
         splits = self.config["splits"]
+        if splits["train"] == splits["test"]:
+            problems.append(f"splits: train and test are both {splits['train']!r}; the student would be trained on "
+                            "the judgments it is evaluated with. Name another training split (with qrels/<name>.tsv); "
+                            "a collection judged on its test split only cannot train with labels")
         if splits["dev"]["split"] in (splits["train"], splits["test"]):
             problems.append(f"splits.dev.split: {splits['dev']['split']!r} is the {'train' if splits['dev']['split'] == splits['train'] else 'test'} "
                             "split; the dev split must be held out of both")

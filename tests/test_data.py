@@ -101,3 +101,25 @@ def test_download_without_network_says_how_to_use_local_copy(tmp_path):
     with pytest.raises(InputError, match="data_dir"):
         download_scifact(str(tmp_path / "cache"), url="http://127.0.0.1:9/scifact.zip", timeout_s=2)
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_byte_order_mark_is_accepted(beir, tmp_path):
+    """Many editors start UTF-8 files with a byte-order mark; it is not malformed JSON or a bad header."""
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        (beir / name).write_bytes(b"\xef\xbb\xbf" + (beir / name).read_bytes())
+    report = prepare_dataset(str(beir), str(tmp_path / "out"), ["train", "test"])
+    assert report["documents"] == 40
+    assert read_table(tmp_path / "out" / "corpus.parquet").doc_id.iloc[0] == "d0", "the mark is not in the first id"
+
+
+def test_bytes_that_are_not_utf8_name_file_and_line(beir, tmp_path):
+    lines = (beir / "corpus.jsonl").read_bytes().split(b"\n")
+    lines[4] = lines[4].replace(b"study", b"st\xe9dy", 1) if b"study" in lines[4] else lines[4][:-2] + b'\xe9"}'
+    (beir / "corpus.jsonl").write_bytes(b"\n".join(lines))
+    message = expect_error(beir, tmp_path, 5, None, "not valid UTF-8 (byte 0xe9")
+    assert "corpus.jsonl" in message and "save the file as UTF-8" in message
+    (beir / "corpus.jsonl").write_bytes(b"\n".join(lines[:4] + lines[5:]))
+    qrels = (beir / "qrels/test.tsv").read_bytes().split(b"\n")
+    qrels[2] = qrels[2] + b"\xff"
+    (beir / "qrels/test.tsv").write_bytes(b"\n".join(qrels))
+    assert "test.tsv" in expect_error(beir, tmp_path, 3, None, "not valid UTF-8 (byte 0xff")

@@ -227,3 +227,9 @@ def test_a_format_whose_runtime_is_missing_is_refused_with_what_to_install(monke
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
     problems = Plan(config(export={"formats": ["onnx", "openvino"]})).problems()
     assert problems == ["export.formats: 'openvino' needs openvino, not installed here (`pip install openvino`)"]
+
+
+def test_training_on_the_test_split_is_refused_with_a_sentence():
+    problems = Plan(config(splits={"train": "test", "test": "test"})).problems()
+    assert any(p.startswith("splits: train and test are both 'test'; the student would be trained on the "
+                            "judgments it is evaluated with") for p in problems)

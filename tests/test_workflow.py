@@ -101,6 +101,11 @@ def test_bad_config_fails_before_any_job(tmp_path, tiny_beir, tiny_bert):
     result = snakemake(workdir, "--cores", "2", "-n", check=False)
     assert result.returncode != 0 and "kd_in_batch needs bi-encoder teachers" in result.stdout + result.stderr
     assert not (workdir / "results").exists()
+    # once "Duplicate output file pattern" from inside Snakemake
+    workdir = write_config(tmp_path / "wd5", tiny_beir, tiny_bert, splits={"train": "test", "test": "test"})
+    result = snakemake(workdir, "--cores", "2", "-n", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "splits: train and test are both 'test'" in output and "Duplicate" not in output
 
 
 def test_bad_input_stops_at_prepare_with_file_and_line(tmp_path, tiny_beir, tiny_bert):
