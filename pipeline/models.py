@@ -149,6 +149,13 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
+def sentence_embeddings(hidden: torch.Tensor, attention_mask: torch.Tensor, spec: "ModelSpec") -> torch.Tensor:
+    """Token states to sentence embeddings as ``spec`` says (pooling, then float32, L2-normalised when
+    ``spec.normalize``): the same for every backend (:class:`BiEncoder`, :class:`ExportedBiEncoder`)."""
+    embeddings = pool(hidden, attention_mask, spec.pooling).float()
+    return nn.functional.normalize(embeddings, dim=-1) if spec.normalize else embeddings
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -197,12 +204,8 @@ class BiEncoder(nn.Module):
             kwargs["token_type_ids"] = token_type_ids
         out = self.backbone(**kwargs, output_hidden_states=all_layers)
         if all_layers:
-            return [self._finish(pool(h, attention_mask, self.spec.pooling)) for h in out.hidden_states[1:]]
-        return self._finish(pool(out.last_hidden_state, attention_mask, self.spec.pooling))
-
-    def _finish(self, embeddings: torch.Tensor) -> torch.Tensor:
-        embeddings = embeddings.float()
-        return nn.functional.normalize(embeddings, dim=-1) if self.spec.normalize else embeddings
+            return [sentence_embeddings(h, attention_mask, self.spec) for h in out.hidden_states[1:]]
+        return sentence_embeddings(out.last_hidden_state, attention_mask, self.spec)
 
     def embed(self, texts: Sequence[str], is_query: bool, max_length: int | None = None,
               all_layers: bool = False) -> torch.Tensor | list[torch.Tensor]:
@@ -349,8 +352,7 @@ class ExportedBiEncoder:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask,
                  "token_type_ids": np.zeros_like(input_ids)}
         hidden = torch.from_numpy(np.asarray(self.run({k: feeds[k] for k in self.input_names}), dtype=np.float32))
-        embeddings = pool(hidden, torch.from_numpy(attention_mask), self.spec.pooling)
-        return (nn.functional.normalize(embeddings, dim=-1) if self.spec.normalize else embeddings).numpy()
+        return sentence_embeddings(hidden, torch.from_numpy(attention_mask), self.spec).numpy()
 
     def size(self) -> dict[str, Any]:
         """The graph's weights (initializers) and its files' size on disk (MB)."""

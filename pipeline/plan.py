@@ -208,8 +208,8 @@ class Plan:
     def model_inputs(self, name: str) -> list[str]:
         """The folder of a model the workflow makes (a student, a fine-tuned model, an export); none for
         the others."""
-        if EXPORTED.match(name):
-            return [self.export_dir(EXPORTED.match(name).group(1))]
+        if exported := EXPORTED.match(name):
+            return [self.export_dir(exported.group(1))]
         role, it, phase = self.role_of(name)
         if role == "student":
             return [f"{self.root}/students/it{it}"]
