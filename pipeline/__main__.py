@@ -15,6 +15,8 @@ STEPS = {
     "download": "pipeline.data:download_scifact",
     "prepare": "pipeline.data:prepare_dataset",
     "split": "pipeline.splits:split_training_queries",
+    "pseudo_queries": "pipeline.labels:add_pseudo_queries",
+    "label": "pipeline.labels:label_with_teacher",
     "init_student": "pipeline.training.driver:init_student",
     "encode": "pipeline.embeddings:encode_corpus_shard",
     "index": "pipeline.index:build_shard_indexes",

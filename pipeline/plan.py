@@ -48,12 +48,18 @@ class Plan:
         self.config = config
         self._iteration_configs: dict[int, dict[str, Any]] = {}
         self.root = f"{config['results_dir']}/{config['experiment']}"
-        splits = config["splits"]
-        #: every split prepare validates: train, test and a named dev split
-        self.prepared_splits = sorted({splits["train"], splits["test"], *filter(None, [splits["dev"]["split"]])})
+        splits, labels = config["splits"], config["labels"]
+        #: positives come from a teacher (labels.source: teacher), not from judged training qrels
+        self.teacher_labelled = labels["source"] == "teacher"
+        #: every split prepare validates: train (unless a teacher labels), test and a named dev split
+        self.prepared_splits = sorted({*([] if self.teacher_labelled else [splits["train"]]), splits["test"],
+                                       *filter(None, [splits["dev"]["split"]])})
+        self.prepared_queries = f"{self.root}/data/queries.parquet"
+        self.pseudo_queries = self.teacher_labelled and labels["pseudo_queries"]["count"] > 0
         self.data = {
             "corpus": f"{self.root}/data/corpus.parquet",
-            "queries": f"{self.root}/data/queries.parquet",
+            # the queries every step reads texts from: queries.jsonl's, and pseudo-queries when made
+            "queries": f"{self.root}/data/queries-and-pseudo.parquet" if self.pseudo_queries else self.prepared_queries,
             # what training reads: the train split less the dev queries (and cut to train_queries)
             "qrels_train": f"{self.root}/data/training-qrels.parquet",
             "qrels_dev": f"{self.root}/data/dev-qrels.parquet",
@@ -62,6 +68,56 @@ class Plan:
 
     def prepared_qrels(self, split: str) -> str:
         return f"{self.root}/data/qrels-{split}.parquet"
+
+    # ----------------------------------------------------------------------------------------------
+    # training labels (``labels``): judged qrels, or a teacher's top-ranked passages
+    # ----------------------------------------------------------------------------------------------
+
+    def training_labels(self) -> str:
+        """The labelled training queries the dev split is carved from: the judged train split, or the
+        teacher's labels."""
+        return f"{self.root}/data/qrels-teacher.parquet" if self.teacher_labelled \
+            else self.prepared_qrels(self.config["splits"]["train"])
+
+    @property
+    def labeller(self) -> str:
+        """The model whose top-ranked passages are the positives (``labels.teacher``, else iteration 1's teacher)."""
+        return self.config["labels"]["teacher"] or self.iteration(1)["teacher"]
+
+    def labelling_inputs(self) -> dict[str, Any]:
+        """What labelling reads: the queries, the test split's query ids (``labels.queries: unjudged``) and,
+        as evaluation does, the labeller's index and corpus embeddings and the models it loads."""
+        name = self.labeller
+        inputs: dict[str, Any] = {"corpus": self.data["corpus"], "queries": self.data["queries"],
+                                  "test": [self.data["qrels_test"]] if self.config["labels"]["queries"] == "unjudged" else []}
+        inputs["index"] = [f"{self.root}/index/{name}"] if self.kind(name) == "bi-encoder" else []
+        inputs["shards"] = [p for shards in self.embedding_shards([name]).values() for p in shards]
+        inputs["models"] = self.scorer_inputs(name)
+        return inputs
+
+    def labelling_args(self, input, output) -> str:
+        return to_json(
+            model=self.model(self.labeller),
+            queries_path=input.queries,
+            corpus_path=input.corpus,
+            out_path=output.qrels,
+            report_path=output.report,
+            test_qrels_path=input.test[0] if input.test else None,
+            index_dir=input.index[0] if input.index else None,
+            embedding_shards=self.embedding_shards([self.labeller]),
+            models=self.models_of(self.labeller),
+            include_title=self.config["include_title"],
+            device=self.config["device"],
+            rerank_depth=self.config["evaluate"]["rerank_depth"],
+            provenance={"experiment": self.config["experiment"]},
+            **self.labelling_settings(),
+        )
+
+    def labelling_settings(self) -> dict[str, Any]:
+        """What decides the labels, without paths: the labelling rule's tracked params."""
+        labels = self.config["labels"]
+        return {**{k: labels[k] for k in ("queries", "positives", "min_probability", "scale", "depth")},
+                "similarity_scale": self.iteration(1)["train"]["similarity_scale"]}
 
     # ----------------------------------------------------------------------------------------------
     # iterations and models
@@ -394,10 +450,19 @@ class Plan:
                 problems += [f"models.{name}.members: unknown model {m!r}" for m in model.get("members", {})
                              if m not in models]
         splits = self.config["splits"]
-        if splits["train"] == splits["test"]:
+        if splits["train"] == splits["test"] and not self.teacher_labelled:
             problems.append(f"splits: train and test are both {splits['train']!r}; the student would be trained on "
-                            "the judgments it is evaluated with. Name another training split (with qrels/<name>.tsv); "
-                            "a collection judged on its test split only cannot train with labels")
+                            "the judgments it is evaluated with. Name another training split (with qrels/<name>.tsv), "
+                            "or, for a collection judged on its test split only, let the teacher label the training "
+                            "queries (labels: {source: teacher})")
+        if self.teacher_labelled:
+            problems += self._labelling_problems()
+        else:
+            data_dir = self.config["data_dir"]
+            if data_dir and Path(data_dir).is_dir() and not (Path(data_dir) / "qrels" / f"{splits['train']}.tsv").is_file():
+                problems.append(f"splits.train: {data_dir}/qrels/{splits['train']}.tsv does not exist; without training "
+                                "judgments let the teacher label the training queries (labels: {source: teacher}; "
+                                "configs/label-free.yaml)")
         if splits["dev"]["split"] in (splits["train"], splits["test"]):
             problems.append(f"splits.dev.split: {splits['dev']['split']!r} is the {'train' if splits['dev']['split'] == splits['train'] else 'test'} "
                             "split; the dev split must be held out of both")
@@ -427,6 +492,25 @@ class Plan:
                 problems += [f"{where}: {p}" for p in method.check(self, it)]
         return problems
 
+    def _labelling_problems(self) -> list[str]:
+        labels, models = self.config["labels"], self.config["models"]
+        problems = []
+        if labels["teacher"] is not None and labels["teacher"] not in models:
+            problems.append(f"labels.teacher: unknown model {labels['teacher']!r}; models are {sorted(models)}")
+        elif self.finetuned(self.labeller):
+            problems.append(f"labels.teacher: {self.labeller!r} is fine-tuned on the training labels, which it would "
+                            "make itself; label with a model as it is")
+        if labels["queries"] == "none" and not self.pseudo_queries:
+            problems.append("labels: queries: none and no pseudo-queries (labels.pseudo_queries.count: 0) leave "
+                            "nothing to train on")
+        for it in self.iterations:
+            if self.iteration(it)["train"]["teacher_scale"] == "calibrated":
+                problems.append(f"iteration {it}: train.teacher_scale: calibrated fits a teacher's scale on judged "
+                                "positives; with labels.source: teacher it would fit the teacher to its own labels. "
+                                "Use auto or a number")
+                break
+        return problems
+
     def _finetune_problems(self, name: str) -> list[str]:
         where, models = f"models.{name}.finetune", self.config["models"]
         if models[name]["kind"] not in ("bi-encoder", "cross-encoder"):
@@ -446,7 +530,8 @@ class Plan:
         if not low < high:
             problems.append(f"{where}.window [{low}, {high}) is empty")
         data_dir, split = self.config["data_dir"], self.config["splits"]["train"]
-        if data_dir and Path(data_dir).is_dir() and not (Path(data_dir) / "qrels" / f"{split}.tsv").is_file():
+        if not self.teacher_labelled and data_dir and Path(data_dir).is_dir() \
+                and not (Path(data_dir) / "qrels" / f"{split}.tsv").is_file():
             problems.append(f"{where}: fine-tuning needs judged training queries, and {data_dir}/qrels/{split}.tsv "
                             "does not exist")
         return problems

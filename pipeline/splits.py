@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .data import QRELS_SCHEMA, read_provenance, read_table, write_json, write_table
+from .labels import is_pseudo
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,14 @@ def choose_queries(judged: list[str], test_ids: set[str], seed: int, train_queri
     if train_queries is not None and train_queries < len(judged):
         picks = np.random.default_rng([seed, 1]).choice(len(judged), size=train_queries, replace=False)
         sample = sorted(judged[i] for i in picks)
-    eligible = [q for q in sample if q not in test_ids]
-    wanted = min(max_queries, int(round(fraction * len(sample))), len(eligible))
+    # pseudo-queries (labels.pseudo_queries) are training data only: never dev queries, nor counted in its fraction
+    real = [q for q in sample if not is_pseudo(q)]
+    eligible = [q for q in real if q not in test_ids]
+    wanted = min(max_queries, int(round(fraction * len(real))), len(eligible))
     if fraction <= 0:
         return sample, [], "splits.dev.fraction is 0: no dev split; the last student is final"
     if wanted < min_queries:
-        return sample, [], (f"{len(sample)} judged training queries: a dev fraction of {fraction} gives {wanted} "
+        return sample, [], (f"{len(real)} judged training queries: a dev fraction of {fraction} gives {wanted} "
                             f"dev queries, fewer than splits.dev.min_queries={min_queries}; no dev split, the "
                             "last student is final")
     order = np.random.default_rng([seed, 2]).permutation(len(eligible))
@@ -80,7 +83,7 @@ def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: 
     write_table(qrels[qrels["query_id"].isin(set(training))], out_training, {**provenance, "role": "training"},
                 QRELS_SCHEMA)
     write_table(dev_qrels.reset_index(drop=True), out_dev, {**provenance, "role": "dev"}, QRELS_SCHEMA)
-    report = {"judged_training_queries": len(judged), "training_queries": len(training), "dev_queries": len(dev_ids),
+    report = {"labels": read_provenance(qrels_path).get("labels", "qrels"), "judged_training_queries": len(judged), "training_queries": len(training), "dev_queries": len(dev_ids),
               "no_dev_reason": reason, "seed": seed, "train_queries": train_queries, "dev": dev,
               "dev_source": dev_qrels_path or "fraction of the training queries", "dev_query_ids": dev_ids}
     if reason:

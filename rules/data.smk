@@ -25,7 +25,7 @@ rule prepare:
         qrels=[f"{DATA_DIR}/qrels/{s}.tsv" for s in plan.prepared_splits],
     output:
         corpus=DATA["corpus"],
-        queries=DATA["queries"],
+        queries=plan.prepared_queries,
         qrels=[plan.prepared_qrels(s) for s in plan.prepared_splits],
         report=f"{R}/data/report.json",
     params:
@@ -52,7 +52,7 @@ rule prepare:
 
 rule split_training_queries:
     input:
-        qrels=plan.prepared_qrels(config["splits"]["train"]),
+        qrels=plan.training_labels(),
         test=DATA["qrels_test"],
         dev=[plan.prepared_qrels(s) for s in filter(None, [config["splits"]["dev"]["split"]])],
     output:
@@ -78,3 +78,60 @@ rule split_training_queries:
         f"{R}/logs/split_training_queries.log",
     shell:
         "{PY} -m pipeline split {params.args:q} > {log} 2>&1"
+
+
+# Training labels without judgments (labels.source: teacher; pipeline/labels.py): pseudo-queries made
+# from the corpus, then the teacher's top-ranked passages as the positives of every training query.
+
+
+if plan.teacher_labelled:
+
+    if plan.pseudo_queries:
+
+        rule pseudo_queries:
+            input:
+                queries=plan.prepared_queries,
+                corpus=DATA["corpus"],
+            output:
+                DATA["queries"],
+            params:
+                # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+                # that do not derive from input or output, as the job's args do
+                settings=to_json(seed=config["seed"], **config["labels"]["pseudo_queries"]),
+                args=lambda wc, input, output: to_json(
+                    queries_path=input.queries,
+                    corpus_path=input.corpus,
+                    out_path=output[0],
+                    seed=config["seed"],
+                    **config["labels"]["pseudo_queries"],
+                ),
+            log:
+                f"{R}/logs/pseudo_queries.log",
+            resources:
+                mem_mb=4000,
+                runtime=30,
+            shell:
+                "{PY} -m pipeline pseudo_queries {params.args:q} > {log} 2>&1"
+
+    rule label_with_teacher:
+        input:
+            unpack(lambda wc: plan.labelling_inputs()),
+        output:
+            qrels=f"{R}/data/qrels-teacher.parquet",
+            report=f"{R}/data/labels.json",
+        params:
+            # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+            # that do not derive from input or output, as the job's args do
+            settings=lambda wc: to_json(teacher=plan.model(plan.labeller), models=plan.models_of(plan.labeller), rerank_depth=config["evaluate"]["rerank_depth"], include_title=config["include_title"], **plan.labelling_settings()),
+            args=lambda wc, input, output: plan.labelling_args(input, output),
+        log:
+            f"{R}/logs/label_with_teacher.log",
+        benchmark:
+            f"{R}/benchmarks/label_with_teacher.tsv"
+        threads: JOB_THREADS
+        resources:
+            mem_mb=8000,
+            runtime=60,
+            gpu=GPUS,
+        shell:
+            "{PY} -m pipeline label {params.args:q} --threads {threads} > {log} 2>&1"
