@@ -448,3 +448,62 @@ def test_mta4dpr_preset_end_to_end_selects_assistants_and_lets_the_student_join_
     assert "MTA4DPR" in summary and "pool" in summary
     again = snakemake(workdir, "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_label_free_preset_on_a_test_only_collection_reads_no_judgment(tmp_path, tiny_beir, tiny_bert):
+    """configs/label-free.yaml on a copy of the fixture with qrels/test.tsv only (no training judgments):
+    the teacher labels the unjudged queries and pseudo-queries, the run ends with its summary, and no
+    pseudo-query is evaluated. The same run with the test judgments shuffled trains a bit-identical
+    student: only the metrics would change (asked for the student only; CI time)."""
+    from safetensors.numpy import load_file
+
+    from pipeline.evaluation import compute_metrics, read_trec_run
+
+    def test_only_copy(folder: Path, shuffle: bool) -> Path:
+        (folder / "qrels").mkdir(parents=True)
+        for name in ("corpus.jsonl", "queries.jsonl"):
+            (folder / name).write_bytes((tiny_beir / name).read_bytes())
+        header, *rows = (tiny_beir / "qrels/test.tsv").read_text().splitlines()
+        pairs = [row.split("\t") for row in rows]
+        if shuffle:  # every judgment moves to another query's passage
+            docs = [d for _, d, _ in pairs]
+            pairs = [(q, docs[(i + 1) % len(docs)], s) for i, (q, _, s) in enumerate(pairs)]
+        (folder / "qrels/test.tsv").write_text("\n".join([header, *("\t".join(p) for p in pairs)]) + "\n")
+        return folder
+
+    labels = {"source": "teacher", "pseudo_queries": {"count": 40}}
+    runs = {}
+    for name, shuffle in (("judged", False), ("shuffled", True)):
+        beir = test_only_copy(tmp_path / f"beir-{name}", shuffle)
+        runs[name] = write_preset_config(tmp_path / name, beir, tiny_bert, "label-free", teacher="minilm-l6",
+                                         labels=labels)
+    snakemake(runs["judged"], "--cores", "2")
+    out = runs["judged"] / "results/tiny"
+    assert not (out / "data/qrels-train.parquet").exists(), "no training split is read"
+    report = json.loads((out / "data/labels.json").read_text())
+    assert report["teacher"] == "minilm-l6" and report["pseudo_queries"] == 40
+    assert report["labelled_queries"] == 64 + 40, "the 64 queries the test split does not judge, and the pseudo-queries"
+    splits = json.loads((out / "data/splits.json").read_text())
+    assert splits["labels"] == "teacher" and splits["dev_queries"] == 13
+    assert not any(q.startswith("pseudo:") for q in splits["dev_query_ids"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["name"] for r in summary["rows"]} == {"minilm-l6", "student-it0", "student-it1-warmup", "student-it1"}
+    for path in (out / "eval").rglob("run.trec"):
+        assert "pseudo:" not in path.read_text(), path
+    again = snakemake(runs["judged"], "--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    snakemake(runs["shuffled"], "--cores", "2", "results/tiny/students/it1")
+    shuffled = runs["shuffled"] / "results/tiny"
+    first, second = (load_file(o / "students/it1/model.safetensors") for o in (out, shuffled))
+    assert first.keys() == second.keys() and all((first[k] == second[k]).all() for k in first), \
+        "the student does not depend on the test judgments"
+    assert pq.read_table(out / "data/qrels-teacher.parquet").equals(pq.read_table(shuffled / "data/qrels-teacher.parquet"))
+    test_run = read_trec_run(out / "eval/test/student-it1/run.trec")
+    qrels = {name: {} for name in ("judged", "shuffled")}
+    for name in qrels:
+        for line in (tmp_path / f"beir-{name}/qrels/test.tsv").read_text().splitlines()[1:]:
+            q, d, s = line.split("\t")
+            qrels[name].setdefault(q, {})[d] = int(s)
+    assert compute_metrics(qrels["judged"], test_run) != compute_metrics(qrels["shuffled"], test_run), \
+        "the same student's metrics change with the judgments"
