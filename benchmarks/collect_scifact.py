@@ -80,6 +80,10 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
         "encode_speed_reference": reference,
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
     }
+    if (run / "data" / "labels.json").is_file():  # labels.source: teacher: how the teacher labelled
+        result["labels"] = json.loads((run / "data" / "labels.json").read_text())
+        splits = json.loads((run / "data" / "splits.json").read_text())
+        result["labels"].update({k: splits[k] for k in ("training_queries", "dev_queries")})
     if os.environ.get("BENCH_NOTE"):  # how the run was made, when it is not scifact.sh's plain run
         result["note"] = os.environ["BENCH_NOTE"]
     Path(out_path).write_text(json.dumps(result, indent=2) + "\n")
