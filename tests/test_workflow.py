@@ -475,19 +475,18 @@ def test_label_free_preset_on_a_test_only_collection_reads_no_judgment(tmp_path,
     runs = {}
     for name, shuffle in (("judged", False), ("shuffled", True)):
         beir = test_only_copy(tmp_path / f"beir-{name}", shuffle)
-        runs[name] = write_preset_config(tmp_path / name, beir, tiny_bert, "label-free", teacher="minilm-l6",
-                                         labels=labels)
+        runs[name] = write_preset_config(tmp_path / name, beir, tiny_bert, "label-free", labels=labels)
     snakemake(runs["judged"], "--cores", "2")
     out = runs["judged"] / "results/tiny"
     assert not (out / "data/qrels-train.parquet").exists(), "no training split is read"
     report = json.loads((out / "data/labels.json").read_text())
-    assert report["teacher"] == "minilm-l6" and report["pseudo_queries"] == 40
+    assert report["teacher"] == "fusion" and report["pseudo_queries"] == 40, "the preset's teacher labels"
     assert report["labelled_queries"] == 64 + 40, "the 64 queries the test split does not judge, and the pseudo-queries"
     splits = json.loads((out / "data/splits.json").read_text())
     assert splits["labels"] == "teacher" and splits["dev_queries"] == 13
     assert not any(q.startswith("pseudo:") for q in splits["dev_query_ids"])
     summary = json.loads((out / "summary.json").read_text())
-    assert {r["name"] for r in summary["rows"]} == {"minilm-l6", "student-it0", "student-it1-warmup", "student-it1"}
+    assert {r["name"] for r in summary["rows"]} == {"fusion", "student-it0", "student-it1-warmup", "student-it1"}
     for path in (out / "eval").rglob("run.trec"):
         assert "pseudo:" not in path.read_text(), path
     again = snakemake(runs["judged"], "--cores", "2", "-n")
