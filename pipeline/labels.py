@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import QRELS_SCHEMA, QUERIES_SCHEMA, load_queries, read_provenance, read_table, write_json, write_table
+from .data import QRELS_SCHEMA, QUERIES_SCHEMA, InputError, load_queries, read_provenance, read_table, write_json, write_table
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ def add_pseudo_queries(queries_path: str, corpus_path: str, out_path: str, count
     queries = read_table(queries_path)
     clashing = [q for q in queries["query_id"] if is_pseudo(q)]
     if clashing:
-        raise ValueError(f"{queries_path}: query id {clashing[0]!r} starts with {PSEUDO_PREFIX!r}, which marks "
-                         "pseudo-queries; rename it in queries.jsonl")
+        raise InputError(queries_path, f"query id {clashing[0]!r} starts with {PSEUDO_PREFIX!r}, which marks "
+                         "pseudo-queries; rename it in queries.jsonl", field="_id")
     pseudo = make_pseudo_queries(read_table(corpus_path), count, list(kinds), list(span_words), seed)
     if len(pseudo) < count:
         log.warning("asked for %d pseudo-queries; the corpus gave %d", count, len(pseudo))
@@ -162,9 +162,9 @@ def label_with_teacher(model: dict[str, Any], queries_path: str, corpus_path: st
         test_ids = set(read_table(test_qrels_path, columns=["query_id"])["query_id"])
     query_ids = queries_to_label(list(texts), queries, test_ids)
     if not query_ids:
-        raise ValueError(f"{queries_path}: no query to label: labels.queries is {queries!r} "
-                         f"({len(texts)} queries, {len(test_ids)} judged on the test split) and no pseudo-queries; "
-                         "set labels.queries: all (transductive) or labels.pseudo_queries.count")
+        raise InputError(queries_path, f"no query to label: labels.queries is {queries!r} ({len(texts)} queries, "
+                         f"{len(test_ids)} judged on the test split) and no pseudo-queries; set labels.queries: all "
+                         "(transductive) or labels.pseudo_queries.count")
     factor = teacher_scale({"scale": SCALES[spec.kind](spec)}, scale, similarity_scale)
     began = time.perf_counter()
     run = retrieve(spec, query_ids, texts, corpus_path, depth, index_dir, models or {}, embedding_shards or {},

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.data import prepare_dataset, read_provenance, read_table
+from pipeline.data import InputError, prepare_dataset, read_provenance, read_table, write_table
 from pipeline.labels import (PSEUDO_PREFIX, add_pseudo_queries, label_with_teacher, make_pseudo_queries,
                              positives_from_run, pseudo_query, queries_to_label)
 from pipeline.plan import Plan
@@ -102,10 +102,19 @@ def test_bm25_labels_the_fixture_queries_with_their_marker_passages(tmp_path, ti
 def test_nothing_to_label_is_a_sentence(tmp_path, tiny_beir):
     data = tmp_path / "data"
     prepare_dataset(str(tiny_beir), str(data), ["test"])
-    with pytest.raises(ValueError, match="no query to label: labels.queries is 'none'"):
+    with pytest.raises(InputError, match=r"queries.parquet: no query to label: labels.queries is 'none'"):
         label_with_teacher({"name": "bm25", "kind": "bm25"}, str(data / "queries.parquet"), str(data / "corpus.parquet"),
                            str(tmp_path / "l.parquet"), str(tmp_path / "l.json"), queries="none")
     assert not (tmp_path / "l.parquet").exists()
+
+
+def test_a_query_id_that_looks_like_a_pseudo_query_is_refused(tmp_path):
+    write_table(pd.DataFrame({"query_id": ["pseudo:x"], "text": ["t"]}), tmp_path / "q.parquet", {})
+    write_table(CORPUS, tmp_path / "c.parquet", {})
+    with pytest.raises(InputError, match=r"q.parquet, field '_id': query id 'pseudo:x' starts with 'pseudo:'"):
+        add_pseudo_queries(str(tmp_path / "q.parquet"), str(tmp_path / "c.parquet"), str(tmp_path / "out.parquet"),
+                           count=2, seed=0)
+    assert not (tmp_path / "out.parquet").exists()
 
 
 def test_a_pseudo_query_never_enters_the_dev_split():
