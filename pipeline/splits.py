@@ -43,7 +43,8 @@ def choose_queries(judged: list[str], test_ids: set[str], seed: int, train_queri
     if fraction <= 0:
         return sample, [], "splits.dev.fraction is 0: no dev split; the last student is final"
     if wanted < min_queries:
-        return sample, [], (f"{len(real)} judged training queries: a dev fraction of {fraction} gives {wanted} "
+        pseudo = f" and {len(sample) - len(real)} pseudo-queries (never dev queries)" if len(real) < len(sample) else ""
+        return sample, [], (f"{len(real)} judged training queries{pseudo}: a dev fraction of {fraction} gives {wanted} "
                             f"dev queries, fewer than splits.dev.min_queries={min_queries}; no dev split, the "
                             "last student is final")
     order = np.random.default_rng([seed, 2]).permutation(len(eligible))

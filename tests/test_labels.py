@@ -123,6 +123,9 @@ def test_a_pseudo_query_never_enters_the_dev_split():
                                            min_queries=2, max_queries=100)
     assert reason is None and len(dev) == 4, "the fraction is of the real queries"
     assert not any(q.startswith(PSEUDO_PREFIX) for q in dev) and len(training) == 96
+    _, dev, reason = choose_queries(judged[20:], set(), 3, None, 0.2, 2, 100)
+    assert dev == [] and reason.startswith("0 judged training queries and 80 pseudo-queries (never dev queries): "
+                                           "a dev fraction of 0.2 gives 0 dev queries")
 
 
 def label_free(data_dir=None, **labels):
