@@ -84,7 +84,8 @@ def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: 
     write_table(qrels[qrels["query_id"].isin(set(training))], out_training, {**provenance, "role": "training"},
                 QRELS_SCHEMA)
     write_table(dev_qrels.reset_index(drop=True), out_dev, {**provenance, "role": "dev"}, QRELS_SCHEMA)
-    report = {"labels": read_provenance(qrels_path).get("labels", "qrels"), "judged_training_queries": len(judged), "training_queries": len(training), "dev_queries": len(dev_ids),
+    report = {"labels": read_provenance(qrels_path).get("labels", "qrels"),  # or "teacher" (pipeline/labels.py)
+              "judged_training_queries": len(judged), "training_queries": len(training), "dev_queries": len(dev_ids),
               "no_dev_reason": reason, "seed": seed, "train_queries": train_queries, "dev": dev,
               "dev_source": dev_qrels_path or "fraction of the training queries", "dev_query_ids": dev_ids}
     if reason:
