@@ -87,12 +87,9 @@ class Plan:
     def labelling_inputs(self) -> dict[str, Any]:
         """What labelling reads: the queries, the test split's query ids (``labels.queries: unjudged``) and,
         as evaluation does, the labeller's index and corpus embeddings and the models it loads."""
-        name = self.labeller
-        inputs: dict[str, Any] = {"corpus": self.data["corpus"], "queries": self.data["queries"],
-                                  "test": [self.data["qrels_test"]] if self.config["labels"]["queries"] == "unjudged" else []}
-        inputs["index"] = [f"{self.root}/index/{name}"] if self.kind(name) == "bi-encoder" else []
-        inputs["shards"] = [p for shards in self.embedding_shards([name]).values() for p in shards]
-        inputs["models"] = self.scorer_inputs(name)
+        # the labeller retrieves as evaluation does, less the judged splits (the dev split comes from its labels)
+        inputs = {k: v for k, v in self.eval_inputs(self.labeller).items() if not k.startswith("qrels_")}
+        inputs["test"] = [self.data["qrels_test"]] if self.config["labels"]["queries"] == "unjudged" else []
         return inputs
 
     def labelling_args(self, input, output) -> str:
@@ -103,7 +100,7 @@ class Plan:
             out_path=output.qrels,
             report_path=output.report,
             test_qrels_path=input.test[0] if input.test else None,
-            index_dir=input.index[0] if input.index else None,
+            index_dir=input.get("index"),
             embedding_shards=self.embedding_shards([self.labeller]),
             models=self.models_of(self.labeller),
             include_title=self.config["include_title"],

@@ -140,9 +140,10 @@ def test_the_plan_of_a_label_free_run():
     assert plan.prepared_queries.endswith("data/queries.parquet")
     assert plan.labeller == "teacher"
     inputs = plan.labelling_inputs()
-    assert inputs["index"] == ["results/x/index/teacher"] and inputs["test"] == [plan.data["qrels_test"]]
+    assert inputs["index"] == "results/x/index/teacher" and inputs["test"] == [plan.data["qrels_test"]]
+    assert not any(key.startswith("qrels_") for key in inputs), "labelling comes before the dev split"
     assert len(inputs["shards"]) == 2
-    assert Plan(label_free(teacher="fused")).labelling_inputs()["index"] == [], "a fusion reranks BM25"
+    assert "index" not in Plan(label_free(teacher="fused")).labelling_inputs(), "a fusion reranks BM25"
     assert Plan(label_free(queries="all")).labelling_inputs()["test"] == [], "`all` reads nothing of the test split"
     labelled = Plan(config()).data["queries"]
     assert labelled.endswith("data/queries.parquet") and Plan(config()).prepared_splits == ["test", "train"]
