@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import distributed
 from .data import sha256_file
 from .sources import PACKAGED_MODELS
 
@@ -211,12 +212,17 @@ class BiEncoder(nn.Module):
               all_layers: bool = False) -> torch.Tensor | list[torch.Tensor]:
         """Embeddings with gradients (training): tokenise, move, forward. ``max_length`` overrides the
         spec's (training on shorter passages is cheaper); ``all_layers`` returns every layer's pooled
-        embeddings, the last one's last (see :meth:`forward`)."""
+        embeddings, the last one's last (see :meth:`forward`). Under data-parallel training this process
+        encodes its share of ``texts`` and the shares are gathered (:mod:`pipeline.distributed`)."""
         prefix = self.spec.query_prefix if is_query else self.spec.passage_prefix
         max_length = max_length or (self.spec.max_query_length if is_query else self.spec.max_passage_length)
-        batch = self.tokenize([prefix + t for t in texts], max_length)
+        texts = list(texts)
+        batch = self.tokenize([prefix + t for t in texts[distributed.share(len(texts))]], max_length)
         with autocast(self.device):
-            return self(**{k: v.to(self.device) for k, v in batch.items()}, all_layers=all_layers)
+            out = self(**{k: v.to(self.device) for k, v in batch.items()}, all_layers=all_layers)
+        if all_layers:
+            return [distributed.gather(layer, len(texts)) for layer in out]
+        return distributed.gather(out, len(texts))
 
     def encode(self, texts: Sequence[str], is_query: bool, batch_size: int | None = None,
                show_progress: bool = False, desc: str = "encode") -> np.ndarray:

@@ -388,6 +388,17 @@ class Plan:
         reruns the iteration and what follows)."""
         return to_json(teachers=self.teachers_of(it), **self._train_settings(int(it)))
 
+    def train_processes(self, it: int | str) -> int:
+        return self.iteration(it)["train"]["processes"]
+
+    def train_launcher(self, it: int | str) -> str:
+        """What starts iteration ``it``'s train step after the interpreter: the step itself, or torchrun
+        starting ``train.processes`` of it on this node (a free port each, so jobs side by side do not meet)."""
+        processes = self.train_processes(it)
+        if processes == 1:
+            return "-m pipeline train"
+        return f"-m torch.distributed.run --standalone --nproc-per-node {processes} -m pipeline train"
+
     def train_args(self, it: int | str, input, output) -> str:
         """The arguments of iteration ``it``'s train job; paths come from the job's ``input`` and ``output``."""
         it = int(it)

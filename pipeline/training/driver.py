@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import distributed
 from ..config import ConfigError, complete_section
 from ..data import atomic_path, load_qrels, load_queries, passage_texts, read_provenance, read_table
 from ..losses import CompositeLoss
@@ -118,15 +119,33 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
     ``config`` holds the config sections the methods read (``train``, ``warmup``, ``teacher``, ...);
     ``models`` and ``embedding_shards`` the configs and corpus embeddings of models the methods load.
     """
-    from ..index import denoise_with_teacher
-
-    set_threads(threads)
     method_objects = [get_method(name) for name in methods]
     if not method_objects:
         raise ConfigError("train: no method configured")
     config = complete_sections(config or {}, method_objects)
     settings = config["train"]
-    device_ = resolve_device(device)
+    processes = distributed.launched_size()
+    if processes != settings["processes"]:
+        raise ConfigError(f"train.processes is {settings['processes']} but {processes} process(es) run this "
+                          "step; the workflow starts them with torchrun (--nproc-per-node)")
+    # the job's threads are shared by its processes
+    set_threads(max(1, threads // processes) if threads else threads)
+    device_ = distributed.init(resolve_device(device))
+    try:
+        return _train(student_dir, out_dir, candidates_path, score_paths, qrels_path, queries_path, corpus_path,
+                      config, method_objects, models, embedding_shards, iteration, scratch_dir, include_title,
+                      device_, seed, provenance)
+    finally:
+        distributed.close()
+
+
+def _train(student_dir, out_dir, candidates_path, score_paths, qrels_path, queries_path, corpus_path, config,
+           method_objects, models, embedding_shards, iteration, scratch_dir, include_title, device_, seed,
+           provenance) -> dict[str, Any]:
+    from ..index import denoise_with_teacher
+
+    settings = config["train"]
+    methods = [method.name for method in method_objects]
     torch.manual_seed(seed)
     np.random.seed(seed)
 
@@ -188,6 +207,8 @@ def train_student(student_dir: str, out_dir: str, candidates_path: str, score_pa
                    "candidates_after_denoise": len(candidates), "seconds": seconds, "device": str(device_),
                    "history": history, "initialised_from": student_dir,
                    "snapshots": [phase.name for phase in snapshots], "reports": run.reports, **(provenance or {})}
+        if not distributed.is_main():  # rank 0 saves; the other processes' students are the same
+            return summary
         with atomic_path(out_dir, directory=True) as tmp:
             student.save_pretrained(tmp, final_path=out_dir)
             (tmp / "training.json").write_text(json.dumps(summary, indent=2, default=str))

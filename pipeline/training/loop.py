@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import distributed
 from ..data import atomic_path
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ class _Optimisers:
 
     def step(self, loss: torch.Tensor, max_grad_norm: float) -> None:
         self.scaler.scale(loss).backward()
+        for model in self.models.values():  # data-parallel processes: the whole batch's gradient
+            distributed.average_gradients(model.parameters())
         for name, optimizer in self.optimizers.items():
             self.scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(self.models[name].parameters(), max_grad_norm)
@@ -158,7 +161,9 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
 
     device = next(iter(models.values())).device
     use_scaler = device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    torch.manual_seed(seed)
+    # the seed draws dropout only (batches come from seeded generators): data-parallel processes draw
+    # their own masks, rank 0 those of a one-process run
+    torch.manual_seed(seed + distributed.rank())
     for phase_index, phase in enumerate(phases):
         if phase_index < state["phase"] or phase.epochs <= 0:
             continue
@@ -167,14 +172,16 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
         start = 0
         if resumed is not None and phase_index == resumed["phase"]:
             optimisers.load_state_dict(resumed["optimisation"])
-            set_random_states(resumed["random"])
+            set_random_states(resumed["random"][distributed.rank()] if distributed.world_size() > 1
+                              else resumed["random"])
             start = resumed["step"]
         if start == 0 and phase.on_start is not None:
             phase.on_start(models)
         for name in phase.trains:
             models[name].train()
         bad_steps, step, window = 0, 0, []
-        progress = tqdm(total=total, initial=start, desc=phase.name, mininterval=10.0)
+        progress = tqdm(total=total, initial=start, desc=phase.name, mininterval=10.0,
+                        disable=not distributed.is_main())
         for epoch in range(phase.epochs):
             for batch in phase.batches(epoch):
                 if step < start:
@@ -205,7 +212,7 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
                 if checkpoint and step % checkpoint_every == 0 and step < total:
                     _save_checkpoint(checkpoint, run_id, phase_index, step, models, optimisers, state)
         progress.close()
-        if phase.snapshot and (snapshot_dir or scratch_dir):
+        if phase.snapshot and (snapshot_dir or scratch_dir) and distributed.is_main():
             # before the phase-end checkpoint: a job killed in between redoes the phase's last steps
             with atomic_path(snapshot_path(snapshot_dir or scratch_dir, phase)) as tmp:
                 torch.save({name: models[name].state_dict() for name in phase.trains}, tmp)
@@ -218,8 +225,12 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
 
 def _save_checkpoint(path: Path, run_id: str, phase: int, step: int, models: Mapping[str, nn.Module],
                      optimisers: _Optimisers, state: dict[str, Any]) -> None:
+    """Rank 0 writes; the random states are every process's (their dropout streams differ), by rank."""
+    states = distributed.gather_objects(random_states())
+    if not distributed.is_main():
+        return
     with atomic_path(path) as tmp:
         torch.save({"run_id": run_id, "phase": phase, "step": step,
                     "models": {name: model.state_dict() for name, model in models.items()},
-                    "optimisation": optimisers.state_dict(), "random": random_states(),
+                    "optimisation": optimisers.state_dict(), "random": states if len(states) > 1 else states[0],
                     "history": state["history"]}, tmp)
