@@ -22,11 +22,13 @@ from typing import Any, Iterator
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
 PROVENANCE_KEY = b"pipeline.provenance"
+ROW_GROUP_ROWS = 65536
 
 CORPUS_SCHEMA = pa.schema([("doc_id", pa.string()), ("title", pa.string()), ("text", pa.string())])
 QUERIES_SCHEMA = pa.schema([("query_id", pa.string()), ("text", pa.string())])
@@ -95,7 +97,9 @@ def write_table(data: pd.DataFrame | pa.Table, path: str | os.PathLike, provenan
     metadata[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True, default=str).encode()
     table = table.replace_schema_metadata(metadata)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        # row groups of 64k rows: a reader of a slice (an encode shard) or of some ids (a scorer) decodes
+        # those row groups, not the whole table
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
 
 
 def read_provenance(path: str | os.PathLike) -> dict[str, Any]:
@@ -106,6 +110,36 @@ def read_provenance(path: str | os.PathLike) -> dict[str, Any]:
 
 def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
     return pq.read_table(path, columns=columns).to_pandas()
+
+
+def count_rows(path: str | os.PathLike) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def read_rows(path: str | os.PathLike, start: int, stop: int, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows ``[start, stop)`` of a Parquet table, read a batch at a time: memory holds the rows kept and
+    one row group, not the table (an encode shard of a corpus of millions)."""
+    parquet = pq.ParquetFile(path)
+    kept, offset = [], 0
+    for batch in parquet.iter_batches(batch_size=ROW_GROUP_ROWS, columns=columns):
+        end = offset + batch.num_rows
+        if end > start and offset < stop:
+            kept.append(batch.slice(max(0, start - offset), min(stop, end) - max(start, offset)))
+        offset = end
+        if offset >= stop:
+            break
+    schema = parquet.schema_arrow if columns is None else pa.schema([parquet.schema_arrow.field(c) for c in columns])
+    return pa.Table.from_batches(kept, schema=schema).to_pandas()
+
+
+def read_rows_of(path: str | os.PathLike, doc_ids, column: str = "doc_id") -> pa.Table:
+    """The rows of a Parquet table whose ``column`` is one of ``doc_ids``, filtered row group by row group
+    (memory: the rows kept and one row group)."""
+    parquet = pq.ParquetFile(path)
+    wanted = pa.array(sorted(set(doc_ids)), type=parquet.schema_arrow.field(column).type)
+    parts = [batch.filter(pc.is_in(batch.column(column), value_set=wanted))
+             for batch in parquet.iter_batches(batch_size=ROW_GROUP_ROWS)]
+    return pa.Table.from_batches(parts, schema=parquet.schema_arrow)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .embeddings import shard_bounds  # the corpus's shards and a batch's shares split alike
+
 
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -81,20 +83,14 @@ def barrier() -> None:
         dist.barrier()
 
 
-def _bounds(n: int, size: int) -> list[int]:
-    # np.array_split's: the first n % size shares one item longer, none empty when n >= size
-    base, extra = divmod(n, size)
-    return [r * base + min(r, extra) for r in range(size + 1)]
-
-
 def share(n: int) -> slice:
-    """This process's contiguous share of ``n`` items (all of them for one process, or for fewer items
-    than processes: then every process encodes them all, see :func:`gather`)."""
+    """This process's contiguous share of ``n`` items (near-equal, the first ones one longer; all of them
+    for one process, or for fewer items than processes: then every process encodes them all, see
+    :func:`gather`)."""
     size = world_size()
     if size == 1 or n < size:
         return slice(0, n)
-    bounds = _bounds(n, size)
-    return slice(bounds[rank()], bounds[rank() + 1])
+    return slice(*shard_bounds(n, rank(), size))
 
 
 class _ScaleGradient(torch.autograd.Function):
@@ -116,12 +112,11 @@ def gather(local: torch.Tensor, n: int) -> torch.Tensor:
     size = world_size()
     if size == 1 or n < size:
         return local
-    bounds = _bounds(n, size)
     padded = local.new_zeros((math.ceil(n / size), *local.shape[1:]))  # all_gather wants equal shapes
     padded[: len(local)] = local.detach()
     parts = [torch.empty_like(padded) for _ in range(size)]
     dist.all_gather(parts, padded)
-    parts = [part[: bounds[r + 1] - bounds[r]] for r, part in enumerate(parts)]
+    parts = [part[: len(range(*shard_bounds(n, r, size)))] for r, part in enumerate(parts)]
     parts[rank()] = _ScaleGradient.apply(local, float(size)) if local.requires_grad else local
     return torch.cat(parts)
 

@@ -6,13 +6,13 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .data import passage_texts, read_provenance, read_table, write_table
+from .data import count_rows, passage_texts, read_provenance, read_rows, read_rows_of, write_table
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,16 @@ def embeddings_table(ids: Sequence[str], embeddings: np.ndarray) -> pa.Table:
     return pa.table({"doc_id": pa.array(list(ids), type=pa.string()), "embedding": column})
 
 
-def read_embeddings(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[list[str], np.ndarray]:
-    """Ids and a (n, dim) float32 matrix from one or several embedding shards, in shard order."""
+def read_embeddings(paths: str | os.PathLike | Sequence[str | os.PathLike],
+                    doc_ids: Collection[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """Ids and a (n, dim) float32 matrix from one or several embedding shards, in shard order; only the
+    rows of ``doc_ids`` when given (a scorer's candidates: memory follows them, not the corpus)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     ids: list[str] = []
     blocks = []
     for path in paths:
-        table = pq.read_table(path)
+        table = pq.read_table(path) if doc_ids is None else read_rows_of(path, doc_ids)
         column = table.column("embedding").combine_chunks()
         dim = column.type.list_size
         blocks.append(column.values.to_numpy(zero_copy_only=False).reshape(-1, dim))
@@ -61,9 +63,8 @@ def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, 
     spec = ModelSpec.from_config(model["name"], model)
     if spec.kind != "bi-encoder":
         raise ValueError(f"model {spec.name!r} is a {spec.kind}; only bi-encoders encode a corpus")
-    corpus = read_table(corpus_path)
-    start, stop = shard_bounds(len(corpus), shard, num_shards)
-    corpus = corpus.iloc[start:stop]
+    start, stop = shard_bounds(count_rows(corpus_path), shard, num_shards)
+    corpus = read_rows(corpus_path, start, stop)  # this shard's rows only: memory follows the shard
     texts = passage_texts(corpus, include_title)
     device_ = resolve_device(device)
     exported_s = None

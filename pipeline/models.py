@@ -292,6 +292,9 @@ class BiEncoder(nn.Module):
         (path / "pipeline_model.json").write_text(json.dumps(spec, indent=2))
 
 
+TOKENIZE_CHUNK = 4096
+
+
 def encode_batched(encoder, texts: Sequence[str], is_query: bool, batch_size: int | None = None,
                    show_progress: bool = False, desc: str = "encode") -> np.ndarray:
     """The search-time encoding loop of every backend: tokenise once, batches of similar length (longest
@@ -303,8 +306,13 @@ def encode_batched(encoder, texts: Sequence[str], is_query: bool, batch_size: in
     prefix = spec.query_prefix if is_query else spec.passage_prefix
     max_length = spec.max_query_length if is_query else spec.max_passage_length
     batch_size = batch_size or spec.batch_size
-    ids = tokenizer([prefix + t for t in texts], max_length=max_length, truncation=True, padding=False,
-                    return_attention_mask=False)["input_ids"]
+    # token ids kept as compact arrays, tokenised a chunk at a time: the tokenizer's per-text Encoding
+    # objects (tokens, offsets, masks) of a whole shard would take ~30 KB a passage (1.8 GB at 50k)
+    ids: list[np.ndarray] = []
+    for start in range(0, len(texts), TOKENIZE_CHUNK):
+        chunk = tokenizer([prefix + t for t in texts[start:start + TOKENIZE_CHUNK]], max_length=max_length,
+                          truncation=True, padding=False, return_attention_mask=False)["input_ids"]
+        ids.extend(np.asarray(x, dtype=np.int64) for x in chunk)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     out = np.empty((len(ids), encoder.dim), dtype=np.float32)
     pad_id = tokenizer.pad_token_id or 0

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .data import SCORES_SCHEMA, load_qrels, load_queries, passage_texts, read_table, write_table
+from .data import SCORES_SCHEMA, load_qrels, load_queries, passage_texts, read_rows_of, read_table, write_table
 from .models import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -153,18 +153,22 @@ class FusionScorer(Scorer):
 
 
 def make_scorer(spec: ModelSpec, models: dict[str, dict[str, Any]], queries: dict[str, str], corpus_path: str,
-                embedding_shards: dict[str, Sequence[str]], include_title: bool = True, device="cpu") -> Scorer:
+                embedding_shards: dict[str, Sequence[str]], include_title: bool = True, device="cpu",
+                doc_ids: Collection[str] | None = None) -> Scorer:
     """Build the scorer ``spec`` names; ``models`` resolves fusion members, ``embedding_shards`` maps each
-    bi-encoder to its cached corpus embeddings."""
+    bi-encoder to its cached corpus embeddings. ``doc_ids``: the only passages it will score, when known
+    (a bi-encoder then reads their embeddings alone, a cross-encoder their texts: memory follows the
+    candidates, not the corpus; BM25 needs the whole corpus's statistics)."""
     from .embeddings import read_embeddings
 
     if spec.kind == "bi-encoder":
         if spec.name not in embedding_shards:
             raise ValueError(f"bi-encoder scorer {spec.name!r} needs its corpus embeddings")
-        doc_ids, doc_embeddings = read_embeddings(embedding_shards[spec.name])
-        return BiEncoderScorer(spec, queries, doc_ids, doc_embeddings, device)
+        ids, doc_embeddings = read_embeddings(embedding_shards[spec.name], doc_ids)
+        return BiEncoderScorer(spec, queries, ids, doc_embeddings, device)
     if spec.kind == "cross-encoder":
-        return CrossEncoderScorer(spec, queries, read_table(corpus_path), include_title, device)
+        corpus = read_table(corpus_path) if doc_ids is None else read_rows_of(corpus_path, doc_ids).to_pandas()
+        return CrossEncoderScorer(spec, queries, corpus, include_title, device)
     if spec.kind == "bm25":
         return BM25Scorer(spec, queries, read_table(corpus_path), include_title)
     if spec.kind == "fusion":
@@ -172,7 +176,7 @@ def make_scorer(spec: ModelSpec, models: dict[str, dict[str, Any]], queries: dic
         if unknown:
             raise ValueError(f"fusion {spec.name!r}: unknown members {sorted(unknown)}")
         members = {name: make_scorer(ModelSpec.from_config(name, models[name]), models, queries, corpus_path,
-                                     embedding_shards, include_title, device) for name in spec.members}
+                                     embedding_shards, include_title, device, doc_ids) for name in spec.members}
         return FusionScorer(spec, members)
     raise ValueError(f"scorer {spec.name!r}: unknown kind {spec.kind!r}")
 
@@ -199,7 +203,7 @@ def score_candidates(candidates_path: str, qrels_path: str, queries_path: str, c
     spec = ModelSpec.from_config(scorer["name"], scorer)
     pairs = pairs_to_score(read_table(candidates_path), load_qrels(qrels_path))
     impl = make_scorer(spec, models or {}, load_queries(queries_path), corpus_path, embedding_shards or {},
-                       include_title, resolve_device(device))
+                       include_title, resolve_device(device), doc_ids=set(pairs["doc_id"]))
     began = time.perf_counter()
     values = np.asarray(impl.score(pairs), dtype=np.float32)
     seconds = time.perf_counter() - began

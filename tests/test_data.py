@@ -1,5 +1,8 @@
 import json
 
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.data import InputError, prepare_dataset, read_provenance, read_table
@@ -123,3 +126,25 @@ def test_bytes_that_are_not_utf8_name_file_and_line(beir, tmp_path):
     qrels[2] = qrels[2] + b"\xff"
     (beir / "qrels/test.tsv").write_bytes(b"\n".join(qrels))
     assert "test.tsv" in expect_error(beir, tmp_path, 3, None, "not valid UTF-8 (byte 0xff")
+
+
+def test_slices_and_id_subsets_of_a_table_are_read_row_group_by_row_group(tmp_path, monkeypatch):
+    """An encode shard reads its rows, a scorer its candidates' rows, across row-group boundaries, as the
+    whole table would give them."""
+    import pipeline.data as data
+    from pipeline.embeddings import embeddings_table, read_embeddings
+
+    monkeypatch.setattr(data, "ROW_GROUP_ROWS", 4)
+    frame = pd.DataFrame({"doc_id": [f"d{i}" for i in range(11)], "text": [f"text {i}" for i in range(11)]})
+    data.write_table(frame, tmp_path / "corpus.parquet", {})
+    assert pq.ParquetFile(tmp_path / "corpus.parquet").metadata.num_row_groups == 3
+    assert data.count_rows(tmp_path / "corpus.parquet") == 11
+    for start, stop in [(0, 11), (3, 9), (4, 8), (10, 11), (5, 5)]:
+        pd.testing.assert_frame_equal(data.read_rows(tmp_path / "corpus.parquet", start, stop),
+                                      frame.iloc[start:stop].reset_index(drop=True))
+    assert data.read_rows_of(tmp_path / "corpus.parquet", {"d9", "d1", "d5", "nope"}).column("doc_id").to_pylist() \
+        == ["d1", "d5", "d9"]
+    vectors = np.arange(22, dtype=np.float32).reshape(11, 2)
+    data.write_table(embeddings_table(frame["doc_id"].tolist(), vectors), tmp_path / "emb.parquet", {})
+    ids, kept = read_embeddings([str(tmp_path / "emb.parquet")], doc_ids=["d7", "d2"])
+    assert ids == ["d2", "d7"] and np.array_equal(kept, vectors[[2, 7]])
