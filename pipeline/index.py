@@ -28,20 +28,35 @@ def build_index(embeddings: np.ndarray, factory: str = "Flat"):
     return index
 
 
+def set_search_parameters(index, search: str) -> None:
+    """FAISS's search-time settings of a built index, in its ``ParameterSpace`` syntax: ``nprobe=16`` (IVF),
+    ``efSearch=128`` (HNSW), comma-separated; empty: the index's defaults."""
+    import faiss
+
+    if search:
+        try:
+            faiss.ParameterSpace().set_index_parameters(index, search)
+        except RuntimeError as err:  # FAISS's message names the parameter it does not know
+            raise ValueError(f"index.search {search!r} does not apply to this index: {err}") from None
+
+
 def build_shard_indexes(shard_paths: Sequence[str], out_dir: str, factory: str = "Flat",
-                        threads: int | None = None) -> dict[str, Any]:
-    """One FAISS index per embedding shard, so search memory is bounded by the largest shard."""
+                        threads: int | None = None, search: str = "") -> dict[str, Any]:
+    """One FAISS index per embedding shard, so search memory is bounded by the largest shard; ``search``
+    (:func:`set_search_parameters`) is recorded in the manifest and applied whenever the index is read."""
     import faiss
 
     if threads:
         faiss.omp_set_num_threads(int(threads))
     with atomic_path(out_dir, directory=True) as tmp:
-        manifest = {"factory": factory, "shards": []}
+        manifest = {"factory": factory, "search": search, "shards": []}
         for k, path in enumerate(shard_paths):
             ids, embeddings = read_embeddings(path)
             if not np.isfinite(embeddings).all():
                 raise ValueError(f"{path}: embeddings contain NaN or infinity")
-            faiss.write_index(build_index(embeddings, factory), str(tmp / f"shard-{k}.faiss"))
+            index = build_index(embeddings, factory)
+            set_search_parameters(index, search)  # a setting that does not apply fails here, before mining
+            faiss.write_index(index, str(tmp / f"shard-{k}.faiss"))
             pd.DataFrame({"doc_id": ids}).to_parquet(tmp / f"shard-{k}.ids.parquet", index=False)
             manifest["shards"].append({"index": f"shard-{k}.faiss", "ids": f"shard-{k}.ids.parquet",
                                        "embeddings": str(path), "size": len(ids)})
@@ -70,6 +85,7 @@ class ShardedIndex:
         for shard in self.manifest["shards"]:
             self.offsets.append(len(self.doc_ids))
             self.indexes.append(faiss.read_index(str(self.dir / shard["index"])))
+            set_search_parameters(self.indexes[-1], self.manifest.get("search", ""))
             self.doc_ids.extend(pd.read_parquet(self.dir / shard["ids"])["doc_id"].tolist())
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

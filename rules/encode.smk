@@ -64,10 +64,8 @@ rule index:
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=to_json(factory=config["index"]["factory"]),
-        args=lambda wc, input, output: to_json(
-            shard_paths=list(input), out_dir=output[0], factory=config["index"]["factory"]
-        ),
+        settings=to_json(**config["index"]),
+        args=lambda wc, input, output: to_json(shard_paths=list(input), out_dir=output[0], **config["index"]),
     log:
         f"{R}/logs/index/{{model}}.log",
     benchmark:

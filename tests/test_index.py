@@ -49,6 +49,29 @@ def test_sharded_search_equals_unsharded(tmp_path, num_shards):
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
 
 
+def test_a_compressed_index_searches_with_the_recorded_settings(tmp_path):
+    """An IVF index built from a factory string, searched with ``index.search``'s nprobe: visiting every
+    list is exact (Flat's ranking), one list of 8 is not; a setting the index does not have is refused
+    when the index is built."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(400, 8)).astype(np.float32)
+    ids = [f"d{i}" for i in range(400)]
+    queries = rng.normal(size=(20, 8)).astype(np.float32)
+    paths = write_shards(tmp_path, ids, vectors, 1)
+    _, exact = build_index(vectors).search(queries, 10)
+    found = {}
+    for nprobe in (1, 8):
+        build_shard_indexes(paths, str(tmp_path / f"ivf-{nprobe}"), factory="IVF8,Flat", search=f"nprobe={nprobe}")
+        index = ShardedIndex(tmp_path / f"ivf-{nprobe}")
+        assert index.manifest["search"] == f"nprobe={nprobe}" and index.indexes[0].nprobe == nprobe
+        found[nprobe] = index.search(queries, 10)[1]
+    assert np.array_equal(found[8], exact)
+    assert not np.array_equal(found[1], exact)
+    with pytest.raises(ValueError, match="efSearch"):
+        build_shard_indexes(paths, str(tmp_path / "bad"), factory="IVF8,Flat", search="efSearch=64")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_index_refuses_nan_embeddings(tmp_path):
     vectors = np.ones((4, 3), np.float32)
     vectors[2, 1] = np.nan
