@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pipeline.data import read_provenance
+from pipeline.evaluation import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
@@ -368,31 +369,53 @@ def test_lead_preset_end_to_end_distils_the_online_teachers_layers(tmp_path, tin
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_killed_run_resumes_with_rerun_incomplete(tmp_path, tiny_beir, tiny_bert):
-    """A run killed while training resumes from the checkpoint: asked for iteration 1's student only (the
-    whole run after a resume is what every other end-to-end test does; CI time)."""
-    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, iterations=1, encode={"shards": 1},
-                           train={"epochs": 10, "batch_size": 4, "group_size": 4, "checkpoint_every": 2})
-    checkpoint = workdir / "results/tiny/scratch/train-it1/checkpoint.pt"
-    target = "results/tiny/students/it1"
-    process = subprocess.Popen([*SNAKEMAKE, "--directory", str(workdir), "--cores", "2", target],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    assert checkpoint.exists(), "training wrote a checkpoint"
-    time.sleep(1.0)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (workdir / "results/tiny/students/it1").exists()
+def test_a_run_killed_hard_in_each_stage_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path, tiny_beir, tiny_bert):
+    """One run killed hard (SIGKILL of Snakemake's process group) while the teacher's encode job runs,
+    resumed with --rerun-incomplete and killed again while mining, while scoring, and while training
+    (after a checkpoint), each attempt asking for the stage's output so that the stage is what runs, then
+    resumed to the end: no killed job leaves its output, the train job resumes from its checkpoint, and
+    every model's metrics equal those of an uninterrupted run. (One run killed four times, not four runs:
+    CI time.)"""
+    settings = dict(iterations=1, encode={"shards": 1}, warmup={"epochs": 0}, export={"formats": []},
+                    train={"epochs": 10, "batch_size": 4, "group_size": 4, "checkpoint_every": 2})
+    reference = write_config(tmp_path / "reference", tiny_beir, tiny_bert, **settings)
+    snakemake(reference, "--cores", "2")
+    workdir = write_config(tmp_path / "killed", tiny_beir, tiny_bert, **settings)
+    results = workdir / "results/tiny"
 
-    snakemake(workdir, "--unlock", "--cores", "1")
-    snakemake(workdir, "--cores", "2", "--rerun-incomplete", target)
-    log = (workdir / "results/tiny/logs/train/it1.log").read_text()
-    assert "resuming from" in log
-    assert (workdir / "results/tiny/students/it1/model.safetensors").is_file()
-    history = json.loads((workdir / "results/tiny/students/it1/training.json").read_text())["history"]
+    def started(log: str):  # the stage's job has begun in this attempt: its log was opened since
+        return lambda since: (path := results / log).exists() and path.stat().st_mtime >= since
+
+    stages = [  # (stage, its output (the attempt's target), the sign that its job runs)
+        ("encode", "embeddings/tiny-teacher/shard-0-of-1.parquet", started("logs/encode/tiny-teacher-0-of-1.log")),
+        ("mine", "it1/candidates.parquet", started("logs/mine/it1.log")),
+        ("score", "it1/scores/tiny-teacher.parquet", started("logs/score/it1-tiny-teacher.log")),
+        ("train", "students/it1", lambda since: (results / "scratch/train-it1/checkpoint.pt").exists()),
+    ]
+    for stage, output, running in stages:
+        since = time.time() - 1  # file times are coarser than time.time()
+        process = subprocess.Popen([*SNAKEMAKE, "--directory", str(workdir), "--cores", "2", "--rerun-incomplete",
+                                    f"results/tiny/{output}"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + 300
+        while not running(since) and time.time() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert running(since), f"the run reached {stage}"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        assert not (results / output).exists(), f"the job killed in {stage} left {output}"
+        snakemake(workdir, "--unlock", "--cores", "1")
+    snakemake(workdir, "--cores", "2", "--rerun-incomplete")
+    assert "resuming from" in (results / "logs/train/it1.log").read_text()
+    history = json.loads((results / "students/it1/training.json").read_text())["history"]
     assert history[-1]["phase"] == "distill" and history[-1]["epoch"] == 9, "the resumed job trained to the end"
+    metrics = sorted((reference / "results/tiny/eval").rglob("metrics.json"))
+    assert len(metrics) >= 4  # teacher, students it0 and it1, test and dev
+    for path in metrics:
+        resumed = json.loads((results / path.relative_to(reference / "results/tiny")).read_text())
+        expected = json.loads(path.read_text())
+        assert {k: resumed[k] for k in METRICS} == {k: expected[k] for k in METRICS}, path
+    assert "Nothing to be done" in snakemake(workdir, "--cores", "2", "-n").stdout
 
 
 def test_lint_reports_only_the_justified_lints(tmp_path, tiny_beir, tiny_bert):
