@@ -68,6 +68,28 @@ def test_warmup_phase_runs_before_distillation(setup, tmp_path):
     assert "embedding_mse" in summary["history"][0]
 
 
+def test_warmup_on_a_sample_of_a_large_corpus(setup):
+    """``warmup.max_passages``: a seeded sample of that many corpus passages (their teacher embeddings
+    read alone), the same for the same seed; null: every passage."""
+    from pipeline.config import complete_section
+    from pipeline.data import read_table
+    from pipeline.training.warmup import warmup_phase
+
+    root, data, teacher = setup
+    corpus = read_table(data["corpus"])
+
+    def passages(max_passages, seed=3):
+        settings = complete_section("warmup", {"epochs": 1, "batch_size": 4, "max_passages": max_passages})
+        phase = warmup_phase(settings, ModelSpec.from_config("teacher", teacher), [str(root / "teacher-emb.parquet")],
+                             corpus, True, [], "cpu", seed)
+        return sorted(int(i) for batch in phase.batches(0) for i in batch), phase
+
+    assert len(passages(None)[0]) == len(corpus)
+    assert len(passages(10)[0]) == 10 and passages(10)[1].total_steps() == 3
+    one = passages(10)[1].batches(0)
+    assert [list(b) for b in one] == [list(b) for b in passages(10)[1].batches(0)]
+
+
 def test_warmup_refuses_embeddings_of_another_model(setup, tmp_path):
     root, data, teacher = setup
     with pytest.raises(ValueError, match="not made by warm-up teacher"):

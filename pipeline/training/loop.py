@@ -7,7 +7,9 @@ linear warm-up/decay schedule and gradient clipping; one backward pass of the ph
 all (a joint loss, as in mutual or joint teacher-student training). The checkpoint holds every model's
 state dict, every optimiser and schedule, and the random states (torch, CUDA, numpy, Python), so a killed
 job resumes to the identical result. ``global_step`` counts the phase's steps across epochs; schedules
-and periodic resampling inside a step depend on it.
+and periodic resampling inside a step depend on it. Under data-parallel training (:mod:`pipeline.distributed`)
+every process runs the same steps on the same batches, the trained models' gradients are averaged after
+each backward pass, and rank 0 writes checkpoints (with every process's random states) and snapshots.
 """
 
 from __future__ import annotations

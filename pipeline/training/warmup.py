@@ -32,7 +32,13 @@ def warmup_phase(settings: dict, teacher_spec: ModelSpec, teacher_shards: Sequen
     doc_text = dict(zip(corpus["doc_id"], passage_texts(corpus, include_title)))
     teacher = BiEncoder.load(teacher_spec, device)
     dim = teacher.backbone.config.hidden_size
-    doc_ids, doc_targets = read_embeddings(teacher_shards) if teacher_shards else ([], np.zeros((0, dim), np.float32))
+    # a seeded sample of the corpus when it is large: its passages are what the student is pulled onto,
+    # and their embeddings the ranking KL's anchors (every step scores the batch against all of them)
+    sample = settings.get("max_passages")
+    wanted = None if sample is None or sample >= len(corpus) else \
+        set(np.random.default_rng(seed).choice(corpus["doc_id"].to_numpy(), size=sample, replace=False))
+    doc_ids, doc_targets = read_embeddings(teacher_shards, wanted) if teacher_shards \
+        else ([], np.zeros((0, dim), np.float32))
     short_targets = teacher.encode(list(short_texts), is_query=True) if short_texts else np.zeros((0, dim), np.float32)
     del teacher
     texts = [doc_text[d] for d in doc_ids] + list(short_texts)
