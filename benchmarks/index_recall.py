@@ -39,7 +39,7 @@ INDEXES = [  # (factory, search parameters)
 def main() -> None:
     import faiss
 
-    from pipeline.data import load_qrels, load_queries
+    from pipeline.data import load_qrels, load_queries, read_provenance
     from pipeline.embeddings import read_embeddings
     from pipeline.evaluation import compute_metrics
     from pipeline.index import build_index, set_search_parameters
@@ -57,8 +57,6 @@ def main() -> None:
     qrels = load_qrels(str(run / "data" / "qrels-test.parquet"))
     texts = load_queries(str(run / "data" / "queries.parquet"))
     query_ids = sorted(q for q, docs in qrels.items() if any(r > 0 for r in docs.values()))
-    from pipeline.data import read_provenance
-
     spec = ModelSpec.from_config(args.model, read_provenance(shards[0])["model"])
     queries = BiEncoder.load(spec, "cpu").encode([texts[q] for q in query_ids], is_query=True)
     faiss.omp_set_num_threads(2)

@@ -78,11 +78,6 @@ def close() -> None:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
-    if world_size() > 1:
-        dist.barrier()
-
-
 def share(n: int) -> slice:
     """This process's contiguous share of ``n`` items (near-equal, the first ones one longer; all of them
     for one process, or for fewer items than processes: then every process encodes them all, see

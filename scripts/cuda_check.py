@@ -65,6 +65,13 @@ def prepare(folder: Path) -> None:
     init_student(student, str(folder / "student0"), peers={"peer": dict(student, layers=[0, 2], name="peer")})
 
 
+def min_cosine(a, b) -> float:
+    """The lowest cosine between matching rows of two embedding matrices."""
+    import numpy as np
+
+    return float(np.min(np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+
 def run(folder: Path, out_path: Path) -> int:
     import numpy as np
     import torch
@@ -100,7 +107,7 @@ def run(folder: Path, out_path: Path) -> int:
         encode_corpus_shard(data["corpus"], teacher, str(folder / "cuda-emb.parquet"), device=device)
         _, cpu = read_embeddings(shards["teacher"])
         _, gpu = read_embeddings([str(folder / "cuda-emb.parquet")])
-        cosine = float(np.min(np.sum(cpu * gpu, axis=1) / np.linalg.norm(cpu, axis=1) / np.linalg.norm(gpu, axis=1)))
+        cosine = min_cosine(cpu, gpu)
         assert cosine > 0.99, f"CUDA (bf16) and CPU embeddings differ: min cosine {cosine}"
         return {"min_cosine_to_cpu": cosine}
 
@@ -220,17 +227,15 @@ def run(folder: Path, out_path: Path) -> int:
 
         student = {"name": "standard", "kind": "bi-encoder", "source": str(folder / "standard")}
         export_model(student, str(folder / "exported"), ["onnx", "onnx-int8"])
+        encode_corpus_shard(data["corpus"], student, str(folder / "emb-torch.parquet"), device=device)
+        _, reference = read_embeddings([str(folder / "emb-torch.parquet")])
         cosines = {}
         for fmt in ("onnx", "onnx-int8"):
             backend, file_name = FORMATS[fmt]
             out = folder / f"emb-{fmt}.parquet"
             encode_corpus_shard(data["corpus"], dict(student, source=str(folder / "exported"), backend=backend,
                                                      file_name=file_name), str(out), device=device)
-            encode_corpus_shard(data["corpus"], student, str(folder / "emb-torch.parquet"), device=device)
-            _, reference = read_embeddings([str(folder / "emb-torch.parquet")])
-            _, exported = read_embeddings([str(out)])
-            cosines[fmt] = float(np.min(np.sum(reference * exported, axis=1) / np.linalg.norm(reference, axis=1)
-                                        / np.linalg.norm(exported, axis=1)))
+            cosines[fmt] = min_cosine(reference, read_embeddings([str(out)])[1])
         assert cosines["onnx"] > 0.99 and cosines["onnx-int8"] > 0.9, cosines
         import onnxruntime
 
