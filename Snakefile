@@ -13,7 +13,7 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 sys.path.insert(0, workflow.basedir)
-from pipeline.plan import Plan, to_json  # noqa: E402
+from pipeline.plan import Plan  # noqa: E402
 
 
 configfile: "config.yaml"
@@ -21,6 +21,13 @@ configfile: "config.yaml"
 
 validate(config, "schemas/config.schema.yaml")
 plan = Plan(config)
+# params name the experiment's folder and the data folder by tokens, which each job's `--root` and
+# `--data-dir` give back: params equal across experiments let `--cache` reuse teacher work (README)
+to_json = plan.to_json
+# where `--cache` keeps that work: $SNAKEMAKE_OUTPUT_CACHE, else the config's cache_dir
+os.environ.setdefault("SNAKEMAKE_OUTPUT_CACHE", os.path.abspath(f"{config['cache_dir']}/snakemake-outputs"))
+if workflow.workflow_settings.cache is not None:
+    os.makedirs(os.environ["SNAKEMAKE_OUTPUT_CACHE"], exist_ok=True)
 plan.check()  # cross-field checks: fail at parse time, before any job runs
 if plan.schedule() and workflow.is_main_process:  # a method sets the iterations (PROD): say what each is
     print("\n".join(f"iteration {it}: {plan.describe(it)}" for it in plan.iterations), file=sys.stderr)

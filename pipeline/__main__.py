@@ -1,6 +1,8 @@
-"""Command line: ``python -m pipeline STEP '<json keyword arguments>' [--threads N]``.
+"""Command line: ``python -m pipeline STEP '<json keyword arguments>' [--root DIR] [--data-dir DIR] [--threads N]``.
 
-Each Snakemake rule calls exactly one step; the same call runs a step by hand.
+Each Snakemake rule calls exactly one step; the same call runs a step by hand. Paths in the arguments may
+start with ``{root}`` (the experiment's folder) or ``{data_dir}`` (the BEIR folder), given by ``--root``
+and ``--data-dir`` (why: :data:`pipeline.plan.ROOT_TOKEN`).
 """
 
 from __future__ import annotations
@@ -39,18 +41,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     parser.add_argument("step", choices=sorted(STEPS))
     parser.add_argument("kwargs", help="keyword arguments of the step, as a JSON object")
+    parser.add_argument("--root", default=None, help="the experiment's folder, for {root} in the arguments")
+    parser.add_argument("--data-dir", default=None, help="the BEIR folder, for {data_dir} in the arguments")
     parser.add_argument("--threads", type=int, default=None, help="threads for torch/FAISS")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    kwargs = json.loads(args.kwargs)
+    from .config import ConfigError
+    from .data import InputError
+    from .plan import expand_tokens
+
+    try:
+        kwargs = expand_tokens(json.loads(args.kwargs), args.root, args.data_dir)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     module_name, function_name = STEPS[args.step].split(":")
     function = getattr(importlib.import_module(module_name), function_name)
     if args.threads is not None and "threads" in function.__code__.co_varnames:
         kwargs["threads"] = args.threads
-    from .config import ConfigError
-    from .data import InputError
-
     try:
         function(**kwargs)
     except (InputError, ConfigError) as err:

@@ -41,6 +41,40 @@ def to_json(**kwargs) -> str:
     return json.dumps(kwargs, sort_keys=True)
 
 
+# Paths in a job's arguments name the experiment's folder and the data folder by these tokens; the job's
+# command line (``--root``, ``--data-dir``) gives them back (:func:`expand_tokens`). So a job's params
+# are the same in every experiment on the same data, and Snakemake's between-workflow cache (``cache:``,
+# ``--cache``), which keys an output by the params of its job and of every job upstream, serves one
+# experiment's teacher work to the next.
+ROOT_TOKEN = "{root}"
+DATA_DIR_TOKEN = "{data_dir}"
+
+
+def replace_prefixes(value: Any, prefixes: dict[str, str]) -> Any:
+    """``value`` (JSON-like) with every string that is, or starts with, ``old`` + "/" made to start with
+    ``prefixes[old]`` instead."""
+    if isinstance(value, dict):
+        return {k: replace_prefixes(v, prefixes) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [replace_prefixes(v, prefixes) for v in value]
+    if isinstance(value, str):
+        for old, new in prefixes.items():
+            if value == old or value.startswith(old + "/"):
+                return new + value[len(old):]
+    return value
+
+
+def expand_tokens(kwargs: dict[str, Any], root: str | None, data_dir: str | None) -> dict[str, Any]:
+    """A job's arguments with :data:`ROOT_TOKEN` and :data:`DATA_DIR_TOKEN` replaced by the folders named
+    on its command line; a token without its folder is an error, not a path that silently does not exist."""
+    text = json.dumps(kwargs)
+    for token, folder, option in ((ROOT_TOKEN, root, "--root"), (DATA_DIR_TOKEN, data_dir, "--data-dir")):
+        if folder is None and json.dumps(token)[1:-1] in text:
+            raise ConfigError(f"the step's arguments name {token} but its command line gives no {option}")
+    prefixes = {token: folder for token, folder in ((ROOT_TOKEN, root), (DATA_DIR_TOKEN, data_dir)) if folder}
+    return replace_prefixes(kwargs, prefixes)
+
+
 class Plan:
     """What a validated config (schema defaults filled in) asks the workflow to do."""
 
@@ -48,6 +82,8 @@ class Plan:
         self.config = config
         self._iteration_configs: dict[int, dict[str, Any]] = {}
         self.root = f"{config['results_dir']}/{config['experiment']}"
+        #: the BEIR folder prepare reads (the downloaded SciFact when ``data_dir`` is null)
+        self.data_dir = config["data_dir"] or f"{config['cache_dir']}/beir/scifact"
         splits, labels = config["splits"], config["labels"]
         #: positives come from a teacher (labels.source: teacher), not from judged training qrels
         self.teacher_labelled = labels["source"] == "teacher"
@@ -92,8 +128,12 @@ class Plan:
         inputs["test"] = [self.data["qrels_test"]] if self.config["labels"]["queries"] == "unjudged" else []
         return inputs
 
+    def to_json(self, **kwargs) -> str:
+        """:func:`to_json` with the experiment's and the data's folders as tokens (:data:`ROOT_TOKEN`)."""
+        return to_json(**replace_prefixes(kwargs, {self.root: ROOT_TOKEN, self.data_dir: DATA_DIR_TOKEN}))
+
     def labelling_args(self, input, output) -> str:
-        return to_json(
+        return self.to_json(
             model=self.model(self.labeller),
             queries_path=input.queries,
             corpus_path=input.corpus,
@@ -106,7 +146,6 @@ class Plan:
             include_title=self.config["include_title"],
             device=self.config["device"],
             rerank_depth=self.config["evaluate"]["rerank_depth"],
-            provenance={"experiment": self.config["experiment"]},
             **self.labelling_settings(),
         )
 
@@ -194,7 +233,7 @@ class Plan:
     def finetune_args(self, name: str, input, output) -> str:
         """The arguments of the job that fine-tunes ``name``; paths from the job's ``input`` and ``output``."""
         start = {k: v for k, v in self.config["models"][name].items() if k != "finetune"}
-        return to_json(
+        return self.to_json(
             model=dict(start, name=name),
             out_dir=output[0],
             candidates_path=input.candidates,
@@ -206,7 +245,7 @@ class Plan:
             include_title=self.config["include_title"],
             device=self.config["device"],
             seed=self.config["seed"],
-            provenance={"finetuned": name, "experiment": self.config["experiment"]},
+            provenance={"finetuned": name},
         )
 
     # ----------------------------------------------------------------------------------------------
@@ -386,7 +425,7 @@ class Plan:
     def train_settings(self, it: int | str) -> str:
         """What iteration ``it``'s training does, without paths: the train rule's tracked params (a change
         reruns the iteration and what follows)."""
-        return to_json(teachers=self.teachers_of(it), **self._train_settings(int(it)))
+        return self.to_json(teachers=self.teachers_of(it), **self._train_settings(int(it)))
 
     def train_processes(self, it: int | str) -> int:
         return self.iteration(it)["train"]["processes"]
@@ -402,7 +441,7 @@ class Plan:
     def train_args(self, it: int | str, input, output) -> str:
         """The arguments of iteration ``it``'s train job; paths come from the job's ``input`` and ``output``."""
         it = int(it)
-        return to_json(
+        return self.to_json(
             student_dir=input.student,
             out_dir=output[0],
             candidates_path=input.candidates,
@@ -434,7 +473,17 @@ class Plan:
 
     def evaluated_models(self) -> list[str]:
         teachers = sorted({self.iteration(it)["teacher"] for it in self.iterations})
-        return (teachers if self.config["evaluate"]["teacher"] else []) + self.students() + self.exported_models()
+        return ((teachers if self.config["evaluate"]["teacher"] else []) + self.baselines() + self.students()
+                + self.exported_models())
+
+    def baselines(self) -> list[str]:
+        """Models evaluated beside the teachers for comparison (``evaluate.baselines``; BM25 by default)."""
+        teachers = {self.iteration(it)["teacher"] for it in self.iterations}
+        return [name for name in self.config["evaluate"]["baselines"] if name not in teachers]
+
+    def evaluated_role(self, name: str) -> str:
+        """The role an evaluated model's row has in the summary: teacher, baseline or student."""
+        return "baseline" if name in self.baselines() else self.role_of(name)[0]
 
     def metrics(self, name: str, split: str = "test") -> str:
         return f"{self.root}/eval/{split}/{name}/metrics.json"
@@ -457,6 +506,8 @@ class Plan:
                     problems.append(f"models.{name}: a fusion needs members")
                 problems += [f"models.{name}.members: unknown model {m!r}" for m in model.get("members", {})
                              if m not in models]
+        problems += [f"evaluate.baselines: unknown model {name!r}; models are {sorted(models)}"
+                     for name in self.config["evaluate"]["baselines"] if name not in models]
         splits = self.config["splits"]
         if splits["train"] == splits["test"] and not self.teacher_labelled:
             problems.append(f"splits: train and test are both {splits['train']!r}; the student would be trained on "

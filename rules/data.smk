@@ -1,6 +1,6 @@
 # Data: fetch (default SciFact only) and validate a BEIR folder into Parquet.
 
-DATA_DIR = config["data_dir"] or f"{config['cache_dir']}/beir/scifact"
+DATA_DIR = plan.data_dir
 
 
 rule download_scifact:
@@ -15,7 +15,7 @@ rule download_scifact:
     resources:
         runtime=30,
     shell:
-        "{PY} -m pipeline download {params.args:q} > {log} 2>&1"
+        "{PY} -m pipeline download {params.args:q} --root {R:q} > {log} 2>&1"
 
 
 rule prepare:
@@ -47,7 +47,7 @@ rule prepare:
         mem_mb=4000,
         runtime=30,
     shell:
-        "{PY} -m pipeline prepare {params.args:q} > {log} 2>&1"
+        "{PY} -m pipeline prepare {params.args:q} --root {R:q} --data-dir {DATA_DIR:q} > {log} 2>&1"
 
 
 rule split_training_queries:
@@ -77,7 +77,7 @@ rule split_training_queries:
     log:
         f"{R}/logs/split_training_queries.log",
     shell:
-        "{PY} -m pipeline split {params.args:q} > {log} 2>&1"
+        "{PY} -m pipeline split {params.args:q} --root {R:q} > {log} 2>&1"
 
 
 # Training labels without judgments (labels.source: teacher; pipeline/labels.py): pseudo-queries made
@@ -111,7 +111,7 @@ if plan.teacher_labelled:
                 mem_mb=4000,
                 runtime=30,
             shell:
-                "{PY} -m pipeline pseudo_queries {params.args:q} > {log} 2>&1"
+                "{PY} -m pipeline pseudo_queries {params.args:q} --root {R:q} > {log} 2>&1"
 
     rule label_with_teacher:
         input:
@@ -134,4 +134,4 @@ if plan.teacher_labelled:
             runtime=60,
             gpu=GPUS,
         shell:
-            "{PY} -m pipeline label {params.args:q} --threads {threads} > {log} 2>&1"
+            "{PY} -m pipeline label {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"

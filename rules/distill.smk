@@ -2,6 +2,9 @@
 
 
 rule mine:
+    # teacher work reused by the next experiment on the same data under `--cache` (README); a cached
+    # rule may have no benchmark: (Snakemake could not fill it on a cache hit)
+    cache: True
     input:
         **DATA,
         miner=lambda wc: plan.miner_inputs(wc.it),
@@ -22,22 +25,23 @@ rule mine:
             window=plan.iteration(wc.it)["mine"]["window"],
             include_title=config["include_title"],
             device=config["device"],
-            provenance={"iteration": int(wc.it), "experiment": config["experiment"]},
+            provenance={"iteration": int(wc.it)},
         ),
     log:
         f"{R}/logs/mine/it{{it}}.log",
-    benchmark:
-        f"{R}/benchmarks/mine/it{{it}}.tsv"
     threads: JOB_THREADS
     resources:
         mem_mb=8000,
         runtime=60,
         gpu=GPUS,
     shell:
-        "{PY} -m pipeline mine {params.args:q} --threads {threads} > {log} 2>&1"
+        "{PY} -m pipeline mine {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
 
 
 rule score:
+    # teacher work reused by the next experiment on the same data under `--cache` (README); a cached
+    # rule may have no benchmark: (Snakemake could not fill it on a cache hit)
+    cache: True
     input:
         **DATA,
         candidates=lambda wc: plan.scored_candidates(wc.it),
@@ -60,19 +64,17 @@ rule score:
             embedding_shards=plan.embedding_shards([wc.scorer]),
             include_title=config["include_title"],
             device=config["device"],
-            provenance={"iteration": int(wc.it), "experiment": config["experiment"]},
+            provenance={"iteration": int(wc.it)},
         ),
     log:
         f"{R}/logs/score/it{{it}}-{{scorer}}.log",
-    benchmark:
-        f"{R}/benchmarks/score/it{{it}}-{{scorer}}.tsv"
     threads: JOB_THREADS
     resources:
         mem_mb=8000,
         runtime=240,
         gpu=GPUS,
     shell:
-        "{PY} -m pipeline score {params.args:q} --threads {threads} > {log} 2>&1"
+        "{PY} -m pipeline score {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
 
 
 rule train:
@@ -101,4 +103,4 @@ rule train:
         # one GPU per data-parallel process (train.processes)
         gpu=lambda wc: GPUS * plan.train_processes(wc.it),
     shell:
-        "{PY} {params.launcher} {params.args:q} --threads {threads} > {log} 2>&1"
+        "{PY} {params.launcher} {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"

@@ -17,10 +17,13 @@ rule init_student:
         mem_mb=4000,
         runtime=10,
     shell:
-        "{PY} -m pipeline init_student {params.args:q} > {log} 2>&1"
+        "{PY} -m pipeline init_student {params.args:q} --root {R:q} > {log} 2>&1"
 
 
 rule encode:
+    # teacher work reused by the next experiment on the same data under `--cache` (README); a cached
+    # rule may have no benchmark: (Snakemake could not fill it on a cache hit)
+    cache: True
     input:
         corpus=DATA["corpus"],
         model=lambda wc: plan.model_inputs(wc.model),
@@ -45,18 +48,19 @@ rule encode:
         ),
     log:
         f"{R}/logs/encode/{{model}}-{{shard}}-of-{{n}}.log",
-    benchmark:
-        f"{R}/benchmarks/encode/{{model}}-{{shard}}-of-{{n}}.tsv"
     threads: JOB_THREADS
     resources:
         mem_mb=8000,
         runtime=120,
         gpu=GPUS,
     shell:
-        "{PY} -m pipeline encode {params.args:q} --threads {threads} > {log} 2>&1"
+        "{PY} -m pipeline encode {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
 
 
 rule index:
+    # teacher work reused by the next experiment on the same data under `--cache` (README); a cached
+    # rule may have no benchmark: (Snakemake could not fill it on a cache hit)
+    cache: True
     input:
         lambda wc: plan.shards(wc.model),
     output:
@@ -68,11 +72,9 @@ rule index:
         args=lambda wc, input, output: to_json(shard_paths=list(input), out_dir=output[0], **config["index"]),
     log:
         f"{R}/logs/index/{{model}}.log",
-    benchmark:
-        f"{R}/benchmarks/index/{{model}}.tsv"
     threads: JOB_THREADS
     resources:
         mem_mb=8000,
         runtime=60,
     shell:
-        "{PY} -m pipeline index {params.args:q} --threads {threads} > {log} 2>&1"
+        "{PY} -m pipeline index {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"

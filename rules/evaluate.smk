@@ -3,6 +3,9 @@
 
 
 rule evaluate:
+    # teacher work reused by the next experiment on the same data under `--cache` (README); a cached
+    # rule may have no benchmark: (Snakemake could not fill it on a cache hit)
+    cache: True
     input:
         unpack(lambda wc: plan.eval_inputs(wc.model)),
     output:
@@ -16,7 +19,7 @@ rule evaluate:
         settings=lambda wc: to_json(model=plan.model(wc.model), models=plan.models_of(wc.model), depth=config["evaluate"]["depth"], rerank_depth=config["evaluate"]["rerank_depth"], include_title=config["include_title"]),
         args=lambda wc, input, output: to_json(
             model=plan.model(wc.model),
-            role=plan.role_of(wc.model)[0],
+            role=plan.evaluated_role(wc.model),
             iteration=plan.role_of(wc.model)[1],
             phase=plan.role_of(wc.model)[2],
             queries_path=input.queries,
@@ -33,15 +36,13 @@ rule evaluate:
         ),
     log:
         f"{R}/logs/evaluate/{{model}}.log",
-    benchmark:
-        f"{R}/benchmarks/evaluate/{{model}}.tsv"
     threads: JOB_THREADS
     resources:
         mem_mb=8000,
         runtime=60,
         gpu=GPUS,
     shell:
-        "{PY} -m pipeline evaluate {params.args:q} --threads {threads} > {log} 2>&1"
+        "{PY} -m pipeline evaluate {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
 
 
 rule select_student:
@@ -64,7 +65,7 @@ rule select_student:
     log:
         f"{R}/logs/select_student.log",
     shell:
-        "{PY} -m pipeline select {params.args:q} > {log} 2>&1"
+        "{PY} -m pipeline select {params.args:q} --root {R:q} > {log} 2>&1"
 
 
 rule summary:
@@ -90,4 +91,4 @@ rule summary:
     log:
         f"{R}/logs/summary.log",
     shell:
-        "{PY} -m pipeline summary {params.args:q} > {log} 2>&1"
+        "{PY} -m pipeline summary {params.args:q} --root {R:q} > {log} 2>&1"

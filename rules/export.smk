@@ -23,4 +23,4 @@ rule export:
         mem_mb=4000,
         runtime=30,
     shell:
-        "{PY} -m pipeline export {params.args:q} --threads {threads} > {log} 2>&1"
+        "{PY} -m pipeline export {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"

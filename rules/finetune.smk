@@ -24,7 +24,7 @@ rule mine_for_finetune:
             window=plan.finetune_settings(wc.model)["window"],
             include_title=config["include_title"],
             device=config["device"],
-            provenance={"finetune": wc.model, "experiment": config["experiment"]},
+            provenance={"finetune": wc.model},
         ),
     log:
         f"{R}/logs/finetune/{{model}}-mine.log",
@@ -36,7 +36,7 @@ rule mine_for_finetune:
         runtime=60,
         gpu=GPUS,
     shell:
-        "{PY} -m pipeline mine {params.args:q} --threads {threads} > {log} 2>&1"
+        "{PY} -m pipeline mine {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
 
 
 rule finetune:
@@ -62,4 +62,4 @@ rule finetune:
         runtime=240,
         gpu=GPUS,
     shell:
-        "{PY} -m pipeline finetune {params.args:q} --threads {threads} > {log} 2>&1"
+        "{PY} -m pipeline finetune {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"

@@ -9,7 +9,7 @@ import yaml
 
 from pipeline.config import SCHEMA_PATH, ConfigError, complete, section_defaults
 from pipeline.methods import METHODS
-from pipeline.plan import Plan, deep_merge
+from pipeline.plan import DATA_DIR_TOKEN, ROOT_TOKEN, Plan, deep_merge, expand_tokens
 
 
 def config(**overrides):
@@ -85,6 +85,9 @@ def test_train_inputs_and_args_come_from_the_methods():
 
     inputs = SimpleNamespace(**one)
     args = json.loads(plan.train_args(1, inputs, ["out"]))
+    # paths name the experiment's folder by a token (the same params in every experiment: --cache)
+    assert args["score_paths"] == {"teacher": "{root}/it1/scores/teacher.parquet"}
+    args = expand_tokens(args, plan.root, None)
     assert args["methods"] == ["standard"] and args["seed"] == plan.config["seed"] + 1
     assert set(args["config"]) == {"train", "teacher", "warmup"}, "only the sections the methods read"
     assert args["score_paths"] == {"teacher": "results/x/it1/scores/teacher.parquet"}
@@ -243,3 +246,22 @@ def test_data_parallel_training_is_launched_by_torchrun_with_its_processes():
     assert plan.train_launcher(2) == "-m torch.distributed.run --standalone --nproc-per-node 2 -m pipeline train"
     assert [plan.train_processes(it) for it in (1, 2)] == [1, 2]
     assert json.loads(plan.train_settings(2))["config"]["train"]["processes"] == 2
+
+
+def test_job_arguments_name_the_experiment_and_data_folders_by_tokens_the_command_line_gives_back(tmp_path):
+    """Params equal across experiments on the same data (what lets --cache serve one experiment's teacher
+    work to the next); the step gets the real paths back, and a token without its folder is refused."""
+    one = Plan(complete({**config(), "experiment": "one", "data_dir": "/data/scifact"}))
+    two = Plan(complete({**config(), "experiment": "two", "data_dir": "/data/scifact"}))
+    paths = {"corpus": f"{one.root}/data/corpus.parquet", "raw": ["/data/scifact/corpus.jsonl", "/data/scifactual"],
+             "elsewhere": "results/onex/y", "n": 3}
+    tokenised = json.loads(one.to_json(**paths))
+    assert tokenised == {"corpus": f"{ROOT_TOKEN}/data/corpus.parquet", "n": 3, "elsewhere": "results/onex/y",
+                         "raw": [f"{DATA_DIR_TOKEN}/corpus.jsonl", "/data/scifactual"]}
+    assert two.to_json(**{**paths, "corpus": f"{two.root}/data/corpus.parquet"}) == one.to_json(**paths)
+    assert expand_tokens(tokenised, one.root, "/data/scifact") == paths
+    with pytest.raises(ConfigError, match=r"name \{root\} but its command line gives no --root"):
+        expand_tokens(tokenised, None, "/data/scifact")
+    from pipeline.__main__ import main
+
+    assert main(["split", json.dumps({"qrels_path": "{root}/x.parquet"})]) == 2

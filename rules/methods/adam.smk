@@ -21,7 +21,7 @@ rule adam_dark:
             settings=plan.iteration(wc.it)["adam"],
             seed=config["seed"] + int(wc.it),
             include_title=config["include_title"],
-            provenance={"iteration": int(wc.it), "experiment": config["experiment"]},
+            provenance={"iteration": int(wc.it)},
         ),
     log:
         f"{R}/logs/adam_dark/it{{it}}.log",
@@ -31,4 +31,4 @@ rule adam_dark:
         mem_mb=4000,
         runtime=10,
     shell:
-        "{PY} -m pipeline adam_dark {params.args:q} > {log} 2>&1"
+        "{PY} -m pipeline adam_dark {params.args:q} --root {R:q} > {log} 2>&1"

@@ -19,7 +19,7 @@ rule mta4dpr_select:
             **select_args(plan, wc.it, input),
             out_path=output.candidates,
             report_path=output.report,
-            provenance={"iteration": int(wc.it), "experiment": config["experiment"]},
+            provenance={"iteration": int(wc.it)},
         ),
     log:
         f"{R}/logs/mta4dpr_select/it{{it}}.log",
@@ -29,4 +29,4 @@ rule mta4dpr_select:
         mem_mb=4000,
         runtime=10,
     shell:
-        "{PY} -m pipeline mta4dpr_select {params.args:q} > {log} 2>&1"
+        "{PY} -m pipeline mta4dpr_select {params.args:q} --root {R:q} > {log} 2>&1"

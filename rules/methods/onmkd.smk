@@ -22,4 +22,4 @@ rule onmkd_peers:
         mem_mb=1000,
         runtime=5,
     shell:
-        "{PY} -m pipeline onmkd_peers {params.args:q} > {log} 2>&1"
+        "{PY} -m pipeline onmkd_peers {params.args:q} --root {R:q} > {log} 2>&1"

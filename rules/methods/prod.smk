@@ -25,7 +25,7 @@ rule prod_confusing:
             report_path=output.report,
             max_rank=config["prod"]["rounds"]["max_rank"],
             negatives=config["prod"]["rounds"]["negatives"],
-            provenance={"iteration": int(wc.it), "experiment": config["experiment"]},
+            provenance={"iteration": int(wc.it)},
         ),
     log:
         f"{R}/logs/prod_confusing/it{{it}}.log",
@@ -35,4 +35,4 @@ rule prod_confusing:
         mem_mb=4000,
         runtime=10,
     shell:
-        "{PY} -m pipeline prod_confusing {params.args:q} > {log} 2>&1"
+        "{PY} -m pipeline prod_confusing {params.args:q} --root {R:q} > {log} 2>&1"
