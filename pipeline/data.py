@@ -76,6 +76,10 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp make private (0600/0700) entries; an artifact gets the permissions of any new file
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod((0o777 if directory else 0o666) & ~umask)
     try:
         yield tmp
         if directory and path.exists():
