@@ -171,10 +171,13 @@ def _cell(value: Any) -> str:
 
 def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, experiment: str,
               dev_metric_paths: Sequence[str] = (), final_path: str | None = None,
-              iterations: Sequence[dict[str, Any]] = ()) -> list[dict]:
+              iterations: Sequence[dict[str, Any]] = (), training_paths: dict[str, str] | None = None,
+              figures: dict[str, str] | None = None) -> list[dict]:
     """Gather per-model test metrics into a table (teachers first, then the students in the order the run
     made them), with each student's dev figure and the final student marked; then what each iteration was
-    (``iterations``: ``{"iteration", "label", "reports": [JSON paths whose "summary" line is shown]}``)."""
+    (``iterations``: ``{"iteration", "label", "reports": [JSON paths whose "summary" line is shown]}``).
+    With ``figures`` (paths of "table", "ndcg", "quality_speed", "training"), also the report's table and
+    figures (:func:`pipeline.report.make_report_figures`), from each iteration's ``training_paths``."""
     rows = [json.loads(Path(p).read_text()) for p in metric_paths]
     dev_rows = {row["name"]: row for row in (json.loads(Path(p).read_text()) for p in dev_metric_paths)}
     final = json.loads(Path(final_path).read_text()) if final_path else None
@@ -203,6 +206,11 @@ def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, exp
     table = "\n".join(lines) + "\n"
     with atomic_path(out_markdown) as tmp:
         tmp.write_text(table)
-    write_json({"experiment": experiment, "rows": rows, "final": final, "iterations": described}, out_json)
+    summary = {"experiment": experiment, "rows": rows, "final": final, "iterations": described}
+    write_json(summary, out_json)
+    if figures:
+        from .report import make_report_figures
+
+        make_report_figures(summary, training_paths or {}, figures, COLUMNS, _cell)
     print(table)
     return rows

@@ -69,14 +69,20 @@ rule select_student:
 
 
 rule summary:
+    # the table and the figures of `snakemake --report` (pipeline/report.py); Snakemake adds each rule's runtime
     input:
         test=[plan.metrics(m) for m in plan.evaluated_models()],
         dev=[plan.metrics(m, "dev") for m in plan.students() + plan.exported_models()],
         final=f"{R}/final.json",
         reports=[path for it in plan.iterations for path in plan.reports(it)],
+        students=[f"{R}/students/it{it}" for it in plan.iterations],
     output:
         markdown=f"{R}/summary.md",
         json=f"{R}/summary.json",
+        table=report(f"{R}/report/summary.html", caption="../report/summary.rst", category="Summary"),
+        ndcg=report(f"{R}/report/ndcg-per-iteration.svg", caption="../report/ndcg-per-iteration.rst", category="Quality"),
+        quality_speed=report(f"{R}/report/quality-speed.svg", caption="../report/quality-speed.rst", category="Quality"),
+        training=report(f"{R}/report/training-curves.svg", caption="../report/training-curves.rst", category="Training"),
     params:
         args=lambda wc, input, output: to_json(
             metric_paths=list(input.test),
@@ -87,6 +93,9 @@ rule summary:
             experiment=config["experiment"],
             iterations=[{"iteration": it, "label": plan.describe(it), "reports": plan.reports(it)}
                         for it in plan.iterations],
+            training_paths={f"it{it}": f"{path}/training.json" for it, path in zip(plan.iterations, input.students)},
+            figures={"table": output.table, "ndcg": output.ndcg, "quality_speed": output.quality_speed,
+                     "training": output.training},
         ),
     log:
         f"{R}/logs/summary.log",
