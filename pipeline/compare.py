@@ -1,0 +1,125 @@
+"""Several experiments on the same data side by side: one table and one quality-speed plot.
+
+    python -m pipeline.compare results/bench-scifact results/prod results/lead --out results/comparison
+
+For each experiment (a finished run's folder, ``results_dir/experiment``): its final student's nDCG@10,
+MRR@10 and R@100 on the test split, corpus encoding speed and parameters; the teacher it learnt from; the
+seconds its training took (the sum over its iterations' ``training.json``) and its wall time (from its
+first artifact, the prepared data, to its last evaluation or the choice of its final student: the run's
+span when it ran uninterrupted).
+Writes ``comparison.md``, ``comparison.json`` and ``quality-speed.svg`` (every final student and every
+teacher that encodes, once).
+
+Experiments are compared only on the same data: the same passages (ids) and the same test judgments, read
+from each run's prepared Parquet files. Anything else is refused, saying which run differs and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import pyarrow.parquet as pq
+
+from .data import InputError, atomic_path, write_json
+
+COLUMNS = [("experiment", "experiment"), ("final", "final student"), ("ndcg@10", "nDCG@10"),
+           ("mrr@10", "MRR@10"), ("recall@100", "R@100"), ("encode_docs_per_s", "encode docs/s"),
+           ("params", "parameters"), ("teacher", "teacher (nDCG@10)"), ("train_s", "training s"),
+           ("wall_s", "wall s")]
+
+
+def data_fingerprint(run: Path) -> dict[str, Any]:
+    """What makes two runs' evaluations comparable: their passage ids and their test judgments."""
+    summary = json.loads((run / "summary.json").read_text())
+    test_split = next(r.get("split") for r in summary["rows"]) or "test"
+    corpus_ids = pq.read_table(run / "data" / "corpus.parquet", columns=["doc_id"]).column("doc_id").to_pylist()
+    qrels = pq.read_table(run / "data" / f"qrels-{test_split}.parquet").to_pylist()
+    judgments = sorted((str(q["query_id"]), str(q["doc_id"]), int(q["relevance"])) for q in qrels)
+    return {"passages": len(corpus_ids),
+            "passage_ids": hashlib.sha256("\n".join(sorted(map(str, corpus_ids))).encode()).hexdigest(),
+            "test_judgments": len(judgments),
+            "test_qrels": hashlib.sha256(json.dumps(judgments).encode()).hexdigest()}
+
+
+def experiment_row(run: Path) -> dict[str, Any]:
+    """One experiment's line: its final student, its teacher, its training and wall seconds."""
+    summary = json.loads((run / "summary.json").read_text())
+    final_name = (summary.get("final") or {}).get("selected")
+    final = next(r for r in summary["rows"] if r["name"] == final_name)
+    teachers = [r for r in summary["rows"] if r["model"] == "teacher"]
+    train_s = sum(json.loads(p.read_text()).get("seconds") or 0.0
+                  for p in sorted(run.glob("students/it*/training.json")))
+    # the span from the prepared data to the last evaluation and the final student's choice (lstat: an
+    # output served by --cache is a link made when it was served; the summary is redrawn by report changes)
+    started = (run / "data" / "report.json").lstat().st_mtime
+    ended = max(p.lstat().st_mtime for p in [run / "final.json", *run.glob("eval/*/*/metrics.json")])
+    return {"experiment": summary["experiment"], "run": str(run), "final": final_name,
+            **{k: final.get(k) for k in ("ndcg@10", "mrr@10", "recall@100", "encode_docs_per_s", "params",
+                                         "size_mb", "iteration")},
+            "teacher": ", ".join(f"{t['name']} ({t['ndcg@10']:.4f})" for t in teachers) or "-",
+            "train_s": round(train_s, 1), "wall_s": round(ended - started, 1),
+            "teachers": teachers}
+
+
+def compare_experiments(run_dirs: Sequence[str], out_dir: str) -> list[dict[str, Any]]:
+    """Gather ``run_dirs`` into ``out_dir``/comparison.{md,json} and quality-speed.svg; refuse runs on
+    different data (:class:`InputError`, naming the run and what differs)."""
+    runs = [Path(d) for d in run_dirs]
+    for run in runs:
+        if not (run / "summary.json").is_file():
+            raise InputError(run / "summary.json", "missing; is it a finished run's folder (results_dir/experiment)?")
+    fingerprints = [data_fingerprint(run) for run in runs]
+    for run, fingerprint in zip(runs[1:], fingerprints[1:]):
+        differs = [k for k in ("passage_ids", "test_qrels") if fingerprint[k] != fingerprints[0][k]]
+        if differs:
+            counts = {k: (fingerprint[n], fingerprints[0][n])
+                      for k, n in (("passage_ids", "passages"), ("test_qrels", "test_judgments"))}
+            what = {k: f"{label} ({a} vs {b}{'' if a != b else ', not the same ones'})"
+                    for k, label in (("passage_ids", "passages"), ("test_qrels", "test judgments"))
+                    for a, b in [counts[k]]}
+            raise InputError(run / "data", f"run on other data than {runs[0]}: its "
+                             f"{' and its '.join(what[k] for k in differs)} differ; experiments are compared only "
+                             "on the same passages and test judgments")
+    rows = [experiment_row(run) for run in runs]
+    from .evaluation import _cell
+    from .report import plot_quality_speed
+
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    seconds = {"train_s", "wall_s"}
+    lines += ["| " + " | ".join(f"{row[key]:.0f}" if key in seconds else _cell(row.get(key)) for key, _ in COLUMNS)
+              + " |" for row in rows]
+    out = Path(out_dir)
+    with atomic_path(out / "comparison.md") as tmp:
+        tmp.write_text(f"# {len(rows)} experiments on the same data ({fingerprints[0]['passages']} passages, "
+                       f"{fingerprints[0]['test_judgments']} test judgments)\n\n" + "\n".join(lines) + "\n")
+    write_json({"data": fingerprints[0], "experiments": [{k: v for k, v in r.items() if k != "teachers"} for r in rows]},
+               out / "comparison.json")
+    points = [dict(r, model="student", name=f"{r['experiment']}: {r['final']}") for r in rows]
+    teachers = {t["name"]: dict(t, model="teacher") for r in rows for t in r["teachers"]}
+    plot_quality_speed(points + list(teachers.values()), out / "quality-speed.svg",
+                       f"{len(rows)} experiments: final students and teachers")
+    print("\n".join(lines))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="finished runs' folders (results_dir/experiment)")
+    parser.add_argument("--out", required=True, help="folder for comparison.md, comparison.json, quality-speed.svg")
+    args = parser.parse_args(argv)
+    try:
+        compare_experiments(args.runs, args.out)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
