@@ -549,6 +549,11 @@ class Plan:
                 problems.append(f"{where}: mine.window [{low}, {high}) is empty")
             for method in self.methods(it):
                 problems += [f"{where}: {p}" for p in method.check(self, it)]
+            for question, what in (("scored_candidates", "scores"), ("training_candidates", "trains on")):
+                chosen = [m.name for m in self.methods(it) if getattr(m, question)(self, it)]
+                if len(chosen) > 1:  # e.g. PROD's rounds and MTA4DPR's harder data
+                    problems.append(f"{where}: {' and '.join(chosen)} each choose the candidates the iteration "
+                                    f"{what}; they do not compose, at most one method may")
         return problems
 
     def _labelling_problems(self) -> list[str]:
