@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 
+from snakemake.caching import LOCATION_ENVVAR
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -20,14 +21,19 @@ configfile: "config.yaml"
 
 
 validate(config, "schemas/config.schema.yaml")
+
+
+report: "report/workflow.rst"
+
 plan = Plan(config)
 # params name the experiment's folder and the data folder by tokens, which each job's `--root` and
 # `--data-dir` give back: params equal across experiments let `--cache` reuse teacher work (README)
 to_json = plan.to_json
-# where `--cache` keeps that work: $SNAKEMAKE_OUTPUT_CACHE, else the config's cache_dir
-os.environ.setdefault("SNAKEMAKE_OUTPUT_CACHE", os.path.abspath(f"{config['cache_dir']}/snakemake-outputs"))
+# where `--cache` keeps that work: $SNAKEMAKE_OUTPUT_CACHE, else the config's cache_dir (no `envvars:`
+# directive, which would refuse a run without the variable)
+OUTPUT_CACHE = os.environ.setdefault(LOCATION_ENVVAR, os.path.abspath(f"{config['cache_dir']}/snakemake-outputs"))
 if workflow.workflow_settings.cache is not None:
-    os.makedirs(os.environ["SNAKEMAKE_OUTPUT_CACHE"], exist_ok=True)
+    os.makedirs(OUTPUT_CACHE, exist_ok=True)
 plan.check()  # cross-field checks: fail at parse time, before any job runs
 if plan.schedule() and workflow.is_main_process:  # a method sets the iterations (PROD): say what each is
     print("\n".join(f"iteration {it}: {plan.describe(it)}" for it in plan.iterations), file=sys.stderr)
@@ -38,6 +44,10 @@ if plan.schedule() and workflow.is_main_process:  # a method sets the iterations
 #   would install the same torch stack ten times.
 # - "Shell command directly uses variable PY": PY is that interpreter; as a `params` entry it would
 #   re-run every job of a run whose checkout (and so venv) moved.
+# - "Shell command directly uses variable R" (and DATA_DIR, in prepare): the experiment's and the data's
+#   folders, which jobs get on their command line (`--root`, `--data-dir`) rather than in `params`: the
+#   between-workflow cache keys a job by its params, so params naming the experiment could never be
+#   shared by the next one (pipeline.plan.ROOT_TOKEN).
 PY = sys.executable
 # Jobs run `python -m pipeline` from the working directory (maybe --directory elsewhere, maybe a
 # cluster node), so every job's shell finds the package through PYTHONPATH.
@@ -76,8 +86,8 @@ for method_rules in plan.method_rules():
 
 rule all:
     input:
-        f"{R}/summary.md",
-        f"{R}/summary.json",
+        # the summary's table and figures too: Snakemake reruns a job for the missing outputs asked for only
+        rules.summary.output,
     default_target: True
 
 

@@ -2,6 +2,7 @@
 
 import copy
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -265,3 +266,26 @@ def test_job_arguments_name_the_experiment_and_data_folders_by_tokens_the_comman
     from pipeline.__main__ import main
 
     assert main(["split", json.dumps({"qrels_path": "{root}/x.parquet"})]) == 2
+
+
+def test_the_all_methods_preset_composes_and_what_cannot_compose_is_refused_saying_why():
+    """configs/all-methods.yaml (OnMKD + ADAM + MTA4DPR over the default config) passes the checks; two
+    recipes, or two methods that each choose an iteration's training candidates, are refused at parse time."""
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "config.yaml").read_text())
+    presets = {name: yaml.safe_load((root / f"configs/{name}.yaml").read_text())
+               for name in ("all-methods", "prod", "lead")}
+    all_methods = deep_merge(base, presets["all-methods"])
+    plan = Plan(complete(all_methods))
+    plan.check()
+    assert plan.iteration(1)["methods"] == ["onmkd", "adam", "mta4dpr"] and plan.peers(1)
+    assert plan.scored_candidates(1).endswith("it1/dark-candidates.parquet")
+    assert plan.training_candidates(1).endswith("it1/mta4dpr/candidates.parquet")
+    with pytest.raises(ConfigError, match="lead trains the standard recipe itself.*instead of standard, prod or onmkd"):
+        Plan(complete(deep_merge(all_methods, {"methods": ["onmkd", "lead"], "lead": presets["lead"]["lead"]}))).check()
+    prod_and_mta4dpr = deep_merge(all_methods, {
+        "methods": ["prod", "mta4dpr"], "iterations": 4, "prod": presets["prod"]["prod"],
+        "mta4dpr": {"assistants": ["bm25", "fusion-even"]}})
+    with pytest.raises(ConfigError, match="iteration 3: prod and mta4dpr each choose the candidates the iteration "
+                                          "trains on; they do not compose"):
+        Plan(complete(prod_and_mta4dpr)).check()

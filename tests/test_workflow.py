@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
@@ -369,18 +370,33 @@ def test_lead_preset_end_to_end_distils_the_online_teachers_layers(tmp_path, tin
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_a_run_killed_hard_in_each_stage_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path, tiny_beir, tiny_bert):
+# one iteration, no warm-up, no export, many checkpoints: the kill test's run, and the cache test's first
+ONE_ITERATION = dict(iterations=1, encode={"shards": 1}, warmup={"epochs": 0}, export={"formats": []},
+                     evaluate={"baselines": ["bm25"]},
+                     train={"epochs": 10, "batch_size": 4, "group_size": 4, "checkpoint_every": 2})
+
+
+@pytest.fixture(scope="module")
+def one_iteration_run(tmp_path_factory, tiny_beir, tiny_bert):
+    """One uninterrupted run of :data:`ONE_ITERATION` under `--cache` (its cache beside it), shared (CI time):
+    the reference of the kill test, the first experiment of the cache test."""
+    folder = tmp_path_factory.mktemp("one-iteration")
+    env = {**os.environ, "SNAKEMAKE_OUTPUT_CACHE": str(folder / "cache")}
+    workdir = write_config(folder / "wd", tiny_beir, tiny_bert, **ONE_ITERATION)
+    result = snakemake(workdir, "--cores", "2", "--cache", env=env)
+    return SimpleNamespace(workdir=workdir, env=env, log=result.stderr)
+
+
+def test_a_run_killed_hard_in_each_stage_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path, tiny_beir, tiny_bert,
+                                                                                       one_iteration_run):
     """One run killed hard (SIGKILL of Snakemake's process group) while the teacher's encode job runs,
     resumed with --rerun-incomplete and killed again while mining, while scoring, and while training
     (after a checkpoint), each attempt asking for the stage's output so that the stage is what runs, then
     resumed to the end: no killed job leaves its output, the train job resumes from its checkpoint, and
     every model's metrics equal those of an uninterrupted run. (One run killed four times, not four runs:
     CI time.)"""
-    settings = dict(iterations=1, encode={"shards": 1}, warmup={"epochs": 0}, export={"formats": []},
-                    train={"epochs": 10, "batch_size": 4, "group_size": 4, "checkpoint_every": 2})
-    reference = write_config(tmp_path / "reference", tiny_beir, tiny_bert, **settings)
-    snakemake(reference, "--cores", "2")
-    workdir = write_config(tmp_path / "killed", tiny_beir, tiny_bert, **settings)
+    reference = one_iteration_run.workdir  # the same config, uninterrupted
+    workdir = write_config(tmp_path / "killed", tiny_beir, tiny_bert, **ONE_ITERATION)
     results = workdir / "results/tiny"
 
     def started(log: str):  # the stage's job has begun in this attempt: its log was opened since
@@ -425,10 +441,13 @@ def test_lint_reports_only_the_justified_lints(tmp_path, tiny_beir, tiny_bert):
     output = result.stdout + result.stderr
     lints = set(re.findall(r"^\s+\* (.+?):?$", output, re.M))
     assert lints == {"Specify a conda environment or container for each rule.",
-                     "Shell command directly uses variable PY from outside of the rule"}, output[-3000:]
+                     "Shell command directly uses variable PY from outside of the rule",
+                     "Shell command directly uses variable R from outside of the rule",
+                     "Shell command directly uses variable DATA_DIR from outside of the rule"}, output[-3000:]
     justified = (ROOT / "Snakefile").read_text()
     assert "Specify a conda environment or container for each rule" in justified
     assert "Shell command directly uses variable PY" in justified
+    assert "Shell command directly uses variable R\"" in justified
 
 
 def test_mta4dpr_preset_end_to_end_selects_assistants_and_lets_the_student_join_the_pool(tmp_path, tiny_beir, tiny_bert):
@@ -529,3 +548,93 @@ def test_label_free_preset_on_a_test_only_collection_reads_no_judgment(tmp_path,
             qrels[name].setdefault(q, {})[d] = int(s)
     assert compute_metrics(qrels["judged"], test_run) != compute_metrics(qrels["shuffled"], test_run), \
         "the same student's metrics change with the judgments"
+
+
+def test_a_second_experiment_reuses_the_teachers_work_and_compares_with_the_first_in_one_report(one_iteration_run):
+    """Two experiments on the same data under `--cache`, the second with another learning rate: its
+    teacher work (corpus encoding, index, evaluation, BM25's candidates, the teacher's scores) comes from
+    the cache and does not run, its student's work runs; `--report` holds the table and the figures;
+    `python -m pipeline.compare` puts the two side by side and refuses a run on other data."""
+    workdir, env = one_iteration_run.workdir, one_iteration_run.env  # the first experiment: results/tiny
+    assert "Moving output file results/tiny/embeddings/tiny-teacher/shard-0-of-1.parquet to cache" in one_iteration_run.log
+    (workdir / "second.yaml").write_text(yaml.safe_dump({"experiment": "second", "train": {"lr": 3.0e-4}}))
+    second = snakemake(workdir, "--cores", "2", "--cache", "--configfile", str(workdir / "second.yaml"), env=env).stderr
+    reused = ["embeddings/tiny-teacher/shard-0-of-1.parquet", "index/tiny-teacher/manifest.json",
+              "eval/test/tiny-teacher/metrics.json",
+              "eval/test/bm25/metrics.json", "it1/candidates.parquet", "it1/scores/tiny-teacher.parquet"]
+    for path in reused:
+        assert f"Symlinking output file results/second/{path} from cache" in second, path
+        made = f"Moving output file results/second/{path.removesuffix('/manifest.json')}"
+        assert made not in second, f"{path}: made again"
+    assert not (workdir / "results/second/logs/encode/tiny-teacher-0-of-1.log").read_text(), "the encode job did not run"
+    # what depends on the learning rate was made anew
+    assert "Moving output file results/second/embeddings/student-it1/shard-0-of-1.parquet to cache" in second
+    first_dir, second_dir = workdir / "results/tiny", workdir / "results/second"
+    assert json.loads((second_dir / "students/it1/training.json").read_text())["config"]["train"]["lr"] == 3.0e-4
+    assert (json.loads((second_dir / "eval/test/tiny-teacher/metrics.json").read_text())["ndcg@10"]
+            == json.loads((first_dir / "eval/test/tiny-teacher/metrics.json").read_text())["ndcg@10"])
+
+    # the report: its categories, the table and the three figures (their texts), the runtime of the rules
+    snakemake(workdir, "--cores", "1", "--report", "report.html", env=env)
+    page = (workdir / "report.html").read_text()
+    for name in ("summary.html", "ndcg-per-iteration.svg", "quality-speed.svg", "training-curves.svg",
+                 '"Quality"', '"Training"', '"Summary"', "Runtimes of jobs"):
+        assert name in page, name
+    assert re.search(r'"rule": "train", "runtime": [0-9.]+', page), "Snakemake's runtime per rule"
+    ndcg = (first_dir / "report/ndcg-per-iteration.svg").read_text()
+    assert all(text in ndcg for text in ("student (test)", "teacher: tiny-teacher", "baseline: bm25", "nDCG@10"))
+    quality_speed = (first_dir / "report/quality-speed.svg").read_text()
+    assert "corpus encoding speed (passages/s, log scale)" in quality_speed and "student-it1 (" in quality_speed
+    curves = (first_dir / "report/training-curves.svg").read_text()
+    assert all(text in curves for text in ("it1: distill", "nll", "kl:tiny-teacher", "optimiser step"))
+    table = (first_dir / "report/summary.html").read_text()
+    assert "<td>baseline</td>" in table and "<td>tiny-teacher</td>" in table
+
+    compare = [sys.executable, "-m", "pipeline.compare"]
+    run = dict(cwd=workdir, capture_output=True, text=True, env={**env, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run([*compare, "results/tiny", "results/second", "--out", "comparison"], **run)
+    assert result.returncode == 0, result.stderr
+    compared = json.loads((workdir / "comparison/comparison.json").read_text())
+    assert [e["experiment"] for e in compared["experiments"]] == ["tiny", "second"]
+    summary = json.loads((second_dir / "summary.json").read_text())
+    final = next(r for r in summary["rows"] if r["name"] == summary["final"]["selected"])
+    assert compared["experiments"][1]["ndcg@10"] == final["ndcg@10"]
+    assert "| second |" in (workdir / "comparison/comparison.md").read_text()
+    assert "second: " in (workdir / "comparison/quality-speed.svg").read_text()
+    # a run whose test judgments differ (one dropped) is not compared
+    import shutil
+
+    other = workdir / "results/other"
+    shutil.copytree(second_dir, other, symlinks=True)
+    qrels = pq.read_table(other / "data/qrels-test.parquet")
+    pq.write_table(qrels.slice(1), other / "data/qrels-test.parquet")
+    result = subprocess.run([*compare, "results/tiny", "results/other", "--out", "comparison2"], **run)
+    assert result.returncode == 2 and "results/other/data: run on other data than results/tiny" in result.stderr
+    assert "test judgments (31 vs 32)" in result.stderr and not (workdir / "comparison2").exists()
+
+
+def test_all_methods_preset_end_to_end_trains_onmkd_peers_on_adam_dark_examples_with_mta4dpr_assistants(tmp_path, tiny_beir, tiny_bert):
+    """configs/all-methods.yaml on the fixture (one iteration, no warm-up: CI time; 2-layer peers): the dark
+    examples ADAM makes survive MTA4DPR's selection of the training candidates, and one training holds
+    every method's terms, for both peers."""
+    student = {"kind": "bi-encoder", "source": str(tiny_bert), "layers": 2, "max_passage_length": 48,
+               "max_query_length": 16}
+    preset = yaml.safe_load((ROOT / "configs/all-methods.yaml").read_text())
+    workdir = write_preset_config(tmp_path / "wd", tiny_beir, tiny_bert, "all-methods", student=student,
+                                  onmkd={**preset["onmkd"], "peer": {"layers": [0, 2]}},
+                                  warmup={"epochs": 0, "teacher": "minilm-l6"})
+    counts = job_counts(snakemake(workdir, "--cores", "2", "-n").stdout)
+    assert counts["adam_dark"] == counts["mta4dpr_select"] == counts["onmkd_peers"] == counts["train"] == 1
+    snakemake(workdir, "--cores", "2")
+    out = workdir / "results/tiny"
+    selected = pq.read_table(out / "it1/mta4dpr/candidates.parquet").to_pandas()
+    dark = selected["doc_id"].str.startswith("adam-dark:")
+    assert dark.sum() == 2 * selected["query_id"].nunique(), "every query keeps its 2 dark examples"
+    trained = json.loads((out / "students/it1/training.json").read_text())
+    assert trained["methods"] == ["onmkd", "adam", "mta4dpr"]
+    last = trained["history"][-1]
+    for term in ("nll", "kl:fusion", "mutual_kl", "assistant_kl"):  # each peer's
+        assert term in last and f"peer:{term}" in last, term
+    assert "crosswise:last" in last and "kept_fraction" in last  # between the peers; ADAM's self-paced share
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"student-it1", "student-it1-peer"} <= {r["name"] for r in summary["rows"]}
