@@ -7,13 +7,15 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .data import atomic_path, load_qrels, load_queries, read_table, write_json
-from .models import ModelSpec
+
+if TYPE_CHECKING:  # torch only where a model runs: selecting the final student and the summary import this too
+    from .models import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
     """Evaluate one model on a judged split; writes ``run.trec`` and ``metrics.json`` into ``out_dir``.
     A split without judged queries (no dev split) gives metrics of None."""
     from .embeddings import encoding_stats
-    from .models import resolve_device, set_threads
+    from .models import ModelSpec, resolve_device, set_threads
 
     set_threads(threads)
     spec = ModelSpec.from_config(model["name"], model)
