@@ -33,9 +33,8 @@ COLUMNS = [("experiment", "experiment"), ("final", "final student"), ("ndcg@10",
            ("wall_s", "wall s")]
 
 
-def data_fingerprint(run: Path) -> dict[str, Any]:
+def data_fingerprint(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """What makes two runs' evaluations comparable: their passage ids and their test judgments."""
-    summary = json.loads((run / "summary.json").read_text())
     test_split = next(r.get("split") for r in summary["rows"]) or "test"
     corpus_ids = pq.read_table(run / "data" / "corpus.parquet", columns=["doc_id"]).column("doc_id").to_pylist()
     qrels = pq.read_table(run / "data" / f"qrels-{test_split}.parquet").to_pylist()
@@ -46,9 +45,8 @@ def data_fingerprint(run: Path) -> dict[str, Any]:
             "test_qrels": hashlib.sha256(json.dumps(judgments).encode()).hexdigest()}
 
 
-def experiment_row(run: Path) -> dict[str, Any]:
+def experiment_row(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """One experiment's line: its final student, its teacher, its training and wall seconds."""
-    summary = json.loads((run / "summary.json").read_text())
     final_name = (summary.get("final") or {}).get("selected")
     final = next(r for r in summary["rows"] if r["name"] == final_name)
     teachers = [r for r in summary["rows"] if r["model"] == "teacher"]
@@ -73,19 +71,20 @@ def compare_experiments(run_dirs: Sequence[str], out_dir: str) -> list[dict[str,
     for run in runs:
         if not (run / "summary.json").is_file():
             raise InputError(run / "summary.json", "missing; is it a finished run's folder (results_dir/experiment)?")
-    fingerprints = [data_fingerprint(run) for run in runs]
+    summaries = [json.loads((run / "summary.json").read_text()) for run in runs]
+    fingerprints = [data_fingerprint(run, summary) for run, summary in zip(runs, summaries)]
+    # (hash, count, what it is) of each thing that must be equal
+    checked = (("passage_ids", "passages", "passages"), ("test_qrels", "test_judgments", "test judgments"))
     for run, fingerprint in zip(runs[1:], fingerprints[1:]):
-        differs = [k for k in ("passage_ids", "test_qrels") if fingerprint[k] != fingerprints[0][k]]
+        differs = []
+        for digest, count, label in checked:
+            if fingerprint[digest] != fingerprints[0][digest]:
+                ours, theirs = fingerprint[count], fingerprints[0][count]
+                differs.append(f"{label} ({ours} vs {theirs}{', not the same ones' if ours == theirs else ''})")
         if differs:
-            counts = {k: (fingerprint[n], fingerprints[0][n])
-                      for k, n in (("passage_ids", "passages"), ("test_qrels", "test_judgments"))}
-            what = {k: f"{label} ({a} vs {b}{'' if a != b else ', not the same ones'})"
-                    for k, label in (("passage_ids", "passages"), ("test_qrels", "test judgments"))
-                    for a, b in [counts[k]]}
-            raise InputError(run / "data", f"run on other data than {runs[0]}: its "
-                             f"{' and its '.join(what[k] for k in differs)} differ; experiments are compared only "
-                             "on the same passages and test judgments")
-    rows = [experiment_row(run) for run in runs]
+            raise InputError(run / "data", f"run on other data than {runs[0]}: its {' and its '.join(differs)} "
+                             "differ; experiments are compared only on the same passages and test judgments")
+    rows = [experiment_row(run, summary) for run, summary in zip(runs, summaries)]
     from .evaluation import _cell
     from .report import plot_quality_speed
 
