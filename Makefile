@@ -20,9 +20,11 @@ $(BIN)/.installed: requirements.txt
 run: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --cache --show-failed-logs $(if $(DATA),--config data_dir=$(abspath $(DATA))) $(SNAKEMAKE_ARGS)
 
-# --durations: the slowest tests, what to cut when CI nears its 30 minutes
+# --durations: the slowest tests, what to cut when CI nears its 30 minutes. -n: pytest-xdist workers;
+# loadgroup keeps tests that share a module fixture (xdist_group) on one worker, so it is built once
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs --durations=20 tests
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs --durations=20 -n $(TEST_WORKERS) --dist loadgroup tests
 
 bench: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH bash benchmarks/scifact.sh

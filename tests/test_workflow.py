@@ -387,6 +387,7 @@ def one_iteration_run(tmp_path_factory, tiny_beir, tiny_bert):
     return SimpleNamespace(workdir=workdir, env=env, log=result.stderr)
 
 
+@pytest.mark.xdist_group("one_iteration_run")  # its fixture is built once per worker: keep its users on one
 def test_a_run_killed_hard_in_each_stage_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path, tiny_beir, tiny_bert,
                                                                                        one_iteration_run):
     """One run killed hard (SIGKILL of Snakemake's process group) while the teacher's encode job runs,
@@ -550,6 +551,7 @@ def test_label_free_preset_on_a_test_only_collection_reads_no_judgment(tmp_path,
         "the same student's metrics change with the judgments"
 
 
+@pytest.mark.xdist_group("one_iteration_run")
 def test_a_second_experiment_reuses_the_teachers_work_and_compares_with_the_first_in_one_report(one_iteration_run):
     """Two experiments on the same data under `--cache`, the second with another learning rate: its
     teacher work (corpus encoding, index, evaluation, BM25's candidates, the teacher's scores) comes from
