@@ -23,3 +23,12 @@ def tiny_cross_encoder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_beir(tmp_path_factory):
     return write_beir(tmp_path_factory.mktemp("data") / "beir")
+
+
+# The end-to-end modules first: under pytest-xdist (make test) the two workers then share the long tests
+# from the start, and the short unit tests fill the end, so both workers finish together.
+SLOW_MODULES = ("test_workflow.py", "test_slurm.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.path.name not in SLOW_MODULES)  # stable: the order within stays

@@ -376,7 +376,9 @@ ONE_ITERATION = dict(iterations=1, encode={"shards": 1}, warmup={"epochs": 0}, e
                      train={"epochs": 10, "batch_size": 4, "group_size": 4, "checkpoint_every": 2})
 
 
-@pytest.fixture(scope="module")
+# session, not module: a worker that ran another module's test between its two users tore a module fixture
+# down and built it again (CI: 116 s, then 100 s)
+@pytest.fixture(scope="session")
 def one_iteration_run(tmp_path_factory, tiny_beir, tiny_bert):
     """One uninterrupted run of :data:`ONE_ITERATION` under `--cache` (its cache beside it), shared (CI time):
     the reference of the kill test, the first experiment of the cache test."""
