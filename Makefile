@@ -21,7 +21,8 @@ run: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --cache --show-failed-logs $(if $(DATA),--config data_dir=$(abspath $(DATA))) $(SNAKEMAKE_ARGS)
 
 # --durations: the slowest tests, what to cut when CI nears its 30 minutes. -n: pytest-xdist workers;
-# loadgroup keeps tests that share a costly fixture (xdist_group) on one worker, so it is built once
+# loadgroup would keep tests that share a costly fixture (xdist_group) on one worker, but with pytest 9.2
+# it does not yet (pytest-xdist#1386): the fixture is built on each worker
 TEST_WORKERS ?= 2
 test: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs --durations=20 -n $(TEST_WORKERS) --dist loadgroup tests

@@ -25,8 +25,8 @@ def tiny_beir(tmp_path_factory):
     return write_beir(tmp_path_factory.mktemp("data") / "beir")
 
 
-# The end-to-end modules first: under pytest-xdist (make test) the two workers then share the long tests
-# from the start, and the short unit tests fill the end, so both workers finish together.
+# The end-to-end modules first: under pytest-xdist (make test) the long tests are shared out from the start
+# and the short unit tests come last, so that one worker is not left alone with a long test at the end.
 SLOW_MODULES = ("test_workflow.py", "test_slurm.py")
 
 
