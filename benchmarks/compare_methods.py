@@ -21,6 +21,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from pipeline.compare import compare_experiments, teachers_label  # noqa: E402
+from pipeline.evaluation import _cell  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 # (label, committed result, preset)
 RUNS = [("default (no method)", "scifact.json", "config.yaml"),
@@ -45,7 +49,7 @@ def method_row(label: str, result_name: str, preset: str) -> dict:
     return {"method": label, "preset": preset, "result": f"benchmarks/results/{result_name}",
             "final": result["final_student"], "ndcg@10": final["ndcg@10"], "mrr@10": final["mrr@10"],
             "recall@100": final["recall@100"], "dev_ndcg@10": final.get("dev"),
-            "teacher": ", ".join(f"{t['name']} ({t['ndcg@10']:.4f})" for t in teachers),
+            "teacher": teachers_label(teachers),
             # older results lack the per-iteration entries or their train job seconds: unknown, not 0
             "train_s": train_seconds(result.get("iterations") or [{}]),
             "wall_s": result["wall_s"]}
@@ -55,7 +59,7 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| method (preset) | final student | nDCG@10 | MRR@10 | R@100 | dev nDCG@10 | teacher (nDCG@10) "
              "| training s | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        dev = f"{r['dev_ndcg@10']:.4f}" if r["dev_ndcg@10"] is not None else "-"
+        dev = _cell(r["dev_ndcg@10"])
         train = f"{r['train_s']:.0f}" if r["train_s"] is not None else "-"
         lines.append(f"| {r['method']} (`{r['preset']}`) | {r['final']} | {r['ndcg@10']:.4f} | {r['mrr@10']:.4f} "
                      f"| {r['recall@100']:.4f} | {dev} | {r['teacher']} | {train} | {r['wall_s']:.0f} |")
@@ -74,9 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "scifact-methods.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     print(markdown(rows))
     if args.runs:
-        sys.path.insert(0, str(ROOT))
-        from pipeline.compare import compare_experiments
-
         compare_experiments(args.runs, str(RESULTS / "comparison-all-methods"))
     return 0
 

@@ -45,6 +45,11 @@ def data_fingerprint(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
             "test_qrels": hashlib.sha256(json.dumps(judgments).encode()).hexdigest()}
 
 
+def teachers_label(teachers: Sequence[dict[str, Any]]) -> str:
+    """The teachers of a run as a table cell: each name with its test nDCG@10."""
+    return ", ".join(f"{t['name']} ({t['ndcg@10']:.4f})" for t in teachers) or "-"
+
+
 def experiment_row(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """One experiment's line: its final student, its teacher, its training and wall seconds."""
     final_name = (summary.get("final") or {}).get("selected")
@@ -59,7 +64,7 @@ def experiment_row(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
     return {"experiment": summary["experiment"], "run": str(run), "final": final_name,
             **{k: final.get(k) for k in ("ndcg@10", "mrr@10", "recall@100", "encode_docs_per_s", "params",
                                          "size_mb", "iteration")},
-            "teacher": ", ".join(f"{t['name']} ({t['ndcg@10']:.4f})" for t in teachers) or "-",
+            "teacher": teachers_label(teachers),
             "train_s": round(train_s, 1), "wall_s": round(ended - started, 1),
             "teachers": teachers}
 
