@@ -80,6 +80,11 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
         "encode_speed_reference": reference,
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
     }
+    # what made the run, for tables over seeds and presets: the seed (it also draws the dev split) and the
+    # command's presets and overrides (scifact.sh's BENCH_PRESET, BENCH_CONFIG)
+    result["seed"] = json.loads((run / "data" / "splits.json").read_text())["seed"]
+    result["presets"] = os.environ.get("BENCH_PRESET", "").split()
+    result["config_overrides"] = os.environ.get("BENCH_CONFIG", "").split()
     if (run / "data" / "labels.json").is_file():  # labels.source: teacher: how the teacher labelled
         result["labels"] = json.loads((run / "data" / "labels.json").read_text())
         splits = json.loads((run / "data" / "splits.json").read_text())
