@@ -82,12 +82,12 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
     }
     # what made the run, for tables over seeds and presets: the seed (it also draws the dev split) and the
     # command's presets and overrides (scifact.sh's BENCH_PRESET, BENCH_CONFIG)
-    result["seed"] = json.loads((run / "data" / "splits.json").read_text())["seed"]
+    splits = json.loads((run / "data" / "splits.json").read_text())
+    result["seed"] = splits["seed"]
     result["presets"] = os.environ.get("BENCH_PRESET", "").split()
     result["config_overrides"] = os.environ.get("BENCH_CONFIG", "").split()
     if (run / "data" / "labels.json").is_file():  # labels.source: teacher: how the teacher labelled
         result["labels"] = json.loads((run / "data" / "labels.json").read_text())
-        splits = json.loads((run / "data" / "splits.json").read_text())
         result["labels"].update({k: splits[k] for k in ("training_queries", "dev_queries")})
     if os.environ.get("BENCH_NOTE"):  # how the run was made, when it is not scifact.sh's plain run
         result["note"] = os.environ["BENCH_NOTE"]
