@@ -22,7 +22,11 @@ import statistics
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from pipeline.evaluation import _cell  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def parse_group(spec: str) -> tuple[str, list[tuple[int, str]]]:
@@ -84,14 +88,12 @@ def markdown(groups: dict[str, list[dict]], summaries: dict[str, dict]) -> str:
              "| encode speed |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, rows in groups.items():
         for r in rows:
-            it1 = f"{r['it1_ndcg@10']:.4f}" if r["it1_ndcg@10"] is not None else "-"
-            dev = f"{r['dev_ndcg@10']:.4f}" if r["dev_ndcg@10"] is not None else "-"
-            lines.append(f"| {name} | {r['seed']} | `{Path(r['file']).name}` | {it1} | {r['ndcg@10']:.4f} "
-                         f"| {r['mrr@10']:.4f} | {r['recall@100']:.4f} | {dev} | {r['wall_s']:.0f} "
+            lines.append(f"| {name} | {r['seed']} | `{Path(r['file']).name}` | {_cell(r['it1_ndcg@10'])} "
+                         f"| {r['ndcg@10']:.4f} | {r['mrr@10']:.4f} | {r['recall@100']:.4f} "
+                         f"| {_cell(r['dev_ndcg@10'])} | {r['wall_s']:.0f} "
                          f"| {r['encode_speedup']:.2f}x |")
         m = summaries[name]["median"]
-        it1 = f"{m['it1_ndcg@10']:.4f}" if "it1_ndcg@10" in m else "-"
-        lines.append(f"| **{name}, median** | | | {it1} | **{m['ndcg@10']:.4f}** | {m['mrr@10']:.4f} "
+        lines.append(f"| **{name}, median** | | | {_cell(m.get('it1_ndcg@10'))} | **{m['ndcg@10']:.4f}** | {m['mrr@10']:.4f} "
                      f"| {m['recall@100']:.4f} | | **{m['wall_s']:.0f}** | {m['encode_speedup']:.2f}x |")
     return "\n".join(lines)
 
