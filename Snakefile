@@ -9,6 +9,7 @@ import shlex
 import sys
 
 from snakemake.caching import LOCATION_ENVVAR
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -25,9 +26,10 @@ validate(config, "schemas/config.schema.yaml")
 
 report: "report/workflow.rst"
 
+
 plan = Plan(config)
-# params name the experiment's folder and the data folder by tokens, which each job's `--root` and
-# `--data-dir` give back: params equal across experiments let `--cache` reuse teacher work (README)
+# params name the experiment's folder and the data folder by tokens, which each job's environment gives back
+# (below): params equal across experiments let `--cache` reuse teacher work (README)
 to_json = plan.to_json
 # where `--cache` keeps that work: $SNAKEMAKE_OUTPUT_CACHE, else the config's cache_dir (no `envvars:`
 # directive, which would refuse a run without the variable)
@@ -38,21 +40,29 @@ plan.check()  # cross-field checks: fail at parse time, before any job runs
 if plan.schedule() and workflow.is_main_process:  # a method sets the iterations (PROD): say what each is
     print("\n".join(f"iteration {it}: {plan.describe(it)}" for it in plan.iterations), file=sys.stderr)
 
-# `snakemake --lint` reports two things on purpose (tests/test_workflow.py fails on any other):
-# - "Specify a conda environment or container for each rule": every rule runs the interpreter that runs
-#   Snakemake, whose environment requirements.txt (or environment.yml) pins; a per-rule conda env
-#   would install the same torch stack ten times.
-# - "Shell command directly uses variable PY": PY is that interpreter; as a `params` entry it would
-#   re-run every job of a run whose checkout (and so venv) moved.
-# - "Shell command directly uses variable R" (and DATA_DIR, in prepare): the experiment's and the data's
-#   folders, which jobs get on their command line (`--root`, `--data-dir`) rather than in `params`: the
-#   between-workflow cache keys a job by its params, so params naming the experiment could never be
-#   shared by the next one (pipeline.plan.ROOT_TOKEN).
-PY = sys.executable
-# Jobs run `python -m pipeline` from the working directory (maybe --directory elsewhere, maybe a
-# cluster node), so every job's shell finds the package through PYTHONPATH.
+# Where a job runs, which is not what it computes, reaches its shell through the environment (shell.prefix):
+# - the interpreter that runs Snakemake, first on PATH, so that `python` in a rule is the pinned environment's
+#   (requirements.txt); with `--sdm conda` the rule's `conda:` environment (environment.yml, the same pins)
+#   provides it instead;
+# - the package's folder (PYTHONPATH): jobs run `python -m pipeline` from the working directory (maybe
+#   --directory elsewhere, maybe a cluster node);
+# - the experiment's and the data's folders (PIPELINE_ROOT, PIPELINE_DATA_DIR), which `python -m pipeline` puts
+#   in place of the `{root}` and `{data_dir}` tokens of its arguments. Not `params`: Snakemake reruns a job
+#   whose params change and its between-workflow cache keys a job by them (never by file names), so a folder
+#   in params would re-run a moved checkout and key teacher work by experiment (pipeline.plan.ROOT_TOKEN).
+# So `snakemake --lint` has nothing to say (tests/test_workflow.py fails on any lint).
+CONDA_ENV = os.path.join(workflow.basedir, "environment.yml")
+JOB_ENVIRONMENT = {  # shell words
+    "PYTHONPATH": shlex.quote(workflow.basedir) + "${PYTHONPATH:+:$PYTHONPATH}",
+    "PIPELINE_ROOT": shlex.quote(plan.root),
+    "PIPELINE_DATA_DIR": shlex.quote(plan.data_dir),
+}
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    JOB_ENVIRONMENT["PATH"] = shlex.quote(os.path.dirname(sys.executable)) + ":$PATH"
 # (Snakemake formats the prefix like a command: its braces are doubled.)
-shell.prefix("export PYTHONPATH=%s${{PYTHONPATH:+:$PYTHONPATH}}; " % shlex.quote(workflow.basedir))
+shell.prefix(
+    "".join(f"export {name}={value}; " for name, value in JOB_ENVIRONMENT.items()).replace("{", "{{").replace("}", "}}")
+)
 R = plan.root
 DATA = plan.data
 # What each model job asks for; Snakemake lowers it to --cores on one machine, and a cluster profile
@@ -85,10 +95,10 @@ for method_rules in plan.method_rules():
 
 
 rule all:
+    default_target: True
     input:
         # the summary's table and figures too: Snakemake reruns a job for the missing outputs asked for only
         rules.summary.output,
-    default_target: True
 
 
 onsuccess:

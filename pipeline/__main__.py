@@ -2,7 +2,8 @@
 
 Each Snakemake rule calls exactly one step; the same call runs a step by hand. Paths in the arguments may
 start with ``{root}`` (the experiment's folder) or ``{data_dir}`` (the BEIR folder), given by ``--root``
-and ``--data-dir`` (why: :data:`pipeline.plan.ROOT_TOKEN`).
+and ``--data-dir``, or else by the environment's ``PIPELINE_ROOT`` and ``PIPELINE_DATA_DIR``, which is how
+the workflow's jobs get them (why: :data:`pipeline.plan.ROOT_TOKEN`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 
 STEPS = {
-    "download": "pipeline.data:download_scifact",
+    "download": "pipeline.data:download_beir",
     "prepare": "pipeline.data:prepare_dataset",
     "split": "pipeline.splits:split_training_queries",
     "pseudo_queries": "pipeline.labels:add_pseudo_queries",
@@ -41,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     parser.add_argument("step", choices=sorted(STEPS))
     parser.add_argument("kwargs", help="keyword arguments of the step, as a JSON object")
-    parser.add_argument("--root", default=None, help="the experiment's folder, for {root} in the arguments")
-    parser.add_argument("--data-dir", default=None, help="the BEIR folder, for {data_dir} in the arguments")
+    parser.add_argument("--root", default=os.environ.get("PIPELINE_ROOT"),
+                        help="the experiment's folder, for {root} in the arguments (default: $PIPELINE_ROOT)")
+    parser.add_argument("--data-dir", default=os.environ.get("PIPELINE_DATA_DIR"),
+                        help="the BEIR folder, for {data_dir} in the arguments (default: $PIPELINE_DATA_DIR)")
     parser.add_argument("--threads", type=int, default=None, help="threads for torch/FAISS")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

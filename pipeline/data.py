@@ -317,43 +317,48 @@ def load_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Default data set download
+# The data of `data_dir: null`: a BEIR zip, downloaded
 # --------------------------------------------------------------------------------------------------
 
-SCIFACT_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip"
-SCIFACT_SHA256 = {
-    "corpus.jsonl": "dec31c8182f3d744c7d2c09423756fd1d17cbef75808db13ba01cc0aab4d1ac6",
-    "queries.jsonl": "8ff84a7c903f722981cd8d595c022660140c51867b27608a6d4910db86080313",
-}
 
-
-def download_scifact(out_dir: str, url: str = SCIFACT_URL, timeout_s: float = 20.0) -> Path:
-    """Download BEIR SciFact once into ``out_dir`` and check its files' sha256."""
+def download_beir(out_dir: str, url: str, sha256: str, required: list[str], timeout_s: float = 20.0) -> Path:
+    """Download the BEIR-layout zip at ``url`` into ``out_dir``: its bytes must have the ``sha256`` given
+    (checked before anything is extracted), its one top folder's files land in ``out_dir`` (atomically:
+    all or nothing), and each of the ``required`` files (relative to ``out_dir``) must be among them."""
     out = Path(out_dir)
-    if all((out / name).is_file() for name in SCIFACT_SHA256) and (out / "qrels").is_dir():
-        return out
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response, tempfile.TemporaryFile() as buffer:
-            shutil.copyfileobj(response, buffer)
-            buffer.seek(0)
-            with atomic_path(out, directory=True) as tmp, zipfile.ZipFile(buffer) as archive:
-                for member in archive.infolist():
-                    parts = Path(member.filename).parts
-                    if member.is_dir() or len(parts) < 2 or ".." in parts:
-                        continue
-                    target = tmp.joinpath(*parts[1:])
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.open(member) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                for name, expected in SCIFACT_SHA256.items():
-                    actual = sha256_file(tmp / name)
-                    if actual != expected:
-                        raise InputError(tmp / name, f"sha256 {actual} does not match the expected {expected}")
-    except OSError as err:
-        raise InputError(
-            url, f"could not download BEIR SciFact ({err}). Without network, point the workflow at a "
-            "local BEIR folder: `snakemake --cores all --config data_dir=/path/to/scifact` "
-            "or `make run DATA=/path/to/scifact`."
-        ) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out.parent) as buffer:
+        digest = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    buffer.write(chunk)
+        except (OSError, ValueError) as err:  # URLError, HTTPError, timeouts, refused connections
+            reason = getattr(err, "reason", None) or err
+            raise InputError(url, f"could not download it ({reason}); without network, run on a local BEIR "
+                             "folder: `make run DATA=/path/to/beir` (or `--config data_dir=/path/to/beir`)") from None
+        if digest.hexdigest() != sha256:
+            raise InputError(url, f"the downloaded file's sha256 is {digest.hexdigest()}, not the expected {sha256} "
+                             "(config download.sha256); nothing was extracted")
+        buffer.seek(0)
+        try:
+            archive = zipfile.ZipFile(buffer)
+        except zipfile.BadZipFile as err:
+            raise InputError(url, f"not a zip file ({err})") from None
+        with archive, atomic_path(out, directory=True) as tmp:
+            for member in archive.infolist():
+                parts = Path(member.filename).parts
+                if member.is_dir() or len(parts) < 2 or ".." in parts or Path(member.filename).is_absolute():
+                    continue  # the top folder itself, and nothing that would land outside it
+                target = tmp.joinpath(*parts[1:])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            missing = [name for name in required if not (tmp / name).is_file()]
+            if missing:
+                raise InputError(url, f"the zip has no {', '.join(missing)} under its top folder (a BEIR folder "
+                                 "holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv)")
+    log.info("downloaded %s (sha256 %s) into %s", url, sha256, out)
     return out
 

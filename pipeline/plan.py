@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,10 @@ def to_json(**kwargs) -> str:
 
 
 # Paths in a job's arguments name the experiment's folder and the data folder by these tokens; the job's
-# command line (``--root``, ``--data-dir``) gives them back (:func:`expand_tokens`). So a job's params
-# are the same in every experiment on the same data, and Snakemake's between-workflow cache (``cache:``,
-# ``--cache``), which keys an output by the params of its job and of every job upstream, serves one
-# experiment's teacher work to the next.
+# environment (``PIPELINE_ROOT``, ``PIPELINE_DATA_DIR``; by hand: ``--root``, ``--data-dir``) gives them back
+# (:func:`expand_tokens`). So a job's params are the same in every experiment on the same data, and
+# Snakemake's between-workflow cache (``cache:``, ``--cache``), which keys an output by the params of its job
+# and of every job upstream, serves one experiment's teacher work to the next.
 ROOT_TOKEN = "{root}"
 DATA_DIR_TOKEN = "{data_dir}"
 
@@ -66,13 +67,21 @@ def replace_prefixes(value: Any, prefixes: dict[str, str]) -> Any:
 
 def expand_tokens(kwargs: dict[str, Any], root: str | None, data_dir: str | None) -> dict[str, Any]:
     """A job's arguments with :data:`ROOT_TOKEN` and :data:`DATA_DIR_TOKEN` replaced by the folders named
-    on its command line; a token without its folder is an error, not a path that silently does not exist."""
+    on its command line (or in its environment: the workflow's jobs); a token without its folder is an
+    error, not a path that silently does not exist."""
     text = json.dumps(kwargs)
-    for token, folder, option in ((ROOT_TOKEN, root, "--root"), (DATA_DIR_TOKEN, data_dir, "--data-dir")):
+    for token, folder, option in ((ROOT_TOKEN, root, "--root (nor $PIPELINE_ROOT)"),
+                                  (DATA_DIR_TOKEN, data_dir, "--data-dir (nor $PIPELINE_DATA_DIR)")):
         if folder is None and json.dumps(token)[1:-1] in text:
             raise ConfigError(f"the step's arguments name {token} but its command line gives no {option}")
     prefixes = {token: folder for token, folder in ((ROOT_TOKEN, root), (DATA_DIR_TOKEN, data_dir)) if folder}
     return replace_prefixes(kwargs, prefixes)
+
+
+def download_name(url: str) -> str:
+    """The folder a downloaded BEIR zip unpacks into: its file name less ``.zip`` (``scifact``)."""
+    name = Path(urllib.parse.urlparse(url).path).name
+    return name[: -len(".zip")] if name.endswith(".zip") else name or "download"
 
 
 class Plan:
@@ -82,8 +91,10 @@ class Plan:
         self.config = config
         self._iteration_configs: dict[int, dict[str, Any]] = {}
         self.root = f"{config['results_dir']}/{config['experiment']}"
-        #: the BEIR folder prepare reads (the downloaded SciFact when ``data_dir`` is null)
-        self.data_dir = config["data_dir"] or f"{config['cache_dir']}/beir/scifact"
+        #: the BEIR folder is downloaded (``download``: SciFact by default) when no ``data_dir`` is given
+        self.downloads = not config["data_dir"]
+        #: the BEIR folder prepare reads: ``data_dir``, or the download's, named after its zip
+        self.data_dir = config["data_dir"] or f"{config['cache_dir']}/beir/{download_name(config['download']['url'])}"
         splits, labels = config["splits"], config["labels"]
         #: positives come from a teacher (labels.source: teacher), not from judged training qrels
         self.teacher_labelled = labels["source"] == "teacher"

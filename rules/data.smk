@@ -1,21 +1,31 @@
-# Data: fetch (default SciFact only) and validate a BEIR folder into Parquet.
+# Data: fetch (data_dir: null) and validate a BEIR folder into Parquet.
 
 DATA_DIR = plan.data_dir
 
 
-rule download_scifact:
-    output:
-        corpus=f"{config['cache_dir']}/beir/scifact/corpus.jsonl",
-        queries=f"{config['cache_dir']}/beir/scifact/queries.jsonl",
-        qrels=[f"{config['cache_dir']}/beir/scifact/qrels/{s}.tsv" for s in ("train", "test")],
-    params:
-        args=to_json(out_dir=f"{config['cache_dir']}/beir/scifact"),
-    log:
-        f"{config['cache_dir']}/logs/download_scifact.log",
-    resources:
-        runtime=30,
-    shell:
-        "{PY} -m pipeline download {params.args:q} --root {R:q} > {log} 2>&1"
+# Only with `data_dir: null`: the BEIR zip of `download.url` (SciFact by default), its sha256 checked before
+# anything is extracted, into the cache folder that plan.data_dir names after it.
+if plan.downloads:
+
+    rule download:
+        output:
+            corpus=f"{DATA_DIR}/corpus.jsonl",
+            queries=f"{DATA_DIR}/queries.jsonl",
+            qrels=[f"{DATA_DIR}/qrels/{s}.tsv" for s in plan.prepared_splits],
+        log:
+            f"{config['cache_dir']}/logs/download-{os.path.basename(DATA_DIR)}.log",
+        conda:
+            CONDA_ENV
+        resources:
+            runtime=30,
+        params:
+            # a function: a string param is formatted like a wildcard pattern, and the args name {data_dir}
+            settings=lambda wc: to_json(**config["download"]),
+            args=lambda wc, output: to_json(
+                out_dir=DATA_DIR, required=[os.path.relpath(f, DATA_DIR) for f in output], **config["download"]
+            ),
+        shell:
+            "python -m pipeline download {params.args:q} > {log} 2>&1"
 
 
 rule prepare:
@@ -28,10 +38,23 @@ rule prepare:
         queries=plan.prepared_queries,
         qrels=[plan.prepared_qrels(s) for s in plan.prepared_splits],
         report=f"{R}/data/report.json",
+    log:
+        f"{R}/logs/prepare.log",
+    benchmark:
+        f"{R}/benchmarks/prepare.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=to_json(splits=plan.prepared_splits, include_title=config["include_title"], drop_empty_texts=config["drop_empty_texts"]),
+        settings=to_json(
+            splits=plan.prepared_splits,
+            include_title=config["include_title"],
+            drop_empty_texts=config["drop_empty_texts"],
+        ),
         args=lambda wc, output: to_json(
             data_dir=DATA_DIR,
             out_dir=os.path.dirname(output.report),
@@ -39,15 +62,8 @@ rule prepare:
             include_title=config["include_title"],
             drop_empty_texts=config["drop_empty_texts"],
         ),
-    log:
-        f"{R}/logs/prepare.log",
-    benchmark:
-        f"{R}/benchmarks/prepare.tsv"
-    resources:
-        mem_mb=4000,
-        runtime=30,
     shell:
-        "{PY} -m pipeline prepare {params.args:q} --root {R:q} --data-dir {DATA_DIR:q} > {log} 2>&1"
+        "python -m pipeline prepare {params.args:q} > {log} 2>&1"
 
 
 rule split_training_queries:
@@ -59,10 +75,16 @@ rule split_training_queries:
         training=DATA["qrels_train"],
         dev=DATA["qrels_dev"],
         report=f"{R}/data/splits.json",
+    log:
+        f"{R}/logs/split_training_queries.log",
+    conda:
+        CONDA_ENV
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=to_json(seed=config["seed"], train_queries=config["splits"]["train_queries"], dev=config["splits"]["dev"]),
+        settings=to_json(
+            seed=config["seed"], train_queries=config["splits"]["train_queries"], dev=config["splits"]["dev"]
+        ),
         args=lambda wc, input, output: to_json(
             qrels_path=input.qrels,
             test_qrels_path=input.test,
@@ -74,10 +96,8 @@ rule split_training_queries:
             train_queries=config["splits"]["train_queries"],
             dev=config["splits"]["dev"],
         ),
-    log:
-        f"{R}/logs/split_training_queries.log",
     shell:
-        "{PY} -m pipeline split {params.args:q} --root {R:q} > {log} 2>&1"
+        "python -m pipeline split {params.args:q} > {log} 2>&1"
 
 
 # Training labels without judgments (labels.source: teacher; pipeline/labels.py): pseudo-queries made
@@ -94,6 +114,13 @@ if plan.teacher_labelled:
                 corpus=DATA["corpus"],
             output:
                 DATA["queries"],
+            log:
+                f"{R}/logs/pseudo_queries.log",
+            conda:
+                CONDA_ENV
+            resources:
+                mem_mb=4000,
+                runtime=30,
             params:
                 # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
                 # that do not derive from input or output, as the job's args do
@@ -105,13 +132,8 @@ if plan.teacher_labelled:
                     seed=config["seed"],
                     **config["labels"]["pseudo_queries"],
                 ),
-            log:
-                f"{R}/logs/pseudo_queries.log",
-            resources:
-                mem_mb=4000,
-                runtime=30,
             shell:
-                "{PY} -m pipeline pseudo_queries {params.args:q} --root {R:q} > {log} 2>&1"
+                "python -m pipeline pseudo_queries {params.args:q} > {log} 2>&1"
 
     rule label_with_teacher:
         input:
@@ -119,19 +141,27 @@ if plan.teacher_labelled:
         output:
             qrels=f"{R}/data/qrels-teacher.parquet",
             report=f"{R}/data/labels.json",
-        params:
-            # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
-            # that do not derive from input or output, as the job's args do
-            settings=lambda wc: to_json(teacher=plan.model(plan.labeller), models=plan.models_of(plan.labeller), rerank_depth=config["evaluate"]["rerank_depth"], include_title=config["include_title"], **plan.labelling_settings()),
-            args=lambda wc, input, output: plan.labelling_args(input, output),
         log:
             f"{R}/logs/label_with_teacher.log",
         benchmark:
             f"{R}/benchmarks/label_with_teacher.tsv"
+        conda:
+            CONDA_ENV
         threads: JOB_THREADS
         resources:
             mem_mb=8000,
             runtime=60,
             gpu=GPUS,
+        params:
+            # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+            # that do not derive from input or output, as the job's args do
+            settings=lambda wc: to_json(
+                teacher=plan.model(plan.labeller),
+                models=plan.models_of(plan.labeller),
+                rerank_depth=config["evaluate"]["rerank_depth"],
+                include_title=config["include_title"],
+                **plan.labelling_settings(),
+            ),
+            args=lambda wc, input, output: plan.labelling_args(input, output),
         shell:
-            "{PY} -m pipeline label {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
+            "python -m pipeline label {params.args:q} --threads {threads} > {log} 2>&1"

@@ -2,18 +2,31 @@
 
 
 rule mine:
-    # teacher work reused by the next experiment on the same data under `--cache` (README); a cached
-    # rule may have no benchmark: (Snakemake could not fill it on a cache hit)
-    cache: True
     input:
         **DATA,
         miner=lambda wc: plan.miner_inputs(wc.it),
     output:
         f"{R}/it{{it}}/candidates.parquet",
+    log:
+        f"{R}/logs/mine/it{{it}}.log",
+    # teacher work reused by the next experiment on the same data under `--cache` (README); a cached
+    # rule may have no benchmark: (Snakemake could not fill it on a cache hit)
+    cache: True
+    conda:
+        CONDA_ENV
+    threads: JOB_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=GPUS,
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=lambda wc: to_json(miner=plan.model(plan.miner_of(wc.it)), **{k: plan.iteration(wc.it)["mine"][k] for k in ("depth", "window")}, include_title=config["include_title"]),
+        settings=lambda wc: to_json(
+            miner=plan.model(plan.miner_of(wc.it)),
+            **{k: plan.iteration(wc.it)["mine"][k] for k in ("depth", "window")},
+            include_title=config["include_title"],
+        ),
         args=lambda wc, input, output: to_json(
             queries_path=input.queries,
             qrels_path=input.qrels_train,
@@ -27,21 +40,11 @@ rule mine:
             device=config["device"],
             provenance={"iteration": int(wc.it)},
         ),
-    log:
-        f"{R}/logs/mine/it{{it}}.log",
-    threads: JOB_THREADS
-    resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=GPUS,
     shell:
-        "{PY} -m pipeline mine {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline mine {params.args:q} --threads {threads} > {log} 2>&1"
 
 
 rule score:
-    # teacher work reused by the next experiment on the same data under `--cache` (README); a cached
-    # rule may have no benchmark: (Snakemake could not fill it on a cache hit)
-    cache: True
     input:
         **DATA,
         candidates=lambda wc: plan.scored_candidates(wc.it),
@@ -49,10 +52,24 @@ rule score:
         models=lambda wc: plan.scorer_inputs(wc.scorer),
     output:
         f"{R}/it{{it}}/scores/{{scorer}}.parquet",
+    log:
+        f"{R}/logs/score/it{{it}}-{{scorer}}.log",
+    # teacher work reused by the next experiment on the same data under `--cache` (README); a cached
+    # rule may have no benchmark: (Snakemake could not fill it on a cache hit)
+    cache: True
+    conda:
+        CONDA_ENV
+    threads: JOB_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=GPUS,
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=lambda wc: to_json(scorer=plan.model(wc.scorer), models=plan.models_of(wc.scorer), include_title=config["include_title"]),
+        settings=lambda wc: to_json(
+            scorer=plan.model(wc.scorer), models=plan.models_of(wc.scorer), include_title=config["include_title"]
+        ),
         args=lambda wc, input, output: to_json(
             candidates_path=input.candidates,
             qrels_path=input.qrels_train,
@@ -66,41 +83,36 @@ rule score:
             device=config["device"],
             provenance={"iteration": int(wc.it)},
         ),
-    log:
-        f"{R}/logs/score/it{{it}}-{{scorer}}.log",
-    threads: JOB_THREADS
-    resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=GPUS,
     shell:
-        "{PY} -m pipeline score {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline score {params.args:q} --threads {threads} > {log} 2>&1"
 
 
 rule train:
-    # iteration 0 is init_student's; without this, a job run on a cluster node (where only `train` is an
-    # allowed rule) would see students/it0 as train's output and try to rebuild it from students/it-1
-    wildcard_constraints:
-        it=r"[1-9]\d*",
     input:
         unpack(lambda wc: plan.train_inputs(wc.it)),
     output:
         directory(f"{R}/students/it{{it}}"),
-    params:
-        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
-        # that do not derive from input or output, as the job's args do
-        settings=lambda wc: plan.train_settings(wc.it),
-        args=lambda wc, input, output: plan.train_args(wc.it, input, output),
-        launcher=lambda wc: plan.train_launcher(wc.it),
     log:
         f"{R}/logs/train/it{{it}}.log",
     benchmark:
         f"{R}/benchmarks/train/it{{it}}.tsv"
+    # iteration 0 is init_student's; without this, a job run on a cluster node (where only `train` is an
+    # allowed rule) would see students/it0 as train's output and try to rebuild it from students/it-1
+    wildcard_constraints:
+        it=r"[1-9]\d*",
+    conda:
+        CONDA_ENV
     threads: JOB_THREADS
     resources:
         mem_mb=lambda wc: 12000 * plan.train_processes(wc.it),
         runtime=720,
         # one GPU per data-parallel process (train.processes)
         gpu=lambda wc: GPUS * plan.train_processes(wc.it),
+    params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: plan.train_settings(wc.it),
+        args=lambda wc, input, output: plan.train_args(wc.it, input, output),
+        launcher=lambda wc: plan.train_launcher(wc.it),
     shell:
-        "{PY} {params.launcher} {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
+        "python {params.launcher} {params.args:q} --threads {threads} > {log} 2>&1"

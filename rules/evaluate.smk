@@ -3,9 +3,6 @@
 
 
 rule evaluate:
-    # teacher work reused by the next experiment on the same data under `--cache` (README); a cached
-    # rule may have no benchmark: (Snakemake could not fill it on a cache hit)
-    cache: True
     input:
         unpack(lambda wc: plan.eval_inputs(wc.model)),
     output:
@@ -13,10 +10,28 @@ rule evaluate:
         test_run=f"{R}/eval/test/{{model}}/run.trec",
         dev_metrics=f"{R}/eval/dev/{{model}}/metrics.json",
         dev_run=f"{R}/eval/dev/{{model}}/run.trec",
+    log:
+        f"{R}/logs/evaluate/{{model}}.log",
+    # teacher work reused by the next experiment on the same data under `--cache` (README); a cached
+    # rule may have no benchmark: (Snakemake could not fill it on a cache hit)
+    cache: True
+    conda:
+        CONDA_ENV
+    threads: JOB_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=GPUS,
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=lambda wc: to_json(model=plan.model(wc.model), models=plan.models_of(wc.model), depth=config["evaluate"]["depth"], rerank_depth=config["evaluate"]["rerank_depth"], include_title=config["include_title"]),
+        settings=lambda wc: to_json(
+            model=plan.model(wc.model),
+            models=plan.models_of(wc.model),
+            depth=config["evaluate"]["depth"],
+            rerank_depth=config["evaluate"]["rerank_depth"],
+            include_title=config["include_title"],
+        ),
         args=lambda wc, input, output: to_json(
             model=plan.model(wc.model),
             role=plan.evaluated_role(wc.model),
@@ -24,8 +39,10 @@ rule evaluate:
             phase=plan.role_of(wc.model)[2],
             queries_path=input.queries,
             corpus_path=input.corpus,
-            splits={split: {"qrels_path": input[f"qrels_{split}"], "out_dir": os.path.dirname(output[f"{split}_metrics"])}
-                    for split in plan.EVAL_SPLITS},
+            splits={
+                split: {"qrels_path": input[f"qrels_{split}"], "out_dir": os.path.dirname(output[f"{split}_metrics"])}
+                for split in plan.EVAL_SPLITS
+            },
             depth=config["evaluate"]["depth"],
             rerank_depth=config["evaluate"]["rerank_depth"],
             index_dir=input.get("index"),
@@ -34,15 +51,8 @@ rule evaluate:
             include_title=config["include_title"],
             device=config["device"],
         ),
-    log:
-        f"{R}/logs/evaluate/{{model}}.log",
-    threads: JOB_THREADS
-    resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=GPUS,
     shell:
-        "{PY} -m pipeline evaluate {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline evaluate {params.args:q} --threads {threads} > {log} 2>&1"
 
 
 rule select_student:
@@ -51,6 +61,10 @@ rule select_student:
         splits=f"{R}/data/splits.json",
     output:
         f"{R}/final.json",
+    log:
+        f"{R}/logs/select_student.log",
+    conda:
+        CONDA_ENV
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
@@ -62,10 +76,8 @@ rule select_student:
             metric=config["splits"]["dev"]["metric"],
             sources={m: plan.model(m)["source"] for m in plan.students()},
         ),
-    log:
-        f"{R}/logs/select_student.log",
     shell:
-        "{PY} -m pipeline select {params.args:q} --root {R:q} > {log} 2>&1"
+        "python -m pipeline select {params.args:q} > {log} 2>&1"
 
 
 rule summary:
@@ -80,9 +92,15 @@ rule summary:
         markdown=f"{R}/summary.md",
         json=f"{R}/summary.json",
         table=report(f"{R}/report/summary.html", caption="../report/summary.rst", category="Summary"),
-        ndcg=report(f"{R}/report/ndcg-per-iteration.svg", caption="../report/ndcg-per-iteration.rst", category="Quality"),
+        ndcg=report(
+            f"{R}/report/ndcg-per-iteration.svg", caption="../report/ndcg-per-iteration.rst", category="Quality"
+        ),
         quality_speed=report(f"{R}/report/quality-speed.svg", caption="../report/quality-speed.rst", category="Quality"),
         training=report(f"{R}/report/training-curves.svg", caption="../report/training-curves.rst", category="Training"),
+    log:
+        f"{R}/logs/summary.log",
+    conda:
+        CONDA_ENV
     params:
         args=lambda wc, input, output: to_json(
             metric_paths=list(input.test),
@@ -91,13 +109,16 @@ rule summary:
             out_markdown=output.markdown,
             out_json=output.json,
             experiment=config["experiment"],
-            iterations=[{"iteration": it, "label": plan.describe(it), "reports": plan.reports(it)}
-                        for it in plan.iterations],
+            iterations=[
+                {"iteration": it, "label": plan.describe(it), "reports": plan.reports(it)} for it in plan.iterations
+            ],
             training_paths={f"it{it}": f"{path}/training.json" for it, path in zip(plan.iterations, input.students)},
-            figures={"table": output.table, "ndcg": output.ndcg, "quality_speed": output.quality_speed,
-                     "training": output.training},
+            figures={
+                "table": output.table,
+                "ndcg": output.ndcg,
+                "quality_speed": output.quality_speed,
+                "training": output.training,
+            },
         ),
-    log:
-        f"{R}/logs/summary.log",
     shell:
-        "{PY} -m pipeline summary {params.args:q} --root {R:q} > {log} 2>&1"
+        "python -m pipeline summary {params.args:q} > {log} 2>&1"

@@ -8,19 +8,22 @@ rule export:
         lambda wc: plan.model_inputs(wc.model),
     output:
         directory(f"{R}/export/{{model}}"),
-    params:
-        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
-        # that do not derive from input or output, as the job's args do
-        settings=lambda wc: to_json(model=plan.model(wc.model), formats=config["export"]["formats"]),
-        args=lambda wc, output: to_json(model=plan.model(wc.model), out_dir=output[0],
-                                        formats=config["export"]["formats"]),
     log:
         f"{R}/logs/export/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/export/{{model}}.tsv"
+    conda:
+        CONDA_ENV
     threads: JOB_THREADS
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: to_json(model=plan.model(wc.model), formats=config["export"]["formats"]),
+        args=lambda wc, output: to_json(
+            model=plan.model(wc.model), out_dir=output[0], formats=config["export"]["formats"]
+        ),
     shell:
-        "{PY} -m pipeline export {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline export {params.args:q} --threads {threads} > {log} 2>&1"

@@ -9,10 +9,25 @@ rule mine_for_finetune:
         miner=lambda wc: plan.finetune_miner_inputs(wc.model),
     output:
         f"{R}/finetune/{{model}}/candidates.parquet",
+    log:
+        f"{R}/logs/finetune/{{model}}-mine.log",
+    benchmark:
+        f"{R}/benchmarks/finetune/{{model}}-mine.tsv"
+    conda:
+        CONDA_ENV
+    threads: JOB_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=GPUS,
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=lambda wc: to_json(miner=plan.model(plan.finetune_settings(wc.model)["miner"]), settings=plan.finetune_settings(wc.model), include_title=config["include_title"]),
+        settings=lambda wc: to_json(
+            miner=plan.model(plan.finetune_settings(wc.model)["miner"]),
+            settings=plan.finetune_settings(wc.model),
+            include_title=config["include_title"],
+        ),
         args=lambda wc, input, output: to_json(
             queries_path=input.queries,
             qrels_path=input.qrels_train,
@@ -26,17 +41,8 @@ rule mine_for_finetune:
             device=config["device"],
             provenance={"finetune": wc.model},
         ),
-    log:
-        f"{R}/logs/finetune/{{model}}-mine.log",
-    benchmark:
-        f"{R}/benchmarks/finetune/{{model}}-mine.tsv"
-    threads: JOB_THREADS
-    resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=GPUS,
     shell:
-        "{PY} -m pipeline mine {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline mine {params.args:q} --threads {threads} > {log} 2>&1"
 
 
 rule finetune:
@@ -47,19 +53,23 @@ rule finetune:
         candidates=f"{R}/finetune/{{model}}/candidates.parquet",
     output:
         directory(f"{R}/models/{{model}}"),
-    params:
-        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
-        # that do not derive from input or output, as the job's args do
-        settings=lambda wc: to_json(model=plan.config["models"][wc.model], seed=config["seed"], include_title=config["include_title"]),
-        args=lambda wc, input, output: plan.finetune_args(wc.model, input, output),
     log:
         f"{R}/logs/finetune/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/finetune/{{model}}.tsv"
+    conda:
+        CONDA_ENV
     threads: JOB_THREADS
     resources:
         mem_mb=12000,
         runtime=240,
         gpu=GPUS,
+    params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: to_json(
+            model=plan.config["models"][wc.model], seed=config["seed"], include_title=config["include_title"]
+        ),
+        args=lambda wc, input, output: plan.finetune_args(wc.model, input, output),
     shell:
-        "{PY} -m pipeline finetune {params.args:q} --root {R:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline finetune {params.args:q} --threads {threads} > {log} 2>&1"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 TOPICS = {
     "cardio": "heart artery blood pressure cholesterol stroke cardiac vessel hypertension",
@@ -87,3 +89,48 @@ def prepare_with_candidates(beir: str | Path, root: str | Path) -> dict[str, str
     mine_negatives(data["queries"], data["qrels-train"], str(root / "candidates.parquet"),
                    {"name": "bm25", "kind": "bm25"}, depth=20, window=(0, 10), corpus_path=data["corpus"])
     return data
+
+
+def zip_beir(beir: str | Path, zip_path: str | Path) -> tuple[Path, str]:
+    """``beir`` zipped as BEIR's own zips are (one top folder, named after the zip), and its sha256."""
+    import hashlib
+    import zipfile
+
+    beir, zip_path = Path(beir), Path(zip_path)
+    top = zip_path.name.removesuffix(".zip")
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for path in sorted(beir.rglob("*")):
+            if path.is_file():
+                archive.write(path, f"{top}/{path.relative_to(beir).as_posix()}")
+    return zip_path, hashlib.sha256(zip_path.read_bytes()).hexdigest()
+
+
+@contextmanager
+def http_server(folder: str | Path) -> Iterator[str]:
+    """``folder`` served over HTTP on the loopback interface while the block runs; yields its base URL."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class QuietHandler(SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # the test's output, not the server's access log
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def unused_local_url() -> str:
+    """A loopback URL where nothing listens (the port of a socket just closed): a server that cannot be reached."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/scifact.zip"

@@ -1,12 +1,17 @@
 import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.data import InputError, prepare_dataset, read_provenance, read_table
-from fixtures import write_beir
+from pipeline.data import InputError, download_beir, prepare_dataset, read_provenance, read_table
+from fixtures import http_server, unused_local_url, write_beir, zip_beir
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_jsonl(path, rows):
@@ -98,12 +103,64 @@ def test_empty_texts_are_counted_and_kept_or_dropped(beir, tmp_path):
     assert rows[3]["_id"] not in set(qrels.doc_id)
 
 
-def test_download_without_network_says_how_to_use_local_copy(tmp_path):
-    from pipeline.data import download_scifact
+REQUIRED = ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv", "qrels/train.tsv"]
 
-    with pytest.raises(InputError, match="data_dir"):
-        download_scifact(str(tmp_path / "cache"), url="http://127.0.0.1:9/scifact.zip", timeout_s=2)
-    assert not (tmp_path / "cache").exists()
+
+@pytest.fixture
+def served_zip(beir, tmp_path):
+    """The fixture's BEIR folder as a BEIR zip, served over HTTP on the loopback interface."""
+    site = tmp_path / "site"
+    site.mkdir()
+    zip_path, sha256 = zip_beir(beir, site / "tiny.zip")
+    with http_server(site) as base_url:
+        yield SimpleNamespace(url=f"{base_url}/tiny.zip", sha256=sha256)
+
+
+def test_download_fetches_checks_and_unpacks_a_beir_zip(served_zip, beir, tmp_path):
+    out = download_beir(str(tmp_path / "cache/tiny"), served_zip.url, served_zip.sha256, REQUIRED)
+    for name in REQUIRED:
+        assert (out / name).read_bytes() == (beir / name).read_bytes(), name
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny"], "no temporary file or folder is left"
+
+
+def test_download_with_another_checksum_is_refused_naming_the_file_and_extracts_nothing(served_zip, tmp_path):
+    wrong = "0" * 64
+    with pytest.raises(InputError) as error:
+        download_beir(str(tmp_path / "cache/tiny"), served_zip.url, wrong, REQUIRED)
+    message = str(error.value)
+    assert message.startswith(served_zip.url) and served_zip.sha256 in message and wrong in message
+    assert "download.sha256" in message, "it says which setting holds the expected checksum"
+    assert list((tmp_path / "cache").iterdir()) == [], "nothing extracted, no temporary file left"
+
+
+def test_download_of_a_zip_without_a_required_file_names_it(served_zip, tmp_path):
+    with pytest.raises(InputError, match="no qrels/dev.tsv under its top folder"):
+        download_beir(str(tmp_path / "cache/tiny"), served_zip.url, served_zip.sha256, [*REQUIRED, "qrels/dev.tsv"])
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_download_from_an_unreachable_server_fails_at_once_with_the_url_and_the_way_out(tmp_path):
+    url = unused_local_url()
+    started = time.monotonic()
+    with pytest.raises(InputError) as error:
+        download_beir(str(tmp_path / "cache/scifact"), url, "0" * 64, REQUIRED, timeout_s=5)
+    assert time.monotonic() - started < 5
+    message = str(error.value)
+    assert message.startswith(url) and "make run DATA=/path/to/beir" in message and "\n" not in message
+    assert not (tmp_path / "cache/scifact").exists()
+
+
+def test_the_default_download_is_beirs_scifact_named_after_its_zip():
+    import yaml
+
+    from pipeline.config import complete_section
+    from pipeline.plan import download_name
+
+    assert yaml.safe_load(open(ROOT / "config.yaml"))["data_dir"] is None, "the shipped config downloads"
+    download = complete_section("download", {})
+    assert download["url"].endswith("/BEIR/datasets/scifact.zip") and len(download["sha256"]) == 64
+    assert download_name(download["url"]) == "scifact"
+    assert download_name("http://127.0.0.1:8000/beir/tiny.zip?x=1") == "tiny"
 
 
 def test_a_byte_order_mark_is_accepted(beir, tmp_path):

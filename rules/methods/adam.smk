@@ -9,10 +9,23 @@ rule adam_dark:
         corpus=DATA["corpus"],
     output:
         f"{R}/it{{it}}/dark-candidates.parquet",
+    log:
+        f"{R}/logs/adam_dark/it{{it}}.log",
+    benchmark:
+        f"{R}/benchmarks/adam_dark/it{{it}}.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=lambda wc: to_json(settings=plan.iteration(wc.it)["adam"], seed=config["seed"] + int(wc.it), include_title=config["include_title"]),
+        settings=lambda wc: to_json(
+            settings=plan.iteration(wc.it)["adam"],
+            seed=config["seed"] + int(wc.it),
+            include_title=config["include_title"],
+        ),
         args=lambda wc, input, output: to_json(
             candidates_path=input.candidates,
             qrels_path=input.qrels_train,
@@ -23,12 +36,5 @@ rule adam_dark:
             include_title=config["include_title"],
             provenance={"iteration": int(wc.it)},
         ),
-    log:
-        f"{R}/logs/adam_dark/it{{it}}.log",
-    benchmark:
-        f"{R}/benchmarks/adam_dark/it{{it}}.tsv"
-    resources:
-        mem_mb=4000,
-        runtime=10,
     shell:
-        "{PY} -m pipeline adam_dark {params.args:q} --root {R:q} > {log} 2>&1"
+        "python -m pipeline adam_dark {params.args:q} > {log} 2>&1"

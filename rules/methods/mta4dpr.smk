@@ -11,6 +11,15 @@ rule mta4dpr_select:
     output:
         candidates=f"{R}/it{{it}}/mta4dpr/candidates.parquet",
         report=f"{R}/it{{it}}/mta4dpr/pool.json",
+    log:
+        f"{R}/logs/mta4dpr_select/it{{it}}.log",
+    benchmark:
+        f"{R}/benchmarks/mta4dpr_select/it{{it}}.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
@@ -21,12 +30,5 @@ rule mta4dpr_select:
             report_path=output.report,
             provenance={"iteration": int(wc.it)},
         ),
-    log:
-        f"{R}/logs/mta4dpr_select/it{{it}}.log",
-    benchmark:
-        f"{R}/benchmarks/mta4dpr_select/it{{it}}.tsv"
-    resources:
-        mem_mb=4000,
-        runtime=10,
     shell:
-        "{PY} -m pipeline mta4dpr_select {params.args:q} --root {R:q} > {log} 2>&1"
+        "python -m pipeline mta4dpr_select {params.args:q} > {log} 2>&1"

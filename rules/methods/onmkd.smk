@@ -7,6 +7,13 @@ rule onmkd_peers:
         dev=lambda wc: [plan.metrics(f"student-it{wc.it}", "dev"), plan.metrics(f"student-it{wc.it}-peer", "dev")],
     output:
         f"{R}/it{{it}}/peers.json",
+    log:
+        f"{R}/logs/onmkd_peers/it{{it}}.log",
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
@@ -16,10 +23,5 @@ rule onmkd_peers:
             out_path=output[0],
             metric=config["splits"]["dev"]["metric"],
         ),
-    log:
-        f"{R}/logs/onmkd_peers/it{{it}}.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
     shell:
-        "{PY} -m pipeline onmkd_peers {params.args:q} --root {R:q} > {log} 2>&1"
+        "python -m pipeline onmkd_peers {params.args:q} > {log} 2>&1"

@@ -12,6 +12,15 @@ rule prod_confusing:
     output:
         candidates=f"{R}/it{{it}}/confusing.parquet",
         report=f"{R}/it{{it}}/confusing.json",
+    log:
+        f"{R}/logs/prod_confusing/it{{it}}.log",
+    benchmark:
+        f"{R}/benchmarks/prod_confusing/it{{it}}.tsv"
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
@@ -27,12 +36,5 @@ rule prod_confusing:
             negatives=config["prod"]["rounds"]["negatives"],
             provenance={"iteration": int(wc.it)},
         ),
-    log:
-        f"{R}/logs/prod_confusing/it{{it}}.log",
-    benchmark:
-        f"{R}/benchmarks/prod_confusing/it{{it}}.tsv"
-    resources:
-        mem_mb=4000,
-        runtime=10,
     shell:
-        "{PY} -m pipeline prod_confusing {params.args:q} --root {R:q} > {log} 2>&1"
+        "python -m pipeline prod_confusing {params.args:q} > {log} 2>&1"
