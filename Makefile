@@ -1,4 +1,5 @@
-# make run [DATA=/path/to/beir/folder] [CORES=all]   the default experiment (config.yaml)
+# make run [DATA=/path/to/beir/folder] [CONFIG=configs/<preset>.yaml] [CORES=all]
+#                                                    the default experiment (config.yaml, a preset over it)
 # make test                                          the test suite
 # make bench                                         SciFact benchmark -> benchmarks/results/
 PYTHON ?= python3
@@ -6,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 DATA ?=
+CONFIG ?=
 SNAKEMAKE_ARGS ?=
 
 .PHONY: run test bench clean-results
@@ -17,8 +19,12 @@ $(BIN)/.installed: requirements.txt
 	touch $@
 
 # --cache: the teacher's work (corpus encoding, index, scores) is reused by later experiments (README)
+# CONFIG: config files merged over config.yaml, in order (config.yaml named too: the Snakefile's own
+# `configfile:` is read from the working directory, which SNAKEMAKE_ARGS=--directory may move)
 run: $(BIN)/.installed
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --cache --show-failed-logs $(if $(DATA),--config data_dir=$(abspath $(DATA))) $(SNAKEMAKE_ARGS)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --cache --show-failed-logs \
+	    $(if $(CONFIG),--configfile $(CURDIR)/config.yaml $(abspath $(CONFIG))) \
+	    $(if $(DATA),--config data_dir=$(abspath $(DATA))) $(SNAKEMAKE_ARGS)
 
 # --durations: the slowest tests, what to cut when CI nears its 30 minutes. -n: pytest-xdist workers;
 # loadgroup would keep tests that share a costly fixture (xdist_group) on one worker, but with pytest 9.2
