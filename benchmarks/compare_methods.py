@@ -29,7 +29,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 # (label, committed result, preset)
 RUNS = [("default (no method)", "scifact.json", "config.yaml"),
         ("no method, the methods' teacher", "scifact-strong-teacher.json", "configs/strong-teacher.yaml"),
-        ("PROD", "scifact-prod.json", "configs/prod.yaml"),
+        # the preset (w_lwf 0) reran stage 2 on, stage 1 kept from the run with PROD's LwF: its wall covers the rerun
+        ("PROD (wall: stages 2-4 only)", "scifact-prod-no-lwf.json", "configs/prod.yaml"),
+        ("PROD with its published LwF weight 1.0", "scifact-prod.json", "configs/prod.yaml + benchmarks/prod-lwf.yaml"),
         ("MTA4DPR", "scifact-mta4dpr.json", "configs/mta4dpr.yaml"),
         ("LEAD", "scifact-lead.json", "configs/lead.yaml"),
         ("OnMKD", "scifact-onmkd.json", "configs/onmkd.yaml"),
