@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -376,21 +377,30 @@ ONE_ITERATION = dict(iterations=1, encode={"shards": 1}, warmup={"epochs": 0}, e
                      train={"epochs": 10, "batch_size": 4, "group_size": 4, "checkpoint_every": 2})
 
 
-# Built once per pytest process. Under `make test`'s xdist its two users are marked to share a worker
-# (xdist_group, --dist loadgroup), but with pytest 9.2 xdist 3.8 ignores the mark (pytest-xdist#1386, fix
-# pending): each worker builds it (CI: 117 s and 106 s of setup), which CI's 30 minutes still hold.
+# Built once per test session, also under `make test`'s pytest-xdist workers: the first worker to ask builds
+# it under a file lock in the folder all workers' temporary folders share, the other finds it done
+# (pytest-xdist's recipe for a session fixture made once). Its users could not be kept on one worker
+# instead: xdist 3.8 ignores their xdist_group mark under pytest 9.2 (pytest-xdist#1386), and each worker
+# built the run (CI: 117 s and 106 s of setup).
 @pytest.fixture(scope="session")
 def one_iteration_run(tmp_path_factory, tiny_beir, tiny_bert):
     """One uninterrupted run of :data:`ONE_ITERATION` under `--cache` (its cache beside it), shared (CI time):
-    the reference of the kill test, the first experiment of the cache test."""
-    folder = tmp_path_factory.mktemp("one-iteration")
+    the reference of the kill test, the first experiment of the cache test. (Under xdist the run may be on
+    the other worker's copies of the fixture data and model: the same bytes, made by the same seeded code.)"""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") \
+        else tmp_path_factory.getbasetemp()
+    folder = shared / "one-iteration"
     env = {**os.environ, "SNAKEMAKE_OUTPUT_CACHE": str(folder / "cache")}
-    workdir = write_config(folder / "wd", tiny_beir, tiny_bert, **ONE_ITERATION)
-    result = snakemake(workdir, "--cores", "2", "--cache", env=env)
-    return SimpleNamespace(workdir=workdir, env=env, log=result.stderr)
+    with FileLock(str(shared / "one-iteration.lock")):
+        if not (folder / "run.log").exists():
+            workdir = write_config(folder / "wd", tiny_beir, tiny_bert, **ONE_ITERATION)
+            result = snakemake(workdir, "--cores", "2", "--cache", env=env)
+            (folder / "run.log").write_text(result.stderr)  # written last: the run is complete
+    return SimpleNamespace(workdir=folder / "wd", env=env, log=(folder / "run.log").read_text())
 
 
-@pytest.mark.xdist_group("one_iteration_run")  # one worker for the users of one_iteration_run (see there)
 def test_a_run_killed_hard_in_each_stage_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path, tiny_beir, tiny_bert,
                                                                                        one_iteration_run):
     """One run killed hard (SIGKILL of Snakemake's process group) while the teacher's encode job runs,
@@ -553,7 +563,6 @@ def test_label_free_preset_on_a_test_only_collection_reads_no_judgment(tmp_path,
         "the same student's metrics change with the judgments"
 
 
-@pytest.mark.xdist_group("one_iteration_run")
 def test_a_second_experiment_reuses_the_teachers_work_and_compares_with_the_first_in_one_report(one_iteration_run):
     """Two experiments on the same data under `--cache`, the second with another learning rate: its
     teacher work (corpus encoding, index, evaluation, BM25's candidates, the teacher's scores) comes from
@@ -605,6 +614,34 @@ def test_a_second_experiment_reuses_the_teachers_work_and_compares_with_the_firs
     assert compared["experiments"][1]["ndcg@10"] == final["ndcg@10"]
     assert "| second |" in (workdir / "comparison/comparison.md").read_text()
     assert "second: " in (workdir / "comparison/quality-speed.svg").read_text()
+    # the second's final student tested query by query against the first's: scipy's p-values on the
+    # per-query nDCG@10 of their TREC runs, paired by query (one system compared: Holm changes nothing)
+    from scipy import stats
+
+    from pipeline.data import load_qrels
+    from pipeline.evaluation import per_query_metrics, read_trec_run
+
+    qrels = load_qrels(first_dir / "data/qrels-test.parquet")
+    ndcg = [per_query_metrics(qrels, read_trec_run(d / "eval/test" / e["final"] / "run.trec"))["ndcg@10"]
+            for d, e in zip((first_dir, second_dir), compared["experiments"])]
+    queries = sorted(ndcg[0])
+    first_q, second_q = [ndcg[0][q] for q in queries], [ndcg[1][q] for q in queries]
+    tests = compared["experiments"][1]["significance"]
+    assert compared["experiments"][0]["significance"] is None and tests["baseline"] == "tiny"
+    assert np.mean(second_q) == pytest.approx(compared["experiments"][1]["ndcg@10"], abs=1e-4)
+    assert tests["mean_difference"] == pytest.approx(np.mean(second_q) - np.mean(first_q))
+    if first_q != second_q:
+        assert tests["p_t"] == pytest.approx(stats.ttest_rel(second_q, first_q).pvalue) == tests["p_t_holm"]
+        assert tests["p_wilcoxon"] == pytest.approx(stats.wilcoxon(second_q, first_q).pvalue)
+    assert tests["improved"] == sum(b > a for a, b in zip(first_q, second_q))
+    against = subprocess.run([*compare, "results/tiny", "results/second", "--out", "comparison3", "--baseline",
+                              "second", "--randomisation"], **run)
+    assert against.returncode == 0, against.stderr
+    swapped = json.loads((workdir / "comparison3/comparison.json").read_text())["experiments"]
+    assert swapped[1]["significance"] is None and swapped[0]["significance"]["p_t"] == pytest.approx(tests["p_t"])
+    assert "p_randomisation_holm" in swapped[0]["significance"]
+    unknown = subprocess.run([*compare, "results/tiny", "--out", "comparison4", "--baseline", "nope"], **run)
+    assert unknown.returncode == 2 and "--baseline: no such experiment among tiny" in unknown.stderr
     # a run whose test judgments differ (one dropped) is not compared
     import shutil
 
