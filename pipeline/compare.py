@@ -12,6 +12,12 @@ teacher that encodes, once).
 
 Experiments are compared only on the same data: the same passages (ids) and the same test judgments, read
 from each run's prepared Parquet files. Anything else is refused, saying which run differs and how.
+
+Against a baseline (``--baseline EXPERIMENT``, by default the first), each other final student's nDCG@10 is
+tested query by query (:mod:`pipeline.significance`: paired t-test and Wilcoxon signed-rank, Fisher's
+randomisation test with ``--randomisation``; Holm-corrected over the compared experiments), with the
+queries it improves and degrades; in the table, in ``comparison.json`` (``significance``), and in the plot
+(a final student whose t-test p, Holm-corrected, is below 0.05 is starred).
 """
 
 from __future__ import annotations
@@ -33,11 +39,29 @@ COLUMNS = [("experiment", "experiment"), ("final", "final student"), ("ndcg@10",
            ("wall_s", "wall s")]
 
 
+SIGNIFICANCE_COLUMNS = [("difference", "Δ nDCG@10"), ("p_t_holm", "p, t-test"), ("p_wilcoxon_holm", "p, Wilcoxon"),
+                        ("queries", "+/- queries")]
+
+
+def significance_cells(tests: dict[str, Any] | None) -> list[str]:
+    """A row's cells of :data:`SIGNIFICANCE_COLUMNS` (the baseline's say so)."""
+    if tests is None:
+        return ["baseline", "-", "-", "-"]
+    p = [f"{tests[key]:.3g}" for key in ("p_t_holm", "p_wilcoxon_holm")]
+    if "p_randomisation_holm" in tests:
+        p[0] += f" (randomisation {tests['p_randomisation_holm']:.3g})"
+    return [f"{tests['mean_difference']:+.4f}", *p, f"+{tests['improved']} / -{tests['degraded']}"]
+
+
+def significance_mark(tests: dict[str, Any] | None, level: float = 0.05) -> str:
+    return " *" if tests is not None and tests["p_t_holm"] < level else ""
+
+
 def data_fingerprint(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """What makes two runs' evaluations comparable: their passage ids and their test judgments."""
-    test_split = next(r.get("split") for r in summary["rows"]) or "test"
+    split = judged_split(summary)
     corpus_ids = pq.read_table(run / "data" / "corpus.parquet", columns=["doc_id"]).column("doc_id").to_pylist()
-    qrels = pq.read_table(run / "data" / f"qrels-{test_split}.parquet").to_pylist()
+    qrels = pq.read_table(run / "data" / f"qrels-{split}.parquet").to_pylist()
     judgments = sorted((str(q["query_id"]), str(q["doc_id"]), int(q["relevance"])) for q in qrels)
     return {"passages": len(corpus_ids),
             "passage_ids": hashlib.sha256("\n".join(sorted(map(str, corpus_ids))).encode()).hexdigest(),
@@ -69,9 +93,43 @@ def experiment_row(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
             "teachers": teachers}
 
 
-def compare_experiments(run_dirs: Sequence[str], out_dir: str) -> list[dict[str, Any]]:
-    """Gather ``run_dirs`` into ``out_dir``/comparison.{md,json} and quality-speed.svg; refuse runs on
-    different data (:class:`InputError`, naming the run and what differs)."""
+def judged_split(summary: dict[str, Any]) -> str:
+    """The split a run's summary reports (its rows' ``split``; ``test`` by default)."""
+    return next(r.get("split") for r in summary["rows"]) or "test"
+
+
+def per_query_ndcg(run: Path, summary: dict[str, Any], model: str) -> dict[str, float]:
+    """nDCG@10 of each judged test query of ``model``'s TREC run in ``run`` (read back from eval/)."""
+    from .data import load_qrels
+    from .evaluation import per_query_metrics, read_trec_run
+
+    split = judged_split(summary)
+    trec = run / "eval" / split / model / "run.trec"
+    if not trec.is_file():
+        raise InputError(trec, f"missing: the per-query tests read {model}'s ranking of the {split} queries")
+    return per_query_metrics(load_qrels(run / "data" / f"qrels-{split}.parquet"), read_trec_run(trec))["ndcg@10"]
+
+
+def significance_against(rows: list[dict[str, Any]], per_query: list[dict[str, float]], baseline: int,
+                         randomisation: bool) -> list[dict[str, Any] | None]:
+    """Each row's per-query tests against row ``baseline`` (None for the baseline itself), Holm-corrected
+    over the others."""
+    from .significance import correct_across_systems, paired_query_tests
+
+    queries = sorted(per_query[baseline])
+    others = [i for i in range(len(rows)) if i != baseline]
+    tests = [paired_query_tests([per_query[baseline][q] for q in queries], [per_query[i][q] for q in queries],
+                                randomisation=randomisation) for i in others]
+    corrected = dict(zip(others, correct_across_systems(tests)))
+    return [None if i == baseline else {"baseline": rows[baseline]["experiment"], "metric": "ndcg@10", **corrected[i]}
+            for i in range(len(rows))]
+
+
+def compare_experiments(run_dirs: Sequence[str], out_dir: str, baseline: str | None = None,
+                        randomisation: bool = False) -> list[dict[str, Any]]:
+    """Gather ``run_dirs`` into ``out_dir``/comparison.{md,json} and quality-speed.svg, testing each final
+    student against the ``baseline`` experiment's (by default the first); refuse runs on different data
+    (:class:`InputError`, naming the run and what differs)."""
     runs = [Path(d) for d in run_dirs]
     for run in runs:
         if not (run / "summary.json").is_file():
@@ -90,23 +148,35 @@ def compare_experiments(run_dirs: Sequence[str], out_dir: str) -> list[dict[str,
             raise InputError(run / "data", f"run on other data than {runs[0]}: its {' and its '.join(differs)} "
                              "differ; experiments are compared only on the same passages and test judgments")
     rows = [experiment_row(run, summary) for run, summary in zip(runs, summaries)]
+    names = [row["experiment"] for row in rows]
+    if baseline is not None and baseline not in names:
+        raise InputError(baseline, f"--baseline: no such experiment among {', '.join(names)}")
+    base = names.index(baseline) if baseline is not None else 0
+    per_query = [per_query_ndcg(run, summary, row["final"]) for run, summary, row in zip(runs, summaries, rows)]
+    for row, tests in zip(rows, significance_against(rows, per_query, base, randomisation)):
+        row["significance"] = tests
     from .evaluation import _cell
     from .report import plot_quality_speed
 
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    columns = COLUMNS + SIGNIFICANCE_COLUMNS
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     seconds = {"train_s", "wall_s"}
-    lines += ["| " + " | ".join(f"{row[key]:.0f}" if key in seconds else _cell(row.get(key)) for key, _ in COLUMNS)
-              + " |" for row in rows]
+    lines += ["| " + " | ".join([f"{row[key]:.0f}" if key in seconds else _cell(row.get(key)) for key, _ in COLUMNS]
+                                + significance_cells(row["significance"])) + " |" for row in rows]
     out = Path(out_dir)
     with atomic_path(out / "comparison.md") as tmp:
         tmp.write_text(f"# {len(rows)} experiments on the same data ({fingerprints[0]['passages']} passages, "
-                       f"{fingerprints[0]['test_judgments']} test judgments)\n\n" + "\n".join(lines) + "\n")
+                       f"{fingerprints[0]['test_judgments']} test judgments)\n\n" + "\n".join(lines) + "\n\n"
+                       f"Tests against {names[base]}, per query, paired (nDCG@10 of the final students over "
+                       f"{len(per_query[base])} test queries): p-values two-sided, Holm-corrected over the "
+                       f"{len(rows) - 1} experiment(s) compared with it; +/- = queries improved / degraded.\n")
     write_json({"data": fingerprints[0], "experiments": [{k: v for k, v in r.items() if k != "teachers"} for r in rows]},
                out / "comparison.json")
-    points = [dict(r, model="student", name=f"{r['experiment']}: {r['final']}") for r in rows]
+    points = [dict(r, model="student", name=f"{r['experiment']}: {r['final']}{significance_mark(r['significance'])}")
+              for r in rows]
     teachers = {t["name"]: dict(t, model="teacher") for r in rows for t in r["teachers"]}
     plot_quality_speed(points + list(teachers.values()), out / "quality-speed.svg",
-                       f"{len(rows)} experiments: final students and teachers")
+                       f"{len(rows)} experiments: final students and teachers (* p < 0.05 against {names[base]})")
     print("\n".join(lines))
     return rows
 
@@ -116,9 +186,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="finished runs' folders (results_dir/experiment)")
     parser.add_argument("--out", required=True, help="folder for comparison.md, comparison.json, quality-speed.svg")
+    parser.add_argument("--baseline", default=None, help="the experiment the others are tested against (default: the first)")
+    parser.add_argument("--randomisation", action="store_true",
+                        help="also Fisher's randomisation test (10,000 sign flips per experiment)")
     args = parser.parse_args(argv)
     try:
-        compare_experiments(args.runs, args.out)
+        compare_experiments(args.runs, args.out, baseline=args.baseline, randomisation=args.randomisation)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 METRICS = {"ndcg@10": "nDCG@10", "mrr@10": "RR@10", "recall@100": "R@100"}
 
 
-def compute_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
-    """nDCG@10, MRR@10 and R@100, averaged over every judged query (a query with no results counts 0)."""
+def per_query_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """nDCG@10, MRR@10 and R@100 of every judged query, in the qrels' order (a query with no results: 0)."""
     import ir_measures
 
     measures = {name: ir_measures.parse_measure(spec) for name, spec in METRICS.items()}
@@ -33,7 +33,12 @@ def compute_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, f
             if metric.measure == measure:
                 per_query[name][metric.query_id] = metric.value
     judged = [q for q, docs in qrels.items() if any(r > 0 for r in docs.values())]
-    return {name: float(np.mean([values.get(q, 0.0) for q in judged])) for name, values in per_query.items()}
+    return {name: {q: values.get(q, 0.0) for q in judged} for name, values in per_query.items()}
+
+
+def compute_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
+    """nDCG@10, MRR@10 and R@100, averaged over every judged query (a query with no results counts 0)."""
+    return {name: float(np.mean(list(values.values()))) for name, values in per_query_metrics(qrels, run).items()}
 
 
 def write_trec_run(run: dict[str, dict[str, float]], path: str | Path, tag: str) -> None:
