@@ -74,7 +74,8 @@ GPUS = 1 if config["device"].startswith("cuda") else 0
 
 wildcard_constraints:
     it=r"\d+",
-    model=r"[A-Za-z0-9._-]+",
+    # "hybrid" is the final student fused with BM25 (rule hybrid), not a model to evaluate or export
+    model=r"(?!hybrid$)[A-Za-z0-9._-]+",
     scorer=r"[A-Za-z0-9._-]+",
     shard=r"\d+",
     n=r"\d+",

@@ -36,6 +36,7 @@ STEPS = {
     "evaluate": "pipeline.evaluation:evaluate_splits",
     "select": "pipeline.evaluation:select_final_student",
     "summary": "pipeline.evaluation:summarize",
+    "hybrid": "pipeline.hybrid:evaluate_hybrid",
 }
 
 

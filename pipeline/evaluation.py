@@ -192,8 +192,9 @@ def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, exp
         if row["name"] in dev_rows:
             row["dev"] = dev_rows[row["name"]].get(final["metric"] if final else "ndcg@10")
         row["final"] = bool(final and row["name"] == final["selected"])
-    # an exported student (``student-it2.onnx``) follows the student it was exported from
-    rows.sort(key=lambda r: (r["model"] != "teacher", -1 if r["iteration"] is None else r["iteration"],
+    # an exported student (``student-it2.onnx``) follows the student it was exported from; the hybrid comes last
+    rows.sort(key=lambda r: (r["model"] == "hybrid", r["model"] != "teacher",
+                             -1 if r["iteration"] is None else r["iteration"],
                              r.get("phase") is None, (r.get("backend") or "torch") != "torch", r["name"]))
     header = "| " + " | ".join(title for _, title in COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"

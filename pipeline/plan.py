@@ -500,6 +500,41 @@ class Plan:
         return f"{self.root}/eval/{split}/{name}/metrics.json"
 
     # ----------------------------------------------------------------------------------------------
+    # the final student fused with BM25 (``hybrid``; pipeline/hybrid.py)
+    # ----------------------------------------------------------------------------------------------
+
+    @property
+    def hybrid(self) -> bool:
+        return self.config["hybrid"]["lexical"] is not None
+
+    def hybrid_metrics(self, split: str = "test") -> list[str]:
+        return [self.metrics("hybrid", split)] if self.hybrid else []
+
+    def hybrid_inputs(self) -> dict[str, Any]:
+        """What fusing the final student needs: the choice, the data, every student (the final one is known
+        only when the run has chosen it), their corpus embeddings and test metrics (the encode speed)."""
+        students = self.students()
+        return {"final": f"{self.root}/final.json", "corpus": self.data["corpus"], "queries": self.data["queries"],
+                **{f"qrels_{split}": self.data[f"qrels_{split}"] for split in self.EVAL_SPLITS},
+                "students": list(dict.fromkeys(p for m in students for p in self.model_inputs(m))),
+                "shards": [p for shards in self.embedding_shards(students).values() for p in shards],
+                "metrics": [self.metrics(m) for m in students]}
+
+    def hybrid_args(self, input, output) -> str:
+        settings = self.config["hybrid"]
+        students = self.students()
+        return self.to_json(
+            final_path=input.final, queries_path=input.queries, corpus_path=input.corpus,
+            students={m: {"model": self.model(m), "embedding_shards": self.shards(m)} for m in students},
+            lexical=self.model(settings["lexical"]),
+            splits={split: {"qrels_path": input[f"qrels_{split}"], "out_dir": str(Path(output[f"{split}_metrics"]).parent)}
+                    for split in self.EVAL_SPLITS},
+            student_metrics={m: self.metrics(m) for m in students}, out_dir=output.export,
+            student_weight=settings["student_weight"], grid=settings["grid"], normalization=settings["normalization"],
+            choose_on_dev=not self.teacher_labelled, rerank_depth=self.config["evaluate"]["rerank_depth"],
+            include_title=self.config["include_title"], device=self.config["device"])
+
+    # ----------------------------------------------------------------------------------------------
     # checks
     # ----------------------------------------------------------------------------------------------
 
@@ -507,6 +542,13 @@ class Plan:
         """Cross-field checks the schema cannot express, for the models and for every iteration."""
         problems = []
         models = self.config["models"]
+        if "hybrid" in models:
+            problems.append("models.hybrid: the name is the summary's row of the final student fused with BM25 "
+                            "(hybrid); name the model otherwise")
+        lexical = self.config["hybrid"]["lexical"]
+        if lexical is not None and models.get(lexical, {}).get("kind") != "bm25":
+            problems.append(f"hybrid.lexical: {lexical!r} is not a bm25 model of `models`; add "
+                            f"`{lexical}: {{kind: bm25}}` to models, or set hybrid.lexical: null for no hybrid")
         for name, model in models.items():
             if model.get("finetune") is not None:
                 problems += self._finetune_problems(name)

@@ -66,7 +66,7 @@ def plot_ndcg_per_iteration(summary: dict[str, Any], path: str | Path, metric: s
     if final:
         axes.plot(final["iteration"], final[metric], "*", color="gold", markersize=16, markeredgecolor="black",
                   label=f"final ({final['name']})")
-    styles = {"teacher": ("tab:red", "--"), "baseline": ("tab:gray", "-.")}
+    styles = {"teacher": ("tab:red", "--"), "baseline": ("tab:gray", "-."), "hybrid": ("tab:purple", ":")}
     for row in summary["rows"]:
         if row["model"] in styles:
             color, style = styles[row["model"]]
@@ -86,7 +86,8 @@ def plot_quality_speed(rows: Sequence[dict[str, Any]], path: str | Path, title: 
     area of a point grows with the model's parameters."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    colors = {"teacher": "tab:red", "assistant": "tab:orange", "baseline": "tab:gray", "student": "tab:blue"}
+    colors = {"teacher": "tab:red", "assistant": "tab:orange", "baseline": "tab:gray", "student": "tab:blue",
+              "hybrid": "tab:purple"}
     points = [r for r in rows if r.get("encode_docs_per_s") and r.get(metric) is not None]
     largest = max((r.get("params") or 1 for r in points), default=1)
     for k, row in enumerate(sorted(points, key=lambda r: r["encode_docs_per_s"])):

@@ -80,11 +80,45 @@ rule select_student:
         "python -m pipeline select {params.args:q} > {log} 2>&1"
 
 
+# The final student fused with BM25 (pipeline/hybrid.py): a row of the summary and export/hybrid/ to serve.
+if plan.hybrid:
+
+    rule hybrid:
+        input:
+            unpack(lambda wc: plan.hybrid_inputs()),
+        output:
+            test_metrics=plan.metrics("hybrid"),
+            test_run=f"{R}/eval/test/hybrid/run.trec",
+            dev_metrics=plan.metrics("hybrid", "dev"),
+            dev_run=f"{R}/eval/dev/hybrid/run.trec",
+            export=directory(f"{R}/export/hybrid"),
+        log:
+            f"{R}/logs/hybrid.log",
+        conda:
+            CONDA_ENV
+        threads: JOB_THREADS
+        resources:
+            mem_mb=8000,
+            runtime=60,
+            gpu=GPUS,
+        params:
+            # the settings alone, not derived from input or output (Snakemake reruns a job on those only)
+            settings=lambda wc: to_json(
+                **config["hybrid"],
+                lexical_model=plan.model(config["hybrid"]["lexical"]),
+                rerank_depth=config["evaluate"]["rerank_depth"],
+                include_title=config["include_title"],
+            ),
+            args=lambda wc, input, output: plan.hybrid_args(input, output),
+        shell:
+            "python -m pipeline hybrid {params.args:q} --threads {threads} > {log} 2>&1"
+
+
 rule summary:
     # the table and the figures of `snakemake --report` (pipeline/report.py); Snakemake adds each rule's runtime
     input:
-        test=[plan.metrics(m) for m in plan.evaluated_models()],
-        dev=[plan.metrics(m, "dev") for m in plan.students() + plan.exported_models()],
+        test=[plan.metrics(m) for m in plan.evaluated_models()] + plan.hybrid_metrics(),
+        dev=[plan.metrics(m, "dev") for m in plan.students() + plan.exported_models()] + plan.hybrid_metrics("dev"),
         final=f"{R}/final.json",
         reports=[path for it in plan.iterations for path in plan.reports(it)],
         students=[f"{R}/students/it{it}" for it in plan.iterations],

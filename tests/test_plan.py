@@ -175,12 +175,28 @@ def test_finetune_needs_judged_training_queries(tmp_path):
       "teacher": "t"}, "models.f.members: unknown model 'ghost'"),
     ({"models": {"t": {"kind": "bi-encoder"}}, "teacher": "t"}, "models.t: a bi-encoder needs a source"),
     ({"splits": {"dev": {"split": "test"}}}, "splits.dev.split: 'test' is the test split"),
+    ({"hybrid": {"lexical": "teacher"}}, "hybrid.lexical: 'teacher' is not a bm25 model of `models`"),
+    ({"models": {"t": {"kind": "bi-encoder", "source": "s"}}, "teacher": "t"},
+     "add `bm25: {kind: bm25}` to models, or set hybrid.lexical: null for no hybrid"),
+    ({"models": {"hybrid": {"kind": "bm25"}, "bm25": {"kind": "bm25"}, "teacher": {"kind": "bi-encoder", "source": "t"}}},
+     "models.hybrid: the name is the summary's row"),
 ])
 def test_config_checks_name_the_problem(change, message):
     plan = Plan(config(**change))
     with pytest.raises(ConfigError) as err:
         plan.check()
     assert message in str(err.value)
+
+
+def test_the_hybrid_fuses_the_final_student_with_bm25_unless_asked_not_to():
+    plan = Plan(config())
+    assert plan.hybrid and plan.hybrid_metrics("dev") == ["results/x/eval/dev/hybrid/metrics.json"]
+    inputs = plan.hybrid_inputs()
+    assert inputs["students"] == ["results/x/students/it0", "results/x/students/it1", "results/x/students/it2"]
+    assert "results/x/embeddings/student-it1-warmup/shard-1-of-2.parquet" in inputs["shards"]
+    off = Plan(config(hybrid={"lexical": None}))
+    assert not off.hybrid and off.hybrid_metrics() == []
+    off.check()
 
 
 def test_the_default_config_passes_its_checks():

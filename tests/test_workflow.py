@@ -39,6 +39,7 @@ def write_config(workdir: Path, beir: Path, model: Path, **overrides) -> Path:
         "mine": {"depth": 20, "window": [0, 10]},
         "warmup": {"epochs": 1, "batch_size": 16},
         "train": {"epochs": 1, "batch_size": 8, "group_size": 4, "checkpoint_every": 2, "max_passage_length": 32},
+        "hybrid": {"lexical": None},  # one job fewer per run (CI time); the two-iteration run has it
     }
     for key, value in overrides.items():
         config[key] = value
@@ -128,7 +129,7 @@ def test_bad_input_stops_at_prepare_with_file_and_line(tmp_path, tiny_beir, tiny
 
 
 def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
-    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert)
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, hybrid={"lexical": "bm25"})
     result = snakemake(workdir, "--cores", "2")
     out = workdir / "results" / "tiny"
     assert "| student | 2 | student-it2" in result.stdout, "the run ends by printing the summary"
@@ -159,7 +160,7 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     summary = json.loads((out / "summary.json").read_text())
     rows = {(r["model"], r["iteration"], r["phase"]) for r in summary["rows"]}
     assert rows == {("teacher", None, None), ("student", 0, None), ("student", 1, "warmup"), ("student", 1, None),
-                    ("student", 2, None)}
+                    ("student", 2, None), ("hybrid", None, None)}
     # the dev split: held out of training, every student evaluated on it, the best one final
     splits = json.loads((out / "data/splits.json").read_text())
     assert splits["dev_queries"] == 13 and splits["training_queries"] == 51
@@ -175,8 +176,8 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
         assert row["size_mb"] > 0
     # the last student exported for serving, each format evaluated like any model, after the student
     names = [row["name"] for row in summary["rows"]]
-    assert names[-3:] == ["student-it2", "student-it2.onnx", "student-it2.onnx-int8"]
-    pytorch, fp32, int8 = summary["rows"][-3:]
+    assert names[-4:] == ["student-it2", "student-it2.onnx", "student-it2.onnx-int8", "hybrid"]
+    pytorch, fp32, int8 = summary["rows"][-4:-1]
     assert fp32["backend"] == int8["backend"] == "onnx" and pytorch["backend"] == "torch"
     assert abs(fp32["ndcg@10"] - pytorch["ndcg@10"]) < 1e-3, "ONNX fp32 retrieves as PyTorch does"
     assert int8["size_mb"] < pytorch["size_mb"] / 2
@@ -184,6 +185,27 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     assert set(exported["formats"]) == {"onnx", "onnx-int8"}
     assert (out / "export/student-it2/onnx/model_qint8.onnx").is_file()
     assert "| student-it2.onnx-int8 |" in (out / "summary.md").read_text()
+    # the final student fused with BM25: its weight chosen on dev, a row at the student's encode speed, and
+    # the export folder serves the same scores (the student encoding the candidates itself)
+    hybrid = summary["rows"][-1]
+    student = next(r for r in summary["rows"] if r["name"] == final["selected"])
+    assert hybrid["student"] == final["selected"] and hybrid["encode_docs_per_s"] == student["encode_docs_per_s"]
+    served = json.loads((out / "export/hybrid/hybrid.json").read_text())
+    assert served["student"]["weight"] == hybrid["student_weight"] and "dev" in hybrid["weight_reason"]
+    dev_by_weight = served["dev_ndcg@10_by_weight"]
+    assert len(dev_by_weight) == 11 and dev_by_weight[f"{hybrid['student_weight']:g}"] == max(dev_by_weight.values())
+    from pipeline.data import load_queries, read_table
+    from pipeline.evaluation import read_trec_run
+    from pipeline.hybrid import HybridRetriever
+
+    written = read_trec_run(out / "eval/test/hybrid/run.trec")
+    queries = load_queries(out / "data/queries.parquet")
+    reloaded = HybridRetriever(out / "export/hybrid", read_table(out / "data/corpus.parquet")).search(
+        {q: queries[q] for q in written})
+    assert set(reloaded) == set(written)
+    for q in written:
+        assert set(reloaded[q]) == set(written[q])
+        assert max(abs(reloaded[q][d] - written[q][d]) for d in written[q]) < 1e-3, q
     run_lines = (out / "eval/test/student-it2/run.trec").read_text().splitlines()
     assert len(run_lines[0].split()) == 6
     for name in ("train/it1.log", "encode/student-it2-0-of-2.log"):
