@@ -134,3 +134,14 @@ def unused_local_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/scifact.zip"
+
+
+@contextmanager
+def served_beir_zip(beir: str | Path, site: str | Path) -> Iterator[dict[str, str]]:
+    """``beir`` zipped into ``site``/tiny.zip and served over HTTP while the block runs: yields what the
+    config's ``download`` takes, its ``url`` and ``sha256``."""
+    site = Path(site)
+    site.mkdir(parents=True, exist_ok=True)
+    _, sha256 = zip_beir(beir, site / "tiny.zip")
+    with http_server(site) as base_url:
+        yield {"url": f"{base_url}/tiny.zip", "sha256": sha256}

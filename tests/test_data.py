@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.data import InputError, download_beir, prepare_dataset, read_provenance, read_table
-from fixtures import http_server, unused_local_url, write_beir, zip_beir
+from fixtures import served_beir_zip, unused_local_url, write_beir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,11 +109,8 @@ REQUIRED = ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv", "qrels/train.tsv"
 @pytest.fixture
 def served_zip(beir, tmp_path):
     """The fixture's BEIR folder as a BEIR zip, served over HTTP on the loopback interface."""
-    site = tmp_path / "site"
-    site.mkdir()
-    zip_path, sha256 = zip_beir(beir, site / "tiny.zip")
-    with http_server(site) as base_url:
-        yield SimpleNamespace(url=f"{base_url}/tiny.zip", sha256=sha256)
+    with served_beir_zip(beir, tmp_path / "site") as download:
+        yield SimpleNamespace(**download)
 
 
 def test_download_fetches_checks_and_unpacks_a_beir_zip(served_zip, beir, tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fixtures import http_server, unused_local_url, zip_beir
+from fixtures import served_beir_zip, unused_local_url
 from test_workflow import ROOT, job_counts, snakemake, write_config
 
 
@@ -30,11 +30,8 @@ def test_the_shipped_config_builds_its_dag_as_it_is(tmp_path):
 
 @pytest.fixture
 def served_tiny_zip(tmp_path, tiny_beir):
-    site = tmp_path / "site"
-    site.mkdir()
-    _, sha256 = zip_beir(tiny_beir, site / "tiny.zip")
-    with http_server(site) as base_url:
-        yield {"url": f"{base_url}/tiny.zip", "sha256": sha256}
+    with served_beir_zip(tiny_beir, tmp_path / "site") as download:
+        yield download
 
 
 def test_without_data_dir_the_workflow_downloads_checks_and_prepares_the_zip(tmp_path, tiny_beir, tiny_bert,
