@@ -13,11 +13,19 @@ teacher that encodes, once).
 Experiments are compared only on the same data: the same passages (ids) and the same test judgments, read
 from each run's prepared Parquet files. Anything else is refused, saying which run differs and how.
 
+One configuration run at several seeds is one experiment: ``NAME=RUN,RUN,...`` (each run's seed read from
+its ``data/splits.json``). Its row holds the mean of its final students' figures, their standard deviation
+and each seed's figure; its per-query figures are the seeds' mean per query.
+
+    python -m pipeline.compare default=results/s13,results/s7,results/s21 lead=results/l13,results/l7,results/l21 --out cmp
+
 Against a baseline (``--baseline EXPERIMENT``, by default the first), each other final student's nDCG@10 is
 tested query by query (:mod:`pipeline.significance`: paired t-test and Wilcoxon signed-rank, Fisher's
 randomisation test with ``--randomisation``; Holm-corrected over the compared experiments), with the
-queries it improves and degrades; in the table, in ``comparison.json`` (``significance``), and in the plot
-(a final student whose t-test p, Holm-corrected, is below 0.05 is starred).
+queries it improves and degrades; where both experiments have seeds, their per-seed means are also tested
+paired by seed (the paired t-test, Holm-corrected likewise): training randomness, which the query-level
+tests do not see. In the table, in ``comparison.json`` (``significance``), and in the plot (a final student
+whose query-level t-test p, Holm-corrected, is below 0.05 is starred).
 """
 
 from __future__ import annotations
@@ -29,28 +37,45 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from .data import InputError, atomic_path, write_json
 
-COLUMNS = [("experiment", "experiment"), ("final", "final student"), ("ndcg@10", "nDCG@10"),
+COLUMNS = [("experiment", "experiment"), ("seeds", "seeds"), ("final", "final student"), ("ndcg@10", "nDCG@10"),
            ("mrr@10", "MRR@10"), ("recall@100", "R@100"), ("encode_docs_per_s", "encode docs/s"),
            ("params", "parameters"), ("teacher", "teacher (nDCG@10)"), ("train_s", "training s"),
            ("wall_s", "wall s")]
 
 
 SIGNIFICANCE_COLUMNS = [("difference", "Δ nDCG@10"), ("p_t_holm", "p, t-test"), ("p_wilcoxon_holm", "p, Wilcoxon"),
-                        ("queries", "+/- queries")]
+                        ("queries", "+/- queries"), ("seeds", "p, seeds (higher in)")]
 
 
 def significance_cells(tests: dict[str, Any] | None) -> list[str]:
     """A row's cells of :data:`SIGNIFICANCE_COLUMNS` (the baseline's say so)."""
     if tests is None:
-        return ["baseline", "-", "-", "-"]
+        return ["baseline", "-", "-", "-", "-"]
     p = [f"{tests[key]:.3g}" for key in ("p_t_holm", "p_wilcoxon_holm")]
     if "p_randomisation_holm" in tests:
         p[0] += f" (randomisation {tests['p_randomisation_holm']:.3g})"
-    return [f"{tests['mean_difference']:+.4f}", *p, f"+{tests['improved']} / -{tests['degraded']}"]
+    seeds = tests.get("seeds")
+    seed_cell = "-" if not seeds or seeds["p_t_holm"] is None else \
+        f"{seeds['p_t_holm']:.3g} ({seeds['higher_in']} of {len(seeds['seeds'])})"
+    return [f"{tests['mean_difference']:+.4f}", *p, f"+{tests['improved']} / -{tests['degraded']}", seed_cell]
+
+
+def row_cells(row: dict[str, Any], cell) -> list[str]:
+    """A row's cells of :data:`COLUMNS`: seconds whole, an experiment's seeds with their spread."""
+    cells = []
+    for key, _ in COLUMNS:
+        if key in ("train_s", "wall_s"):
+            cells.append(f"{row[key]:.0f}")
+        elif key == "seeds" and row.get("ndcg@10_sd") is not None:
+            cells.append(f"{row['seeds']} (sd {row['ndcg@10_sd']:.4f})")
+        else:
+            cells.append(cell(row.get(key)))
+    return cells
 
 
 def significance_mark(tests: dict[str, Any] | None, level: float = 0.05) -> str:
@@ -93,6 +118,38 @@ def experiment_row(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
             "teachers": teachers}
 
 
+def parse_experiment(argument: str) -> tuple[str | None, list[Path]]:
+    """``RUN``, or ``NAME=RUN,RUN,...`` (one configuration at several seeds): its name and its runs."""
+    name, sep, runs = argument.partition("=")
+    if sep and name and "/" not in name:
+        return name, [Path(r) for r in runs.split(",") if r]
+    return None, [Path(argument)]
+
+
+def run_seed(run: Path) -> int | None:
+    """The seed a run trained with (its ``data/splits.json``)."""
+    path = run / "data" / "splits.json"
+    return json.loads(path.read_text()).get("seed") if path.is_file() else None
+
+
+def seeds_row(name: str | None, members: list[dict[str, Any]], seeds: list[int | None]) -> dict[str, Any]:
+    """One experiment's line from its runs' lines: one run as it is; several (one per seed) their mean,
+    the standard deviation and each seed's nDCG@10."""
+    if name is None and len(members) == 1:
+        return {**members[0], "seeds": 1, "per_seed": {seeds[0]: members[0]["ndcg@10"]}}
+    if None in seeds or len(set(seeds)) < len(seeds):
+        raise InputError(members[0]["run"], f"experiment {name}: its runs ({', '.join(m['run'] for m in members)}) "
+                         f"must each have a seed of their own (data/splits.json), not {seeds}")
+    first, ndcg = members[0], [m["ndcg@10"] for m in members]
+    return {**first, "experiment": name, "run": ",".join(m["run"] for m in members), "seeds": len(members),
+            "final": ", ".join(sorted({m["final"] for m in members})),
+            **{k: float(np.mean([m[k] for m in members])) for k in ("ndcg@10", "mrr@10", "recall@100")},
+            "ndcg@10_sd": float(np.std(ndcg, ddof=1)) if len(ndcg) > 1 else None,
+            "per_seed": dict(zip(seeds, ndcg)),
+            "encode_docs_per_s": float(np.median([m["encode_docs_per_s"] or 0.0 for m in members])) or None,
+            **{k: round(float(np.mean([m[k] for m in members])), 1) for k in ("train_s", "wall_s")}}
+
+
 def judged_split(summary: dict[str, Any]) -> str:
     """The split a run's summary reports (its rows' ``split``; ``test`` by default)."""
     return next(r.get("split") for r in summary["rows"]) or "test"
@@ -114,13 +171,21 @@ def significance_against(rows: list[dict[str, Any]], per_query: list[dict[str, f
                          randomisation: bool) -> list[dict[str, Any] | None]:
     """Each row's per-query tests against row ``baseline`` (None for the baseline itself), Holm-corrected
     over the others."""
-    from .significance import correct_across_systems, paired_query_tests
+    from .significance import correct_across_systems, holm, paired_query_tests, paired_seed_test
 
     queries = sorted(per_query[baseline])
     others = [i for i in range(len(rows)) if i != baseline]
     tests = [paired_query_tests([per_query[baseline][q] for q in queries], [per_query[i][q] for q in queries],
                                 randomisation=randomisation) for i in others]
     corrected = dict(zip(others, correct_across_systems(tests)))
+    if rows[baseline].get("seeds", 1) > 1:  # and, where both have seeds, the per-seed means paired by seed
+        seeded = [i for i in others if rows[i].get("seeds", 1) > 1]
+        seed_tests = {i: paired_seed_test(rows[baseline]["per_seed"], rows[i]["per_seed"]) for i in seeded}
+        testable = [i for i in seeded if seed_tests[i]["p_t"] is not None]
+        for i, p in zip(testable, holm([seed_tests[i]["p_t"] for i in testable])):
+            seed_tests[i]["p_t_holm"] = p
+        for i in seeded:
+            corrected[i]["seeds"] = {"p_t_holm": None, **seed_tests[i]}
     return [None if i == baseline else {"baseline": rows[baseline]["experiment"], "metric": "ndcg@10", **corrected[i]}
             for i in range(len(rows))]
 
@@ -130,7 +195,8 @@ def compare_experiments(run_dirs: Sequence[str], out_dir: str, baseline: str | N
     """Gather ``run_dirs`` into ``out_dir``/comparison.{md,json} and quality-speed.svg, testing each final
     student against the ``baseline`` experiment's (by default the first); refuse runs on different data
     (:class:`InputError`, naming the run and what differs)."""
-    runs = [Path(d) for d in run_dirs]
+    experiments = [parse_experiment(d) for d in run_dirs]
+    runs = [run for _, members in experiments for run in members]
     for run in runs:
         if not (run / "summary.json").is_file():
             raise InputError(run / "summary.json", "missing; is it a finished run's folder (results_dir/experiment)?")
@@ -147,12 +213,18 @@ def compare_experiments(run_dirs: Sequence[str], out_dir: str, baseline: str | N
         if differs:
             raise InputError(run / "data", f"run on other data than {runs[0]}: its {' and its '.join(differs)} "
                              "differ; experiments are compared only on the same passages and test judgments")
-    rows = [experiment_row(run, summary) for run, summary in zip(runs, summaries)]
+    run_rows = [experiment_row(run, summary) for run, summary in zip(runs, summaries)]
+    run_ndcg = [per_query_ndcg(run, summary, row["final"]) for run, summary, row in zip(runs, summaries, run_rows)]
+    rows, per_query, start = [], [], 0
+    for name, members in experiments:  # an experiment's runs (its seeds) become one line
+        span = slice(start, start + len(members))
+        start += len(members)
+        rows.append(seeds_row(name, run_rows[span], [run_seed(run) for run in members]))
+        per_query.append({q: float(np.mean([values[q] for values in run_ndcg[span]])) for q in run_ndcg[span][0]})
     names = [row["experiment"] for row in rows]
     if baseline is not None and baseline not in names:
         raise InputError(baseline, f"--baseline: no such experiment among {', '.join(names)}")
     base = names.index(baseline) if baseline is not None else 0
-    per_query = [per_query_ndcg(run, summary, row["final"]) for run, summary, row in zip(runs, summaries, rows)]
     for row, tests in zip(rows, significance_against(rows, per_query, base, randomisation)):
         row["significance"] = tests
     from .evaluation import _cell
@@ -160,16 +232,16 @@ def compare_experiments(run_dirs: Sequence[str], out_dir: str, baseline: str | N
 
     columns = COLUMNS + SIGNIFICANCE_COLUMNS
     lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    seconds = {"train_s", "wall_s"}
-    lines += ["| " + " | ".join([f"{row[key]:.0f}" if key in seconds else _cell(row.get(key)) for key, _ in COLUMNS]
-                                + significance_cells(row["significance"])) + " |" for row in rows]
+    lines += ["| " + " | ".join(row_cells(row, _cell) + significance_cells(row["significance"])) + " |" for row in rows]
     out = Path(out_dir)
     with atomic_path(out / "comparison.md") as tmp:
         tmp.write_text(f"# {len(rows)} experiments on the same data ({fingerprints[0]['passages']} passages, "
                        f"{fingerprints[0]['test_judgments']} test judgments)\n\n" + "\n".join(lines) + "\n\n"
                        f"Tests against {names[base]}, per query, paired (nDCG@10 of the final students over "
                        f"{len(per_query[base])} test queries): p-values two-sided, Holm-corrected over the "
-                       f"{len(rows) - 1} experiment(s) compared with it; +/- = queries improved / degraded.\n")
+                       f"{len(rows) - 1} experiment(s) compared with it; +/- = queries improved / degraded; an "
+                       "experiment run at several seeds is the seeds' mean (per query too), and its per-seed means "
+                       "are tested against the baseline's, paired by seed.\n")
     write_json({"data": fingerprints[0], "experiments": [{k: v for k, v in r.items() if k != "teachers"} for r in rows]},
                out / "comparison.json")
     points = [dict(r, model="student", name=f"{r['experiment']}: {r['final']}{significance_mark(r['significance'])}")
@@ -184,7 +256,8 @@ def compare_experiments(run_dirs: Sequence[str], out_dir: str, baseline: str | N
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="finished runs' folders (results_dir/experiment)")
+    parser.add_argument("runs", nargs="+", help="finished runs' folders (results_dir/experiment), or "
+                        "NAME=RUN,RUN,... for one configuration run at several seeds")
     parser.add_argument("--out", required=True, help="folder for comparison.md, comparison.json, quality-speed.svg")
     parser.add_argument("--baseline", default=None, help="the experiment the others are tested against (default: the first)")
     parser.add_argument("--randomisation", action="store_true",

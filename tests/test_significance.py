@@ -78,3 +78,84 @@ def test_the_seed_test_pairs_configurations_by_seed():
     mean, sd = np.mean(differences), np.std(differences, ddof=1)
     assert result["p_t"] == pytest.approx(2 * stats.t.sf(mean / (sd / math.sqrt(3)), 2))
     assert paired_seed_test({13: 0.5}, {13: 0.6})["p_t"] is None, "one seed: no test"
+
+
+def fake_run(folder, experiment, seed, ranks):
+    """A finished run's folder as pipeline.compare reads it: the final student ranks each query's one
+    relevant passage at ``ranks[query]`` (nDCG@10 1/log2(rank + 1))."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = folder / "data"
+    data.mkdir(parents=True)
+    docs = [f"d{k}" for k in range(12)]
+    pq.write_table(pa.table({"doc_id": docs, "title": [""] * 12, "text": ["x"] * 12}), data / "corpus.parquet")
+    pq.write_table(pa.table({"query_id": list(ranks), "doc_id": ["d0"] * len(ranks),
+                             "relevance": pa.array([1] * len(ranks), pa.int32())}), data / "qrels-test.parquet")
+    (data / "splits.json").write_text(json.dumps({"seed": seed}))
+    (data / "report.json").write_text("{}")
+    rows = [{"model": "student", "name": "student-it1", "iteration": 1, "split": "test",
+             "ndcg@10": float(np.mean([1 / math.log2(r + 1) if r <= 10 else 0.0 for r in ranks.values()])),
+             "mrr@10": 0.5, "recall@100": 1.0, "encode_docs_per_s": 100.0, "params": 10, "size_mb": 1.0}]
+    (folder / "summary.json").write_text(json.dumps({"experiment": experiment, "rows": rows,
+                                                    "final": {"selected": "student-it1"}}))
+    (folder / "final.json").write_text("{}")
+    evaluated = folder / "eval/test/student-it1"
+    evaluated.mkdir(parents=True)
+    (evaluated / "metrics.json").write_text("{}")
+    with open(evaluated / "run.trec", "w") as handle:
+        for query, rank in ranks.items():
+            ranking = [d for d in docs if d != "d0"]
+            ranking.insert(rank - 1, "d0")
+            handle.writelines(f"{query} Q0 {d} {k + 1} {20 - k} x\n" for k, d in enumerate(ranking))
+    (folder / "students/it1").mkdir(parents=True)
+    (folder / "students/it1/training.json").write_text(json.dumps({"seconds": 10.0}))
+    return folder
+
+
+QUERIES = [f"q{k}" for k in range(6)]
+
+
+def test_compare_makes_one_line_of_a_configurations_seeds_and_tests_them_paired_by_seed(tmp_path):
+    import json
+
+    from pipeline.compare import compare_experiments
+
+    base_ranks = {13: [1, 2, 3, 4, 2, 1], 7: [2, 2, 3, 5, 2, 1], 21: [1, 3, 3, 4, 3, 2]}
+    other_ranks = {13: [1, 1, 2, 4, 1, 1], 7: [1, 2, 2, 3, 2, 1], 21: [2, 1, 2, 4, 1, 1]}
+    base = [fake_run(tmp_path / f"b{s}", f"b{s}", s, dict(zip(QUERIES, r))) for s, r in base_ranks.items()]
+    other = [fake_run(tmp_path / f"o{s}", f"o{s}", s, dict(zip(QUERIES, r))) for s, r in other_ranks.items()]
+    single = fake_run(tmp_path / "single", "single", 13, dict(zip(QUERIES, [1] * 6)))
+    rows = compare_experiments([f"base={','.join(map(str, base))}", f"other={','.join(map(str, reversed(other)))}",
+                                str(single)], str(tmp_path / "cmp"))
+    ndcg = {s: {seed: [1 / math.log2(r + 1) for r in ranks[seed]] for seed in ranks}
+            for s, ranks in (("base", base_ranks), ("other", other_ranks))}
+    per_seed = {s: {seed: float(np.mean(v)) for seed, v in ndcg[s].items()} for s in ndcg}
+    assert rows[0]["seeds"] == 3 and rows[0]["per_seed"] == pytest.approx(per_seed["base"])
+    assert rows[0]["ndcg@10"] == pytest.approx(np.mean(list(per_seed["base"].values())))
+    assert rows[0]["ndcg@10_sd"] == pytest.approx(np.std(list(per_seed["base"].values()), ddof=1))
+    # per query: each query's mean over the seeds, paired by query
+    base_q, other_q = (np.mean(list(ndcg[s].values()), axis=0) for s in ("base", "other"))
+    tests = rows[1]["significance"]
+    assert tests["p_t"] == pytest.approx(stats.ttest_rel(other_q, base_q).pvalue)
+    # per seed: the seeds' means paired by seed (the other's runs were given in another order)
+    seeds = tests["seeds"]
+    expected = stats.ttest_rel([per_seed["other"][s] for s in (7, 13, 21)], [per_seed["base"][s] for s in (7, 13, 21)])
+    assert seeds["seeds"] == [7, 13, 21] and seeds["p_t"] == pytest.approx(expected.pvalue)
+    assert seeds["p_t_holm"] == pytest.approx(expected.pvalue), "one seeded experiment against the baseline"
+    assert "seeds" not in rows[2]["significance"], "a single run has no seeds to pair"
+    table = (tmp_path / "cmp/comparison.md").read_text()
+    assert f"| base | 3 (sd {rows[0]['ndcg@10_sd']:.4f}) |" in table and f"({seeds['higher_in']} of 3) |" in table
+    saved = json.loads((tmp_path / "cmp/comparison.json").read_text())["experiments"]
+    assert saved[1]["significance"]["seeds"]["p_t"] == pytest.approx(expected.pvalue)
+
+
+def test_an_experiment_whose_runs_share_a_seed_is_refused(tmp_path):
+    from pipeline.compare import compare_experiments
+    from pipeline.data import InputError
+
+    runs = [fake_run(tmp_path / name, name, 13, dict(zip(QUERIES, [1, 2, 3, 4, 5, 6]))) for name in ("a", "b")]
+    with pytest.raises(InputError, match=r"experiment twice: its runs .* must each have a seed of their own"):
+        compare_experiments([f"twice={runs[0]},{runs[1]}"], str(tmp_path / "cmp"))
