@@ -27,11 +27,12 @@ run: $(BIN)/.installed
 	    $(if $(DATA),--config data_dir=$(abspath $(DATA))) $(SNAKEMAKE_ARGS)
 
 # --durations: the slowest tests, what to cut when CI nears its 25 minutes. -n: pytest-xdist workers (a
-# workflow test is mostly process start-up, which the other worker fills); the one costly shared fixture is
-# built once for both (tests/test_workflow.py, one_iteration_run)
+# workflow test is mostly process start-up, which the other worker fills); worksteal: a worker that runs out
+# takes tests queued for the other (plain load left one worker alone with the long tests for minutes at the
+# end: 1,445 s of pytest in CI); the one costly shared fixture is built once for both (one_iteration_run)
 TEST_WORKERS ?= 2
 test: $(BIN)/.installed
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs --durations=20 -n $(TEST_WORKERS) tests
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs --durations=20 -n $(TEST_WORKERS) --dist worksteal tests
 
 bench: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH bash benchmarks/scifact.sh

@@ -69,11 +69,12 @@ def test_offline_the_run_fails_within_seconds_with_one_sentence_naming_the_url_a
 
 def tiny_override(tiny_bert: Path) -> dict:
     """What a user with the tiny fixture would lay over config.yaml: the fixture model wherever MiniLM-L6
-    serves, one short iteration, no export (the default run's test exports: CI time)."""
+    serves, one short iteration with no warm-up, no export (the two-iteration test warms up and exports:
+    CI time)."""
     small = {"source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16}
     return {"experiment": "front-door", "iterations": 1, "threads": 1,
             "models": {"minilm-l6": small}, "student": {**small, "layers": 1},
-            "warmup": {"epochs": 1, "batch_size": 16, "max_passage_length": 32},
+            "warmup": {"epochs": 0},
             "train": {"epochs": 1, "batch_size": 8, "max_passage_length": 32},
             "mine": {"depth": 20, "window": [0, 10]}, "export": {"formats": []}}
 
