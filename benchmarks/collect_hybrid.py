@@ -18,8 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pipeline.data import load_qrels  # noqa: E402
-from pipeline.evaluation import _cell, per_query_metrics, read_trec_run  # noqa: E402
+from pipeline.compare import per_query_ndcg  # noqa: E402
+from pipeline.evaluation import _cell  # noqa: E402
 from pipeline.significance import correct_across_systems, paired_query_tests  # noqa: E402
 
 
@@ -32,9 +32,7 @@ def main(run_dir: str, out_path: str) -> int:
         return 2
     final = summary["final"]["selected"]
     against = [final] + [r["name"] for r in summary["rows"] if r["model"] in ("teacher", "baseline")]
-    qrels = load_qrels(run / "data/qrels-test.parquet")
-    ndcg = {name: per_query_metrics(qrels, read_trec_run(run / "eval/test" / name / "run.trec"))["ndcg@10"]
-            for name in ["hybrid", *against]}
+    ndcg = {name: per_query_ndcg(run, summary, name) for name in ["hybrid", *against]}
     queries = sorted(ndcg["hybrid"])
     tests = correct_across_systems([paired_query_tests([ndcg[name][q] for q in queries],
                                                        [ndcg["hybrid"][q] for q in queries]) for name in against])

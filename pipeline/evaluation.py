@@ -22,6 +22,21 @@ log = logging.getLogger(__name__)
 METRICS = {"ndcg@10": "nDCG@10", "mrr@10": "RR@10", "recall@100": "R@100"}
 
 
+def judged_queries(qrels: dict[str, dict[str, int]]) -> list[str]:
+    """The queries of ``qrels`` with a relevant (relevance > 0) passage, in the qrels' order."""
+    return [q for q, docs in qrels.items() if any(r > 0 for r in docs.values())]
+
+
+def ranked_pairs(query_ids: Sequence[str], ranked_ids: Sequence[Sequence[str]]) -> pd.DataFrame:
+    """Each query's ranked passages as (query_id, doc_id) rows, in rank order: the frame scorers score."""
+    return pd.DataFrame([(q, d) for q, ids in zip(query_ids, ranked_ids) for d in ids], columns=["query_id", "doc_id"])
+
+
+def run_of(scored: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """A run (query -> passage -> score) from scored (query_id, doc_id, score) rows."""
+    return {q: dict(zip(group.doc_id, group.score.astype(float))) for q, group in scored.groupby("query_id")}
+
+
 def per_query_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """nDCG@10, MRR@10 and R@100 of every judged query, in the qrels' order (a query with no results: 0)."""
     import ir_measures
@@ -32,7 +47,7 @@ def per_query_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str,
         for name, measure in measures.items():
             if metric.measure == measure:
                 per_query[name][metric.query_id] = metric.value
-    judged = [q for q, docs in qrels.items() if any(r > 0 for r in docs.values())]
+    judged = judged_queries(qrels)
     return {name: {q: values.get(q, 0.0) for q in judged} for name, values in per_query.items()}
 
 
@@ -81,10 +96,10 @@ def retrieve(spec: ModelSpec, query_ids: Sequence[str], queries: dict[str, str],
         return {q: dict(zip(ids, scores)) for q, ids, scores in zip(query_ids, ranked_ids, ranked_scores)}
     from .scorers import make_scorer
 
-    pairs = pd.DataFrame([(q, d) for q, ids in zip(query_ids, ranked_ids) for d in ids], columns=["query_id", "doc_id"])
+    pairs = ranked_pairs(query_ids, ranked_ids)
     scorer = make_scorer(spec, models, queries, corpus_path, embedding_shards, include_title, device)
     pairs["score"] = scorer.score(pairs)
-    return {q: dict(zip(group.doc_id, group.score.astype(float))) for q, group in pairs.groupby("query_id")}
+    return run_of(pairs)
 
 
 def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, queries_path: str, qrels_path: str,
@@ -102,7 +117,7 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
     spec = ModelSpec.from_config(model["name"], model)
     qrels = load_qrels(qrels_path)
     queries = load_queries(queries_path)
-    query_ids = sorted(q for q, docs in qrels.items() if any(r > 0 for r in docs.values()))
+    query_ids = sorted(judged_queries(qrels))
     embedding_shards = embedding_shards or {}
     began = time.perf_counter()
     if query_ids:

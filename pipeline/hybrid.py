@@ -24,13 +24,13 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .data import atomic_path, load_qrels, load_queries, passage_texts, read_table, write_json
-from .evaluation import METRICS, compute_metrics, write_trec_run
+from .evaluation import METRICS, compute_metrics, judged_queries, ranked_pairs, run_of, write_trec_run
 from .scorers import fuse_scores
 
 log = logging.getLogger(__name__)
@@ -43,17 +43,17 @@ def fused_run(pairs: pd.DataFrame, weight: float, normalization: str) -> dict[st
     """The run of ``pairs`` (query_id, doc_id, student, lexical) fused with the student's ``weight``."""
     keys = pairs[["query_id", "doc_id"]]
     frames = {"student": keys.assign(score=pairs["student"]), "lexical": keys.assign(score=pairs["lexical"])}
-    fused = fuse_scores(frames, {"student": weight, "lexical": 1.0 - weight}, normalization)
-    return {q: dict(zip(group.doc_id, group.score.astype(float))) for q, group in fused.groupby("query_id")}
+    return run_of(fuse_scores(frames, {"student": weight, "lexical": 1.0 - weight}, normalization))
 
 
-def candidate_pairs(bm25, student_scorer, query_ids: Sequence[str], queries: dict[str, str], depth: int) -> pd.DataFrame:
+def candidate_pairs(bm25, student_scores: Callable[[pd.DataFrame], np.ndarray], query_ids: Sequence[str],
+                    queries: dict[str, str], depth: int) -> pd.DataFrame:
     """BM25's top ``depth`` of each query, scored by BM25 (as the fusion teachers' BM25 scorer does) and by
-    the student."""
+    the student (``student_scores`` of the (query_id, doc_id) rows)."""
     ranked_ids, _ = bm25.search([queries[q] for q in query_ids], depth)
-    pairs = pd.DataFrame([(q, d) for q, ids in zip(query_ids, ranked_ids) for d in ids], columns=["query_id", "doc_id"])
+    pairs = ranked_pairs(query_ids, ranked_ids)
     pairs["lexical"] = bm25.score_pairs(queries, pairs)
-    pairs["student"] = student_scorer.score(pairs)
+    pairs["student"] = student_scores(pairs)
     return pairs
 
 
@@ -89,11 +89,10 @@ def evaluate_hybrid(final_path: str, students: dict[str, dict[str, Any]], lexica
     bm25 = BM25.from_corpus(corpus, include_title=include_title, **lexical.get("bm25", {}))
     queries = load_queries(queries_path)
     qrels = {split: load_qrels(paths["qrels_path"]) for split, paths in splits.items()}
-    judged = {split: sorted(q for q, docs in split_qrels.items() if any(r > 0 for r in docs.values()))
-              for split, split_qrels in qrels.items()}
+    judged = {split: sorted(judged_queries(split_qrels)) for split, split_qrels in qrels.items()}
     scorer = make_scorer(spec, {}, queries, corpus_path, {final: student["embedding_shards"]}, include_title,
                          resolve_device(device))
-    pairs = {split: candidate_pairs(bm25, scorer, ids, queries, rerank_depth) if ids else None
+    pairs = {split: candidate_pairs(bm25, scorer.score, ids, queries, rerank_depth) if ids else None
              for split, ids in judged.items()}
     dev_figures: dict[str, float] = {}
     if student_weight == "dev":
@@ -151,16 +150,16 @@ class HybridRetriever:
                                      **self.config["lexical"].get("bm25", {}))
         self.texts = dict(zip(corpus["doc_id"], passage_texts(corpus, self.config["include_title"])))
 
+    def student_scores(self, queries: dict[str, str], pairs: pd.DataFrame) -> np.ndarray:
+        """The student's score of each (query_id, doc_id) row, encoding the queries and passages now."""
+        query_ids = list(pd.unique(pairs["query_id"]))
+        row = {q: i for i, q in enumerate(query_ids)}
+        query_embeddings = self.encoder.encode([queries[q] for q in query_ids], is_query=True)
+        passages = self.encoder.encode([self.texts[d] for d in pairs["doc_id"]], is_query=False)
+        return np.einsum("nd,nd->n", query_embeddings[[row[q] for q in pairs["query_id"]]], passages).astype(np.float32)
+
     def search(self, queries: dict[str, str]) -> dict[str, dict[str, float]]:
         """Each query's BM25 top ``first_stage.depth`` with its hybrid score."""
-        query_ids = list(queries)
-        ranked_ids, _ = self.bm25.search([queries[q] for q in query_ids], self.config["first_stage"]["depth"])
-        pairs = pd.DataFrame([(q, d) for q, ids in zip(query_ids, ranked_ids) for d in ids],
-                             columns=["query_id", "doc_id"])
-        pairs["lexical"] = self.bm25.score_pairs(queries, pairs)
-        query_embeddings = self.encoder.encode([queries[q] for q in query_ids], is_query=True)
-        row = {q: i for i, q in enumerate(query_ids)}
-        passages = self.encoder.encode([self.texts[d] for d in pairs["doc_id"]], is_query=False)
-        pairs["student"] = np.einsum("nd,nd->n", query_embeddings[[row[q] for q in pairs["query_id"]]],
-                                     passages).astype(np.float32)
+        pairs = candidate_pairs(self.bm25, lambda frame: self.student_scores(queries, frame), list(queries), queries,
+                                self.config["first_stage"]["depth"])
         return fused_run(pairs, self.config["student"]["weight"], self.config["normalization"])
