@@ -96,10 +96,13 @@ class Plan:
         #: the BEIR folder prepare reads: ``data_dir``, or the download's, named after its zip
         self.data_dir = config["data_dir"] or f"{config['cache_dir']}/beir/{download_name(config['download']['url'])}"
         splits, labels = config["splits"], config["labels"]
-        #: positives come from a teacher (labels.source: teacher), not from judged training qrels
-        self.teacher_labelled = labels["source"] == "teacher"
-        #: every split prepare validates: train (unless a teacher labels), test and a named dev split
-        self.prepared_splits = sorted({*([] if self.teacher_labelled else [splits["train"]]), splits["test"],
+        #: judged training queries are read (labels.source: qrels, qrels+teacher): they give the dev split
+        self.judged_training = labels["source"] in ("qrels", "qrels+teacher")
+        #: a teacher labels queries (labels.source: teacher, qrels+teacher): every query with qrels+teacher
+        #: but the judged ones, which keep their judgments
+        self.teacher_labelled = labels["source"] in ("teacher", "qrels+teacher")
+        #: every split prepare validates: train (when judged training queries are read), test and a named dev split
+        self.prepared_splits = sorted({*([splits["train"]] if self.judged_training else []), splits["test"],
                                        *filter(None, [splits["dev"]["split"]])})
         self.prepared_queries = f"{self.root}/data/queries.parquet"
         self.pseudo_queries = self.teacher_labelled and labels["pseudo_queries"]["count"] > 0
@@ -123,8 +126,11 @@ class Plan:
     def training_labels(self) -> str:
         """The labelled training queries the dev split is carved from: the judged train split, or the
         teacher's labels."""
-        return f"{self.root}/data/qrels-teacher.parquet" if self.teacher_labelled \
-            else self.prepared_qrels(self.config["splits"]["train"])
+        return self.prepared_qrels(self.config["splits"]["train"]) if self.judged_training else self.teacher_labels
+
+    @property
+    def teacher_labels(self) -> str:
+        return f"{self.root}/data/qrels-teacher.parquet"
 
     @property
     def labeller(self) -> str:
@@ -531,7 +537,7 @@ class Plan:
                     for split in self.EVAL_SPLITS},
             student_metrics={m: self.metrics(m) for m in students}, out_dir=output.export,
             student_weight=settings["student_weight"], grid=settings["grid"], normalization=settings["normalization"],
-            choose_on_dev=not self.teacher_labelled, rerank_depth=self.config["evaluate"]["rerank_depth"],
+            choose_on_dev=self.judged_training, rerank_depth=self.config["evaluate"]["rerank_depth"],
             include_title=self.config["include_title"], device=self.config["device"])
 
     # ----------------------------------------------------------------------------------------------
@@ -562,14 +568,14 @@ class Plan:
         problems += [f"evaluate.baselines: unknown model {name!r}; models are {sorted(models)}"
                      for name in self.config["evaluate"]["baselines"] if name not in models]
         splits = self.config["splits"]
-        if splits["train"] == splits["test"] and not self.teacher_labelled:
+        if splits["train"] == splits["test"] and self.judged_training:
             problems.append(f"splits: train and test are both {splits['train']!r}; the student would be trained on "
                             "the judgments it is evaluated with. Name another training split (with qrels/<name>.tsv), "
                             "or, for a collection judged on its test split only, let the teacher label the training "
                             "queries (labels: {source: teacher})")
         if self.teacher_labelled:
             problems += self._labelling_problems()
-        else:
+        if self.judged_training:
             data_dir = self.config["data_dir"]
             if data_dir and Path(data_dir).is_dir() and not (Path(data_dir) / "qrels" / f"{splits['train']}.tsv").is_file():
                 problems.append(f"splits.train: {data_dir}/qrels/{splits['train']}.tsv does not exist; without training "
@@ -647,7 +653,7 @@ class Plan:
         if not low < high:
             problems.append(f"{where}.window [{low}, {high}) is empty")
         data_dir, split = self.config["data_dir"], self.config["splits"]["train"]
-        if not self.teacher_labelled and data_dir and Path(data_dir).is_dir() \
+        if self.judged_training and data_dir and Path(data_dir).is_dir() \
                 and not (Path(data_dir) / "qrels" / f"{split}.tsv").is_file():
             problems.append(f"{where}: fine-tuning needs judged training queries, and {data_dir}/qrels/{split}.tsv "
                             "does not exist")

@@ -55,11 +55,13 @@ def choose_queries(judged: list[str], test_ids: set[str], seed: int, train_queri
 
 def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: str, out_dev: str, out_report: str,
                            seed: int, train_queries: int | None = None, dev: dict[str, Any] | None = None,
-                           dev_qrels_path: str | None = None) -> dict[str, Any]:
+                           dev_qrels_path: str | None = None, teacher_qrels_path: str | None = None) -> dict[str, Any]:
     """Write the training qrels, the dev qrels (possibly empty) and a report of the choice.
 
     ``dev`` is the config's ``splits.dev`` section; ``dev_qrels_path`` a prepared named split to use as
-    dev instead of a fraction of the training queries."""
+    dev instead of a fraction of the training queries. ``teacher_qrels_path`` (``labels.source:
+    qrels+teacher``): a teacher's labels, whose queries join training unless they are judged training,
+    dev or test queries; the dev split stays judged."""
     from .config import complete_section
 
     dev = complete_section("splits", {"dev": dev or {}})["dev"]
@@ -81,13 +83,21 @@ def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: 
                                                    dev["min_queries"], dev["max_queries"])
         dev_qrels = qrels[qrels["query_id"].isin(set(dev_ids))]
     provenance = {**read_provenance(qrels_path), "seed": seed, "train_queries": train_queries, "dev": dev}
-    write_table(qrels[qrels["query_id"].isin(set(training))], out_training, {**provenance, "role": "training"},
-                QRELS_SCHEMA)
+    training_qrels = qrels[qrels["query_id"].isin(set(training))]
+    teacher_labelled = []
+    if teacher_qrels_path:
+        teacher_qrels = read_table(teacher_qrels_path)
+        teacher_qrels = teacher_qrels[~teacher_qrels["query_id"].isin(set(training) | set(dev_ids) | test_ids)]
+        teacher_labelled = judged_queries(teacher_qrels)
+        training_qrels = pd.concat([training_qrels, teacher_qrels], ignore_index=True)
+        provenance["teacher_labels"] = read_provenance(teacher_qrels_path).get("teacher")
+    write_table(training_qrels.reset_index(drop=True), out_training, {**provenance, "role": "training"}, QRELS_SCHEMA)
     write_table(dev_qrels.reset_index(drop=True), out_dev, {**provenance, "role": "dev"}, QRELS_SCHEMA)
     report = {"labels": read_provenance(qrels_path).get("labels", "qrels"),  # or "teacher" (pipeline/labels.py)
               "judged_training_queries": len(judged), "training_queries": len(training), "dev_queries": len(dev_ids),
               "no_dev_reason": reason, "seed": seed, "train_queries": train_queries, "dev": dev,
-              "dev_source": dev_qrels_path or "fraction of the training queries", "dev_query_ids": dev_ids}
+              "dev_source": dev_qrels_path or "fraction of the training queries", "dev_query_ids": dev_ids,
+              "teacher_labelled_queries": len(teacher_labelled)}
     if reason:
         log.warning("%s", reason)
     write_json(report, out_report)

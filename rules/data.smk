@@ -69,6 +69,8 @@ rule prepare:
 rule split_training_queries:
     input:
         qrels=plan.training_labels(),
+        # labels.source: qrels+teacher: the teacher's labels of the queries that are not judged
+        teacher=[plan.teacher_labels] if plan.judged_training and plan.teacher_labelled else [],
         test=DATA["qrels_test"],
         dev=[plan.prepared_qrels(s) for s in filter(None, [config["splits"]["dev"]["split"]])],
     output:
@@ -89,6 +91,7 @@ rule split_training_queries:
             qrels_path=input.qrels,
             test_qrels_path=input.test,
             dev_qrels_path=input.dev[0] if input.dev else None,
+            teacher_qrels_path=input.teacher[0] if input.teacher else None,
             out_training=output.training,
             out_dev=output.dev,
             out_report=output.report,

@@ -176,3 +176,18 @@ def test_a_collection_without_training_judgments_is_pointed_to_teacher_labels(tm
     assert any(p.startswith(f"splits.train: {beir}/qrels/train.tsv does not exist; without training judgments let "
                             "the teacher label") for p in problems)
     assert Plan(label_free(data_dir=str(beir))).problems() == []
+
+
+def test_the_plan_of_a_run_with_few_judgments_and_teacher_labels():
+    """labels.source: qrels+teacher reads the judged train split (the dev split comes from it) and labels
+    the other queries with the teacher."""
+    plan = Plan(config(labels={"source": "qrels+teacher", "pseudo_queries": {"count": 100}}))
+    assert plan.judged_training and plan.teacher_labelled and plan.pseudo_queries
+    assert plan.prepared_splits == ["test", "train"]
+    assert plan.training_labels().endswith("data/qrels-train.parquet")
+    assert plan.teacher_labels.endswith("data/qrels-teacher.parquet")
+    assert plan.data["queries"].endswith("data/queries-and-pseudo.parquet")
+    assert plan.problems() == []
+    same = config(labels={"source": "qrels+teacher"}) | {"splits": {"train": "test", "test": "test",
+                                                                    "dev": config()["splits"]["dev"]}}
+    assert any(p.startswith("splits: train and test are both 'test'") for p in Plan(same).problems())

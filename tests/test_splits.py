@@ -77,3 +77,28 @@ def test_a_named_dev_split_must_not_share_test_queries(tmp_path):
     with pytest.raises(ValueError, match="shares 10 queries with the test split"):
         split_training_queries(train, test, str(tmp_path / "t.parquet"), str(tmp_path / "d.parquet"),
                                str(tmp_path / "s.json"), seed=1, dev_qrels_path=clash)
+
+
+def test_teacher_labels_join_training_but_never_dev_or_judged_or_test(tmp_path):
+    """labels.source: qrels+teacher: judged training queries keep their judgments and give the dev split;
+    the teacher's labels add the queries nobody judged."""
+    train = qrels_file(tmp_path / "qrels-train.parquet", JUDGED[:50])
+    test = qrels_file(tmp_path / "qrels-test.parquet", JUDGED[150:])
+    pseudo = [f"pseudo:span:d{i}" for i in range(30)]
+    # the teacher labelled every query but the test ones, judged training queries among them, with its own passages
+    teacher = pd.DataFrame({"query_id": JUDGED[:150] + pseudo, "doc_id": "teacher-pick", "relevance": 1})
+    write_table(teacher, tmp_path / "qrels-teacher.parquet", {"labels": "teacher", "teacher": {"name": "t"}},
+                QRELS_SCHEMA)
+    out = {k: str(tmp_path / f"{k}.parquet") for k in ("training", "dev")}
+    report = split_training_queries(train, test, out["training"], out["dev"], str(tmp_path / "splits.json"), seed=2,
+                                    dev={"fraction": 0.2}, teacher_qrels_path=str(tmp_path / "qrels-teacher.parquet"))
+    training, dev = read_table(out["training"]), read_table(out["dev"])
+    judged_training = set(training.query_id) & set(JUDGED[:50])
+    assert len(dev) == 10 and set(dev.doc_id) == {f"d{q}" for q in dev.query_id}, "dev keeps the judgments"
+    assert len(judged_training) == 40 and not judged_training & set(dev.query_id)
+    assert set(training[training.query_id.isin(judged_training)].doc_id) == {f"d{q}" for q in judged_training}, \
+        "a judged training query keeps its judgment, not the teacher's pick"
+    by_teacher = training[training.doc_id == "teacher-pick"]
+    assert set(by_teacher.query_id) == set(JUDGED[50:150]) | set(pseudo), "unjudged queries and pseudo-queries"
+    assert report["teacher_labelled_queries"] == 130 and report["training_queries"] == 40
+    assert read_provenance(out["training"])["teacher_labels"] == {"name": "t"}
