@@ -71,6 +71,18 @@ def pseudo_query(kind: str, title: str, text: str, span_words: Sequence[int], rn
     return " ".join(words[start:start + high])
 
 
+def corpus_sentences(texts: Sequence[str], span_words: Sequence[int], count: int, seed: int) -> list[str]:
+    """Every sentence of ``texts`` of at least ``span_words[0]`` words, cut to its first ``span_words[1]``,
+    a seeded sample of ``count`` when there are more, in corpus order (the warm-up's ``sentences``)."""
+    low, high = span_words
+    sentences = [" ".join(words[:high]) for text in texts for s in SENTENCE_END.split(text)
+                 if len(words := s.split()) >= low]
+    if len(sentences) <= count:
+        return sentences
+    keep = np.sort(np.random.default_rng(seed).choice(len(sentences), size=count, replace=False))
+    return [sentences[i] for i in keep]
+
+
 def make_pseudo_queries(corpus: pd.DataFrame, count: int, kinds: Sequence[str], span_words: Sequence[int],
                         seed: int) -> pd.DataFrame:
     """``count`` pseudo-queries (at most one per passage), kinds taken in turn over a seeded sample of

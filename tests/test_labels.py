@@ -191,3 +191,12 @@ def test_the_plan_of_a_run_with_few_judgments_and_teacher_labels():
     same = config(labels={"source": "qrels+teacher"}) | {"splits": {"train": "test", "test": "test",
                                                                     "dev": config()["splits"]["dev"]}}
     assert any(p.startswith("splits: train and test are both 'test'") for p in Plan(same).problems())
+
+
+def test_corpus_sentences_are_every_long_enough_sentence_cut_and_sampled_seeded():
+    from pipeline.labels import corpus_sentences
+
+    texts = ["Short one. Statins lower the risk of stroke in older patients. Yes.", "Insulin resistance rises with age."]
+    assert corpus_sentences(texts, (4, 5), 10, seed=0) == ["Statins lower the risk of", "Insulin resistance rises with age."]
+    sample = corpus_sentences(texts * 50, (4, 48), 7, seed=3)
+    assert len(sample) == 7 and sample == corpus_sentences(texts * 50, (4, 48), 7, seed=3)

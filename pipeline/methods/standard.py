@@ -70,6 +70,9 @@ from typing import TYPE_CHECKING, Any
 
 from .base import LossTerm, Method
 
+#: warmup.texts: sentences: a sentence of at least 4 words, cut to 48 (query-sized: max_query_length is 64 tokens)
+SENTENCE_WORDS = (4, 48)
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..plan import Plan
     from ..training.driver import TrainingRun
@@ -158,6 +161,10 @@ class Standard(Method):
         warm = c["warmup"]
         short = [run.queries[q] for q in sorted(run.qrels)] if "train_queries" in warm["texts"] else []
         short += [t for t in run.corpus["title"] if t.strip()] if "titles" in warm["texts"] else []
+        if "sentences" in warm["texts"]:
+            from ..labels import corpus_sentences
+
+            short += corpus_sentences(list(run.corpus["text"]), SENTENCE_WORDS, warm["max_sentences"], run.seed)
         shards = list(run.embedding_shards.get(teacher, [])) if "corpus" in warm["texts"] else []
         warm_phase = warmup_phase(warm, ModelSpec.from_config(teacher, run.models[teacher]), shards,
                                   run.corpus, run.include_title, short, run.device, run.seed, trains=trains)
