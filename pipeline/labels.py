@@ -150,15 +150,25 @@ def positives_from_run(run: dict[str, dict[str, float]], positives: int = 1, min
     return pd.DataFrame(rows, columns=["query_id", "doc_id", "relevance"])
 
 
+def graded_from_run(run: dict[str, dict[str, float]], depth: int) -> pd.DataFrame:
+    """Qrels of each query's top ``depth`` passages graded ``depth`` (its top passage) down to 1: the dev
+    labels of ``labels.dev_depth``. Ties break by passage id, as the TREC runs do."""
+    rows = [(query_id, doc_id, depth - rank) for query_id in sorted(run)
+            for rank, (doc_id, _) in enumerate(sorted(run[query_id].items(), key=lambda kv: (-kv[1], kv[0]))[:depth])]
+    return pd.DataFrame(rows, columns=["query_id", "doc_id", "relevance"])
+
+
 def label_with_teacher(model: dict[str, Any], queries_path: str, corpus_path: str, out_path: str, report_path: str,
                        queries: str = "unjudged", test_qrels_path: str | None = None, positives: int = 1,
                        min_probability: float | None = None, scale: str | float = "auto",
                        similarity_scale: float = 20.0, depth: int = 100, rerank_depth: int = 100,
                        index_dir: str | None = None, embedding_shards: dict[str, Sequence[str]] | None = None,
                        models: dict[str, dict] | None = None, include_title: bool = True, device: str = "auto",
-                       threads: int | None = None, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+                       threads: int | None = None, provenance: dict[str, Any] | None = None,
+                       graded_path: str | None = None, dev_depth: int = 1) -> dict[str, Any]:
     """Label the training queries with the teacher ``model``'s top-ranked passages; writes a qrels table
-    (what the dev split and training read instead of judged training qrels) and a report."""
+    (what the dev split and training read instead of judged training qrels), the graded top ``dev_depth``
+    of every query (``graded_path``: what the dev split reads with ``labels.dev_depth`` > 1) and a report."""
     from .evaluation import retrieve
     from .models import ModelSpec, resolve_device, set_threads
     from .scorers import SCALES
@@ -192,6 +202,10 @@ def label_with_teacher(model: dict[str, Any], queries_path: str, corpus_path: st
               "test_queries_excluded": len(test_ids & set(texts)), "depth": depth, "seconds": round(seconds, 2)}
     write_table(labels, out_path, {**(provenance or {}), "labels": "teacher", "teacher": spec.to_dict(), **report},
                 QRELS_SCHEMA)
+    if graded_path:
+        write_table(graded_from_run(run, dev_depth), graded_path,
+                    {**(provenance or {}), "labels": "teacher graded", "teacher": spec.to_dict(), "dev_depth": dev_depth},
+                    QRELS_SCHEMA)
     write_json(report, report_path)
     log.info("labelled %d queries (%d pseudo) with %s: %d positives", report["labelled_queries"],
              report["pseudo_queries"], spec.name, report["positives"])

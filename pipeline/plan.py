@@ -133,6 +133,16 @@ class Plan:
         return f"{self.root}/data/qrels-teacher.parquet"
 
     @property
+    def teacher_graded_labels(self) -> str:
+        return f"{self.root}/data/qrels-teacher-graded.parquet"
+
+    def graded_dev_labels(self) -> list[str]:
+        """The teacher's graded top passages, when they label the dev split (labels.dev_depth > 1 with no
+        judged training queries)."""
+        graded = self.teacher_labelled and not self.judged_training and self.config["labels"]["dev_depth"] > 1
+        return [self.teacher_graded_labels] if graded else []
+
+    @property
     def labeller(self) -> str:
         """The model whose top-ranked passages are the positives (``labels.teacher``, else iteration 1's teacher)."""
         return self.config["labels"]["teacher"] or self.iteration(1)["teacher"]
@@ -155,6 +165,7 @@ class Plan:
             queries_path=input.queries,
             corpus_path=input.corpus,
             out_path=output.qrels,
+            graded_path=output.graded,
             report_path=output.report,
             test_qrels_path=input.test[0] if input.test else None,
             index_dir=input.get("index"),
@@ -169,7 +180,7 @@ class Plan:
     def labelling_settings(self) -> dict[str, Any]:
         """What decides the labels, without paths: the labelling rule's tracked params."""
         labels = self.config["labels"]
-        return {**{k: labels[k] for k in ("queries", "positives", "min_probability", "scale", "depth")},
+        return {**{k: labels[k] for k in ("queries", "positives", "min_probability", "scale", "depth", "dev_depth")},
                 "similarity_scale": self.iteration(1)["train"]["similarity_scale"]}
 
     # ----------------------------------------------------------------------------------------------

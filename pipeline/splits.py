@@ -55,13 +55,15 @@ def choose_queries(judged: list[str], test_ids: set[str], seed: int, train_queri
 
 def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: str, out_dev: str, out_report: str,
                            seed: int, train_queries: int | None = None, dev: dict[str, Any] | None = None,
-                           dev_qrels_path: str | None = None, teacher_qrels_path: str | None = None) -> dict[str, Any]:
+                           dev_qrels_path: str | None = None, teacher_qrels_path: str | None = None,
+                           graded_dev_path: str | None = None) -> dict[str, Any]:
     """Write the training qrels, the dev qrels (possibly empty) and a report of the choice.
 
     ``dev`` is the config's ``splits.dev`` section; ``dev_qrels_path`` a prepared named split to use as
     dev instead of a fraction of the training queries. ``teacher_qrels_path`` (``labels.source:
     qrels+teacher``): a teacher's labels, whose queries join training unless they are judged training,
-    dev or test queries; the dev split stays judged."""
+    dev or test queries; the dev split stays judged. ``graded_dev_path`` (``labels.dev_depth`` > 1): the
+    dev queries' labels are read from there (the teacher's graded top passages) instead."""
     from .config import complete_section
 
     dev = complete_section("splits", {"dev": dev or {}})["dev"]
@@ -82,6 +84,9 @@ def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: 
         training, dev_ids, reason = choose_queries(judged, test_ids, seed, train_queries, dev["fraction"],
                                                    dev["min_queries"], dev["max_queries"])
         dev_qrels = qrels[qrels["query_id"].isin(set(dev_ids))]
+        if graded_dev_path:
+            graded = read_table(graded_dev_path)
+            dev_qrels = graded[graded["query_id"].isin(set(dev_ids))]
     provenance = {**read_provenance(qrels_path), "seed": seed, "train_queries": train_queries, "dev": dev}
     training_qrels = qrels[qrels["query_id"].isin(set(training))]
     teacher_labelled = []
@@ -97,7 +102,8 @@ def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: 
               "judged_training_queries": len(judged), "training_queries": len(training), "dev_queries": len(dev_ids),
               "no_dev_reason": reason, "seed": seed, "train_queries": train_queries, "dev": dev,
               "dev_source": dev_qrels_path or "fraction of the training queries", "dev_query_ids": dev_ids,
-              "teacher_labelled_queries": len(teacher_labelled)}
+              "teacher_labelled_queries": len(teacher_labelled),
+              "dev_labels": "the teacher's graded top passages" if graded_dev_path and dev_ids else None}
     if reason:
         log.warning("%s", reason)
     write_json(report, out_report)

@@ -71,6 +71,8 @@ rule split_training_queries:
         qrels=plan.training_labels(),
         # labels.source: qrels+teacher: the teacher's labels of the queries that are not judged
         teacher=[plan.teacher_labels] if plan.judged_training and plan.teacher_labelled else [],
+        # labels.dev_depth > 1: the dev queries' labels are the teacher's graded top passages
+        graded=plan.graded_dev_labels(),
         test=DATA["qrels_test"],
         dev=[plan.prepared_qrels(s) for s in filter(None, [config["splits"]["dev"]["split"]])],
     output:
@@ -92,6 +94,7 @@ rule split_training_queries:
             test_qrels_path=input.test,
             dev_qrels_path=input.dev[0] if input.dev else None,
             teacher_qrels_path=input.teacher[0] if input.teacher else None,
+            graded_dev_path=input.graded[0] if input.graded else None,
             out_training=output.training,
             out_dev=output.dev,
             out_report=output.report,
@@ -142,7 +145,8 @@ if plan.teacher_labelled:
         input:
             unpack(lambda wc: plan.labelling_inputs()),
         output:
-            qrels=f"{R}/data/qrels-teacher.parquet",
+            qrels=plan.teacher_labels,
+            graded=plan.teacher_graded_labels,
             report=f"{R}/data/labels.json",
         log:
             f"{R}/logs/label_with_teacher.log",

@@ -200,3 +200,15 @@ def test_corpus_sentences_are_every_long_enough_sentence_cut_and_sampled_seeded(
     assert corpus_sentences(texts, (4, 5), 10, seed=0) == ["Statins lower the risk of", "Insulin resistance rises with age."]
     sample = corpus_sentences(texts * 50, (4, 48), 7, seed=3)
     assert len(sample) == 7 and sample == corpus_sentences(texts * 50, (4, 48), 7, seed=3)
+
+
+def test_graded_dev_labels_are_the_teachers_top_k_graded_down_and_only_when_asked():
+    from pipeline.labels import graded_from_run
+
+    run = {"q1": {"a": 0.9, "b": 0.5, "c": 0.7, "d": 0.1}, "q2": {"x": 1.0, "y": 1.0}}
+    graded = graded_from_run(run, 3)
+    assert graded.values.tolist() == [["q1", "a", 3], ["q1", "c", 2], ["q1", "b", 1], ["q2", "x", 3], ["q2", "y", 2]]
+    assert Plan(label_free()).graded_dev_labels() == [], "dev_depth 1: the dev split reads the training labels"
+    assert Plan(label_free(dev_depth=10)).graded_dev_labels()[0].endswith("data/qrels-teacher-graded.parquet")
+    assert Plan(config(labels={"source": "qrels+teacher", "dev_depth": 10})).graded_dev_labels() == [], \
+        "judged queries give the dev split"

@@ -102,3 +102,19 @@ def test_teacher_labels_join_training_but_never_dev_or_judged_or_test(tmp_path):
     assert set(by_teacher.query_id) == set(JUDGED[50:150]) | set(pseudo), "unjudged queries and pseudo-queries"
     assert report["teacher_labelled_queries"] == 130 and report["training_queries"] == 40
     assert read_provenance(out["training"])["teacher_labels"] == {"name": "t"}
+
+
+def test_graded_teacher_labels_replace_the_dev_queries_labels_only(tmp_path):
+    train = qrels_file(tmp_path / "qrels-train.parquet", JUDGED[:50])
+    test = qrels_file(tmp_path / "qrels-test.parquet", JUDGED[150:])
+    graded = pd.DataFrame({"query_id": [q for q in JUDGED[:50] for _ in range(3)],
+                           "doc_id": [f"top{r}" for _ in JUDGED[:50] for r in range(3)],
+                           "relevance": [3, 2, 1] * 50})
+    write_table(graded, tmp_path / "graded.parquet", {"labels": "teacher graded"}, QRELS_SCHEMA)
+    out = {k: str(tmp_path / f"{k}.parquet") for k in ("training", "dev")}
+    report = split_training_queries(train, test, out["training"], out["dev"], str(tmp_path / "splits.json"), seed=2,
+                                    dev={"fraction": 0.2}, graded_dev_path=str(tmp_path / "graded.parquet"))
+    training, dev = read_table(out["training"]), read_table(out["dev"])
+    assert sorted(set(dev.query_id)) == report["dev_query_ids"] and len(dev) == 30
+    assert sorted(dev.relevance.unique()) == [1, 2, 3] and not training.doc_id.str.startswith("top").any()
+    assert report["dev_labels"] == "the teacher's graded top passages"
