@@ -37,6 +37,8 @@ OUTPUT_CACHE = os.environ.setdefault(LOCATION_ENVVAR, os.path.abspath(f"{config[
 if workflow.workflow_settings.cache is not None:
     os.makedirs(OUTPUT_CACHE, exist_ok=True)
 plan.check()  # cross-field checks: fail at parse time, before any job runs
+if plan.label_source_reason and workflow.is_main_process:  # labels.source: auto
+    print(f"labels: {config['labels']['source']} ({plan.label_source_reason})", file=sys.stderr)
 if plan.schedule() and workflow.is_main_process:  # a method sets the iterations (PROD): say what each is
     print("\n".join(f"iteration {it}: {plan.describe(it)}" for it in plan.iterations), file=sys.stderr)
 

@@ -84,6 +84,28 @@ def download_name(url: str) -> str:
     return name[: -len(".zip")] if name.endswith(".zip") else name or "download"
 
 
+def auto_label_source(data_dir: str | None, train_split: str, train_queries: int | None,
+                      few_judged_queries: int) -> tuple[str, str]:
+    """``labels.source: auto``: (the source, why), from the number of queries the train split judges
+    (``data_dir/qrels/<train_split>.tsv``; a collection still to be downloaded, ``data_dir`` None, counts
+    as many). Few judged queries leave distillation almost nothing to train on (15 judged MED queries: one
+    step), so the teacher labels the others and pseudo-queries (benchmarks/README.md, collections)."""
+    if data_dir is None:
+        return "qrels", "a downloaded collection: its judged training queries"
+    path = Path(data_dir) / "qrels" / f"{train_split}.tsv"
+    if not path.is_file():
+        return "teacher", f"{path} does not exist: the teacher labels the training queries"
+    with open(path) as handle:
+        rows = [line.split("\t", 1)[0] for line in handle if line.strip()]
+    judged = len(set(rows[1:] if rows and rows[0] in ("query-id", "query_id") else rows))  # BEIR's header
+    if train_queries is not None:
+        judged = min(judged, train_queries)
+    if judged >= few_judged_queries:
+        return "qrels", f"{judged} judged training queries (labels.few_judged_queries: {few_judged_queries})"
+    return "qrels+teacher", (f"{judged} judged training queries, fewer than labels.few_judged_queries "
+                             f"({few_judged_queries}): the teacher labels the other queries and pseudo-queries")
+
+
 class Plan:
     """What a validated config (schema defaults filled in) asks the workflow to do."""
 
@@ -96,6 +118,12 @@ class Plan:
         #: the BEIR folder prepare reads: ``data_dir``, or the download's, named after its zip
         self.data_dir = config["data_dir"] or f"{config['cache_dir']}/beir/{download_name(config['download']['url'])}"
         splits, labels = config["splits"], config["labels"]
+        #: why labels.source is what it is, when auto chose it (the Snakefile says so at parse time)
+        self.label_source_reason = None
+        if labels["source"] == "auto":  # resolved once, here, so that every rule and job reads the same source
+            labels["source"], self.label_source_reason = auto_label_source(
+                None if self.downloads else self.data_dir, splits["train"], splits["train_queries"],
+                labels["few_judged_queries"])
         #: judged training queries are read (labels.source: qrels, qrels+teacher): they give the dev split
         self.judged_training = labels["source"] in ("qrels", "qrels+teacher")
         #: a teacher labels queries (labels.source: teacher, qrels+teacher): every query with qrels+teacher

@@ -2,6 +2,7 @@
 (against a local HTTP server: good zip, wrong checksum, no server), `make run` itself, and the README's
 commands; the workflow's conventions (`snakefmt`, the conda environment's pins)."""
 
+import json
 import os
 import re
 import shutil
@@ -70,9 +71,10 @@ def test_offline_the_run_fails_within_seconds_with_one_sentence_naming_the_url_a
 def tiny_override(tiny_bert: Path) -> dict:
     """What a user with the tiny fixture would lay over config.yaml: the fixture model wherever MiniLM-L6
     serves, one short iteration with no warm-up, no export (the two-iteration test warms up and exports:
-    CI time)."""
+    CI time), 40 pseudo-queries (labels.source: auto has the teacher label them beside the fixture's few
+    judged training queries)."""
     small = {"source": str(tiny_bert), "max_passage_length": 48, "max_query_length": 16}
-    return {"experiment": "front-door", "iterations": 1, "threads": 1,
+    return {"experiment": "front-door", "iterations": 1, "threads": 1, "labels": {"pseudo_queries": {"count": 40}},
             "models": {"minilm-l6": small}, "student": {**small, "layers": 1},
             "warmup": {"epochs": 0},
             "train": {"epochs": 1, "batch_size": 8, "max_passage_length": 32},
@@ -102,6 +104,13 @@ def test_make_run_on_the_fixture_runs_to_the_summary_then_has_nothing_to_do_then
     summary = workdir / "results/front-door/summary.md"
     assert summary.exists() and summary.read_text() in first.stdout, "the run ends by printing its summary"
     assert "minilm-l6" in summary.read_text() and "student-it1" in summary.read_text()
+    # few judged training queries: the shipped config's labels.source: auto lets the teacher label the others
+    judged = len({line.split("\t")[0] for line in (tiny_beir / "qrels/train.tsv").read_text().splitlines()[1:]})
+    assert f"labels: qrels+teacher ({judged} judged training queries, fewer than labels.few_judged_queries (200)" \
+        in first.stderr
+    splits = json.loads((workdir / "results/front-door/data/splits.json").read_text())
+    assert splits["labels"] == "qrels" and splits["dev_queries"] > 0, "the dev split is judged"
+    assert splits["teacher_labelled_queries"] >= 40, "the pseudo-queries, and the queries nobody judged"
     assert (workdir / ".cache/snakemake-outputs").is_dir(), "make run serves teacher work through --cache"
     second = make_run(workdir, *variables)
     assert second.returncode == 0 and "Nothing to be done" in second.stdout + second.stderr, second.stderr[-3000:]

@@ -155,7 +155,8 @@ def test_the_plan_of_a_label_free_run():
 
 @pytest.mark.parametrize("change, problem", [
     ({"labels": {"source": "teacher", "teacher": "nope"}}, "labels.teacher: unknown model 'nope'"),
-    ({"labels": {"source": "teacher", "queries": "none"}}, "labels: queries: none and no pseudo-queries"),
+    ({"labels": {"source": "teacher", "queries": "none", "pseudo_queries": {"count": 0}}},
+     "labels: queries: none and no pseudo-queries"),
     ({"labels": {"source": "teacher"}, "train": {"teacher_scale": "calibrated"}},
      "iteration 1: train.teacher_scale: calibrated fits a teacher's scale on judged positives"),
     ({"labels": {"source": "teacher", "teacher": "other"},
@@ -172,10 +173,28 @@ def test_a_collection_without_training_judgments_is_pointed_to_teacher_labels(tm
     (beir / "qrels").mkdir(parents=True)
     for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
         (beir / name).write_bytes((Path(tiny_beir) / name).read_bytes())
-    problems = Plan(config(data_dir=str(beir))).problems()
+    problems = Plan(config(data_dir=str(beir), labels={"source": "qrels"})).problems()
     assert any(p.startswith(f"splits.train: {beir}/qrels/train.tsv does not exist; without training judgments let "
                             "the teacher label") for p in problems)
     assert Plan(label_free(data_dir=str(beir))).problems() == []
+    auto = Plan(config(data_dir=str(beir)))
+    assert auto.config["labels"]["source"] == "teacher" and auto.problems() == []
+    assert auto.label_source_reason == f"{beir}/qrels/train.tsv does not exist: the teacher labels the training queries"
+
+
+@pytest.mark.parametrize("judged, train_queries, source", [
+    (250, None, "qrels"), (200, None, "qrels"), (199, None, "qrels+teacher"), (809, 30, "qrels+teacher"), (3, None, "qrels+teacher"),
+])
+def test_auto_labels_follow_the_number_of_judged_training_queries(tmp_path, judged, train_queries, source):
+    (tmp_path / "qrels").mkdir()
+    lines = [f"q{i}\td{j}\t1" for i in range(judged) for j in range(2)]  # two judgments a query: queries counted once
+    (tmp_path / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(lines) + "\n")
+    plan = Plan(config(data_dir=str(tmp_path), splits={**config()["splits"], "train_queries": train_queries}))
+    assert plan.config["labels"]["source"] == source
+    assert plan.label_source_reason.startswith(f"{min(judged, train_queries or judged)} judged training queries")
+    downloaded = Plan(config())  # no data_dir: BEIR SciFact is downloaded, its 809 judged training queries
+    assert downloaded.config["labels"]["source"] == "qrels"
+    assert downloaded.label_source_reason == "a downloaded collection: its judged training queries"
 
 
 def test_the_plan_of_a_run_with_few_judgments_and_teacher_labels():

@@ -160,7 +160,7 @@ def test_finetune_needs_judged_training_queries(tmp_path):
     (tmp_path / "qrels").mkdir()
     (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n")
     with pytest.raises(ConfigError, match=r"fine-tuning needs judged training queries, and .*qrels/train.tsv"):
-        Plan(dict(with_finetune(), data_dir=str(tmp_path))).check()
+        Plan(dict(with_finetune(), data_dir=str(tmp_path), labels={**with_finetune()["labels"], "source": "qrels"})).check()
 
 
 @pytest.mark.parametrize("change, message", [
