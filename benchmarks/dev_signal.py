@@ -4,8 +4,8 @@
 Per finished run and for each of its students (warm-up and iterations), three figures on the run's dev
 queries and one on its test queries:
 
-- ``top1``: nDCG@10 against the dev labels the run has, the teacher's top passage per query at relevance
-  1 (what ``select_student`` uses today with ``labels.source: teacher``);
+- ``dev_labels``: nDCG@10 against the dev labels the run has, what ``select_student`` uses: judgments, or
+  with ``labels.source: teacher`` the teacher's top passage per query at relevance 1;
 - ``graded@k``: nDCG@10 against the teacher's top k of the same queries, graded k, k-1, ..., 1 from its
   top passage down (read from the teacher's dev run, ``eval/dev/<teacher>/run.trec``): agreement with the
   teacher's ranking, not with one passage of it;
@@ -14,7 +14,7 @@ queries and one on its test queries:
 A signal is scored by the test figure of the student it picks, against the best student's (the regret),
 and by Kendall's tau between it and the test figure over the run's students.
 
-    python benchmarks/dev_signal.py OUT.json results/collection-med-label-free results/...
+    PYTHONPATH=. .venv/bin/python benchmarks/dev_signal.py OUT.json results/collection-cacm-label-free ...
 """
 
 import json
@@ -56,13 +56,13 @@ def signals(run: Path) -> dict:
     for student in students_of(summary):
         dev_run = read_trec_run(run / f"eval/dev/{student}/run.trec")
         figures[student] = {
-            "top1": compute_metrics(dev_qrels, dev_run)["ndcg@10"],
+            "dev_labels": compute_metrics(dev_qrels, dev_run)["ndcg@10"],
             **{f"graded@{k}": compute_metrics(g, dev_run)["ndcg@10"] for k, g in graded.items()},
             "test": json.loads((run / f"eval/test/{student}/metrics.json").read_text())["ndcg@10"],
         }
     best_test = max(f["test"] for f in figures.values())
     scored = {}
-    for signal in ["top1", *(f"graded@{k}" for k in GRADED_DEPTHS)]:
+    for signal in ["dev_labels", *(f"graded@{k}" for k in GRADED_DEPTHS)]:
         # ties go to the later student, as select_student breaks them
         picked = max(figures, key=lambda s: (round(figures[s][signal], 12), list(figures).index(s)))
         values = [figures[s][signal] for s in figures]
