@@ -41,8 +41,8 @@ def collect(run: Path) -> dict:
 
 def table(results: dict) -> str:
     lines = ["| collection | preset | training queries (dev) | BM25 | teacher | MiniLM-L6 | warm-up | last | "
-             "final (picked) | final / MiniLM-L6 | final / teacher | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "final (picked) | final / MiniLM-L6 | final / teacher | hybrid with BM25 | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for collection, presets in results.items():
         minilm = presets.get("default", {}).get("rows", {}).get("minilm-l6", {}).get("ndcg@10")
         for preset, run in presets.items():
@@ -50,13 +50,15 @@ def table(results: dict) -> str:
             final = ndcg[run["final"]]
             teacher = ndcg[run["teacher"]]
             warmup = "" if run["warmup"] is None else f"{ndcg[run['warmup']]:.4f}"
+            hybrid = f"{ndcg['hybrid']:.4f}" if "hybrid" in ndcg else ""
             lines.append(
                 f"| {collection} | {preset} | {run['training_queries']} ({run['dev_queries']}) | "
                 f"{ndcg.get('bm25', float('nan')):.4f} | {run['teacher']} {teacher:.4f} | "
                 f"{'' if minilm is None else f'{minilm:.4f}'} | "
                 f"{warmup} | "
                 f"{ndcg[run['last']]:.4f} | {final:.4f} ({run['final']}) | "
-                f"{'' if minilm is None else f'{final / minilm:.0%}'} | {final / teacher:.0%} | {run['wall_s']} |")
+                f"{'' if minilm is None else f'{final / minilm:.0%}'} | {final / teacher:.0%} | "
+                f"{hybrid} | {run['wall_s']} |")
     return "\n".join(lines)
 
 
