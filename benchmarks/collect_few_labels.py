@@ -19,7 +19,7 @@ def collect(size: str, run: Path) -> dict:
     students = {r["name"]: {k: r[k] for k in KEYS} for r in summary["rows"] if r["model"] == "student"}
     teacher = next(r for r in summary["rows"] if r["model"] == "teacher")
     warmed = [name for name in students if name.endswith("-warmup")]
-    last = max((n for n in students if "-" not in n.removeprefix("student-")),
+    last = max((n for n in students if "-" not in n.removeprefix("student-") and "." not in n),  # not exports
                key=lambda n: int(n.removeprefix("student-it")))
     final = summary["final"]
     wall = run / "wall.json"
