@@ -29,6 +29,7 @@ def collect(run: Path) -> dict:
     return {
         "run": str(run),
         "training_queries": splits["training_queries"], "dev_queries": splits["dev_queries"],
+        "teacher_labelled_queries": splits.get("teacher_labelled_queries", 0),  # labels.source: qrels+teacher
         "no_dev_reason": splits["no_dev_reason"],
         "teacher": teacher,
         "warmup": warmed[-1] if warmed else None,
@@ -52,7 +53,8 @@ def table(results: dict) -> str:
             warmup = "" if run["warmup"] is None else f"{ndcg[run['warmup']]:.4f}"
             hybrid = f"{ndcg['hybrid']:.4f}" if "hybrid" in ndcg else ""
             lines.append(
-                f"| {collection} | {preset} | {run['training_queries']} ({run['dev_queries']}) | "
+                f"| {collection} | {preset} | {run['training_queries']}"
+                f"{f' + {extra} by the teacher' if (extra := run['teacher_labelled_queries']) else ''} ({run['dev_queries']}) | "
                 f"{ndcg.get('bm25', float('nan')):.4f} | {run['teacher']} {teacher:.4f} | "
                 f"{'' if minilm is None else f'{minilm:.4f}'} | "
                 f"{warmup} | "
