@@ -85,11 +85,13 @@ def download_name(url: str) -> str:
 
 
 def auto_label_source(data_dir: str | None, train_split: str, train_queries: int | None,
-                      few_judged_queries: int) -> tuple[str, str]:
+                      few_judged_queries: int, calibrated: bool = False) -> tuple[str, str]:
     """``labels.source: auto``: (the source, why), from the number of queries the train split judges
     (``data_dir/qrels/<train_split>.tsv``; a collection still to be downloaded, ``data_dir`` None, counts
     as many). Few judged queries leave distillation almost nothing to train on (15 judged MED queries: one
-    step), so the teacher labels the others and pseudo-queries (benchmarks/README.md, collections)."""
+    step), so the teacher labels the others and pseudo-queries (benchmarks/README.md, collections), unless
+    ``calibrated`` (an iteration's ``train.teacher_scale: calibrated`` fits teachers on judged positives,
+    which the teacher's own labels would bias)."""
     if data_dir is None:
         return "qrels", "a downloaded collection: its judged training queries"
     path = Path(data_dir) / "qrels" / f"{train_split}.tsv"
@@ -102,6 +104,10 @@ def auto_label_source(data_dir: str | None, train_split: str, train_queries: int
         judged = min(judged, train_queries)
     if judged >= few_judged_queries:
         return "qrels", f"{judged} judged training queries (labels.few_judged_queries: {few_judged_queries})"
+    if calibrated:
+        return "qrels", (f"{judged} judged training queries, fewer than labels.few_judged_queries "
+                         f"({few_judged_queries}), but train.teacher_scale: calibrated fits teachers on judged "
+                         "positives only, so the teacher labels nothing (teacher_scale: auto lets it)")
     return "qrels+teacher", (f"{judged} judged training queries, fewer than labels.few_judged_queries "
                              f"({few_judged_queries}): the teacher labels the other queries and pseudo-queries")
 
@@ -123,7 +129,8 @@ class Plan:
         if labels["source"] == "auto":  # resolved once, here, so that every rule and job reads the same source
             labels["source"], self.label_source_reason = auto_label_source(
                 None if self.downloads else self.data_dir, splits["train"], splits["train_queries"],
-                labels["few_judged_queries"])
+                labels["few_judged_queries"], self._calibrates())
+            self._iteration_configs.clear()  # made with source: auto
         #: judged training queries are read (labels.source: qrels, qrels+teacher): they give the dev split
         self.judged_training = labels["source"] in ("qrels", "qrels+teacher")
         #: a teacher labels queries (labels.source: teacher, qrels+teacher): every query with qrels+teacher
@@ -143,6 +150,14 @@ class Plan:
             "qrels_dev": f"{self.root}/data/dev-qrels.parquet",
             "qrels_test": self.prepared_qrels(splits["test"]),
         }
+
+    def _calibrates(self) -> bool:
+        """Whether an iteration fits its teachers' scales on judged positives (train.teacher_scale: calibrated);
+        an iteration whose config is wrong counts as not (check() reports it)."""
+        try:
+            return any(self.iteration(it)["train"]["teacher_scale"] == "calibrated" for it in self.iterations)
+        except ConfigError:
+            return False
 
     def prepared_qrels(self, split: str) -> str:
         return f"{self.root}/data/qrels-{split}.parquet"

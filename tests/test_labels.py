@@ -231,3 +231,14 @@ def test_graded_dev_labels_are_the_teachers_top_k_graded_down_and_only_when_aske
     assert Plan(label_free(dev_depth=10)).graded_dev_labels()[0].endswith("data/qrels-teacher-graded.parquet")
     assert Plan(config(labels={"source": "qrels+teacher", "dev_depth": 10})).graded_dev_labels() == [], \
         "judged queries give the dev split"
+
+
+def test_auto_labels_leave_a_calibrated_teacher_scale_on_judged_positives(tmp_path):
+    """The presets that calibrate their teachers' scales (strong-teacher, the methods') keep their judged
+    training queries alone: the scale is fitted on judged positives, which the teacher's labels would bias."""
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(30)))
+    plan = Plan(config(data_dir=str(tmp_path), overrides={"2": {"train": {"teacher_scale": "calibrated"}}}))
+    assert plan.config["labels"]["source"] == "qrels" and plan.problems() == []
+    assert "but train.teacher_scale: calibrated fits teachers on judged positives only" in plan.label_source_reason
+    assert plan.iteration(2)["labels"]["source"] == "qrels", "iteration configs are made after the choice"
