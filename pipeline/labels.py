@@ -57,13 +57,18 @@ def is_pseudo(query_id: str) -> bool:
     return query_id.startswith(PSEUDO_PREFIX)
 
 
+def long_sentences(text: str, min_words: int) -> list[list[str]]:
+    """The words of each sentence of ``text`` that has at least ``min_words`` of them."""
+    return [words for sentence in SENTENCE_END.split(text) if len(words := sentence.split()) >= min_words]
+
+
 def pseudo_query(kind: str, title: str, text: str, span_words: Sequence[int], rng: np.random.Generator) -> str | None:
     """One pseudo-query of ``kind`` from a passage, or None when the passage has none to give (no
     title; no sentence of at least ``span_words[0]`` words)."""
     if kind == "title":
         return title.strip() or None
     low, high = span_words
-    sentences = [s.split() for s in SENTENCE_END.split(text) if len(s.split()) >= low]
+    sentences = long_sentences(text, low)
     if not sentences:
         return None
     words = sentences[rng.integers(len(sentences))]
@@ -75,8 +80,7 @@ def corpus_sentences(texts: Sequence[str], span_words: Sequence[int], count: int
     """Every sentence of ``texts`` of at least ``span_words[0]`` words, cut to its first ``span_words[1]``,
     a seeded sample of ``count`` when there are more, in corpus order (the warm-up's ``sentences``)."""
     low, high = span_words
-    sentences = [" ".join(words[:high]) for text in texts for s in SENTENCE_END.split(text)
-                 if len(words := s.split()) >= low]
+    sentences = [" ".join(words[:high]) for text in texts for words in long_sentences(text, low)]
     if len(sentences) <= count:
         return sentences
     keep = np.sort(np.random.default_rng(seed).choice(len(sentences), size=count, replace=False))
