@@ -214,17 +214,36 @@ def _read_jsonl(path: Path, id_field: str, required: tuple[str, ...], optional: 
     return records
 
 
-def read_qrels(path: Path, query_ids: set[str], doc_ids: set[str]) -> pd.DataFrame:
-    """Read a BEIR qrels TSV (header ``query-id corpus-id score``), checking every id."""
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    rows = []
+def qrels_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, tab-separated fields) of a BEIR qrels TSV's rows: blank lines and the header
+    (``query-id corpus-id score``) skipped."""
     reader = csv.reader((line for _, line in text_lines(path)), delimiter="\t")
     for line_no, fields in enumerate(reader, start=1):
         if not fields or not "".join(fields).strip():
             continue
         if line_no == 1 and fields[0].strip().lower() in ("query-id", "query_id", "qid"):
             continue
+        yield line_no, fields
+
+
+def count_judged_queries(path: Path) -> int:
+    """How many queries a BEIR qrels TSV judges (relevance > 0), read without checking ids (the prepare
+    step checks them); a row that does not parse counts as judged."""
+    def relevant(fields: list[str]) -> bool:
+        try:
+            return float(fields[2]) > 0
+        except (IndexError, ValueError):
+            return True
+
+    return len({fields[0].strip() for _, fields in qrels_lines(path) if relevant(fields)})
+
+
+def read_qrels(path: Path, query_ids: set[str], doc_ids: set[str]) -> pd.DataFrame:
+    """Read a BEIR qrels TSV (header ``query-id corpus-id score``), checking every id."""
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    rows = []
+    for line_no, fields in qrels_lines(path):
         if len(fields) < 3:
             raise InputError(path, f"expected 3 tab-separated columns, got {len(fields)}", line_no)
         query_id, doc_id, score = (f.strip() for f in fields[:3])

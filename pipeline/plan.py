@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, complete
+from .data import count_judged_queries
 from .export import FORMATS as EXPORT_FORMATS
 from .export import missing_backends
 from .methods import Method, get_method
@@ -97,9 +98,7 @@ def auto_label_source(data_dir: str | None, train_split: str, train_queries: int
     path = Path(data_dir) / "qrels" / f"{train_split}.tsv"
     if not path.is_file():
         return "teacher", f"{path} does not exist: the teacher labels the training queries"
-    with open(path) as handle:
-        rows = [line.split("\t", 1)[0] for line in handle if line.strip()]
-    judged = len(set(rows[1:] if rows and rows[0] in ("query-id", "query_id") else rows))  # BEIR's header
+    judged = count_judged_queries(path)
     if train_queries is not None:
         judged = min(judged, train_queries)
     if judged >= few_judged_queries:
