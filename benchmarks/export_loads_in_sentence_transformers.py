@@ -37,13 +37,14 @@ def texts() -> list[str]:
 def write(folder: str) -> None:
     sys.path.insert(0, str(ROOT))
     from pipeline.models import BiEncoder, ModelSpec
+    from pipeline.runtime import load_encoder
 
     out = SAVED
     out.mkdir(exist_ok=True)
     np.save(out / "pytorch.npy", BiEncoder.load(ModelSpec("s", source=folder)).encode(texts(), is_query=False))
     for fmt, file_name in FILES.items():
         spec = ModelSpec("s", source=folder, backend="onnx", file_name=file_name)
-        np.save(out / f"{fmt}.npy", BiEncoder.load(spec).encode(texts(), is_query=False))
+        np.save(out / f"{fmt}.npy", load_encoder(spec).encode(texts(), is_query=False))
 
 
 def check(folder: str) -> None:

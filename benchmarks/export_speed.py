@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.encode_speed import load_texts  # noqa: E402
 from pipeline.export import FORMATS, export_model, versions  # noqa: E402
 from pipeline.models import BiEncoder, ModelSpec  # noqa: E402
+from pipeline.runtime import load_encoder  # noqa: E402
 
 
 def main() -> None:
@@ -58,7 +59,7 @@ def main() -> None:
         for fmt in args.formats:
             backend, file_name = FORMATS[fmt]
             spec = dict(model, source=f"{folder}/export", layers=None, backend=backend, file_name=file_name)
-            encoders[fmt] = BiEncoder.load(ModelSpec.from_config(fmt, spec))
+            encoders[fmt] = load_encoder(ModelSpec.from_config(fmt, spec))
 
         def encode(name):
             return encoders[name].encode(texts, is_query=False, batch_size=args.batch_size)

@@ -381,3 +381,11 @@ def download_beir(out_dir: str, url: str, sha256: str, required: list[str], time
     log.info("downloaded %s (sha256 %s) into %s", url, sha256, out)
     return out
 
+
+def shard_bounds(n_items: int, shard: int, num_shards: int) -> tuple[int, int]:
+    """Contiguous, near-equal slices: shard ``k`` of ``n`` covers ``[start, stop)``."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
+    base, extra = divmod(n_items, num_shards)
+    start = shard * base + min(shard, extra)
+    return start, start + base + (1 if shard < extra else 0)

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .embeddings import shard_bounds  # the corpus's shards and a batch's shares split alike
+from .data import shard_bounds  # the corpus's shards and a batch's shares split alike
 
 
 def world_size() -> int:

@@ -12,18 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .data import count_rows, passage_texts, read_provenance, read_rows, read_rows_of, write_table
+from .data import count_rows, passage_texts, read_provenance, read_rows, read_rows_of, shard_bounds, write_table
 
 log = logging.getLogger(__name__)
-
-
-def shard_bounds(n_items: int, shard: int, num_shards: int) -> tuple[int, int]:
-    """Contiguous, near-equal slices: shard ``k`` of ``n`` covers ``[start, stop)``."""
-    if not 0 <= shard < num_shards:
-        raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
-    base, extra = divmod(n_items, num_shards)
-    start = shard * base + min(shard, extra)
-    return start, start + base + (1 if shard < extra else 0)
 
 
 def embeddings_table(ids: Sequence[str], embeddings: np.ndarray) -> pa.Table:
@@ -58,6 +49,7 @@ def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, 
     ``backend="onnx"``: a PyTorch model is exported to ONNX fp32 first and encodes through ONNX Runtime
     (a model exported already, ``student-it2.onnx``, runs its own backend either way)."""
     from .models import BiEncoder, ModelSpec, resolve_device, set_threads
+    from .runtime import load_encoder, onnx_encoder
 
     set_threads(threads)
     spec = ModelSpec.from_config(model["name"], model)
@@ -69,13 +61,11 @@ def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, 
     device_ = resolve_device(device)
     exported_s = None
     if backend == "onnx" and spec.backend == "torch":
-        from .export import onnx_encoder
-
         began = time.perf_counter()
         encoder = onnx_encoder(BiEncoder.load(spec, "cpu"), device_)
         exported_s = round(time.perf_counter() - began, 2)
     else:
-        encoder = BiEncoder.load(spec, device_)
+        encoder = load_encoder(spec, device_)
     began = time.perf_counter()
     embeddings = encoder.encode(texts, is_query=False, batch_size=batch_size, show_progress=True,
                                 desc=f"encode {spec.name} shard {shard}")

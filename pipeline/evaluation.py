@@ -81,10 +81,10 @@ def retrieve(spec: ModelSpec, query_ids: Sequence[str], queries: dict[str, str],
     texts = [queries[q] for q in query_ids]
     if spec.kind == "bi-encoder":
         from .index import ShardedIndex
-        from .models import BiEncoder
+        from .runtime import load_encoder
 
         index = ShardedIndex(index_dir)
-        scores, indices = index.search(BiEncoder.load(spec, device).encode(texts, is_query=True), depth)
+        scores, indices = index.search(load_encoder(spec, device).encode(texts, is_query=True), depth)
         return {q: {index.doc_ids[i]: float(s) for s, i in zip(row_s, row_i) if i < len(index.doc_ids)}
                 for q, row_s, row_i in zip(query_ids, scores, indices)}
     from .lexical import BM25

@@ -16,7 +16,7 @@ batch and sequence axes) with eager attention (the SDPA path exports into slower
 ONNX Runtime's ``quantize_dynamic`` of that graph (per-channel weights: lowest cosine to fp32 0.988 on
 SciFact passages against 0.90 per tensor, benchmarks/README.md). The workflow evaluates each format as
 its own model (``student-it2.onnx``, ``student-it2.onnx-int8``) through the same encode, index and evaluate
-rules, with the backend an option of the encoder (:class:`pipeline.models.ExportedBiEncoder`).
+rules, with the backend an option of the encoder (:mod:`pipeline.runtime` runs the graphs).
 
 Imports nothing heavy at module level: the plan reads :data:`FORMATS` at parse time.
 """
@@ -28,9 +28,8 @@ import json
 import logging
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +84,6 @@ def export_onnx(encoder, path: Path) -> None:
                           dynamo=False, input_names=input_names, output_names=["last_hidden_state"],
                           dynamic_axes={n: axes for n in [*input_names, "last_hidden_state"]},
                           opset_version=ONNX_OPSET, do_constant_folding=True)
-
-
-def onnx_encoder(encoder, device="cpu"):
-    """``encoder`` (a PyTorch :class:`~pipeline.models.BiEncoder`) as an ONNX fp32 graph run by ONNX Runtime:
-    exported into a temporary folder, which the session no longer needs once it holds the graph."""
-    import tempfile
-
-    import torch
-
-    from .models import ExportedBiEncoder
-
-    with tempfile.TemporaryDirectory(prefix="onnx-") as folder:
-        path = Path(folder) / FORMATS["onnx"][1]
-        export_onnx(encoder, path)
-        run, input_names = load_runtime("onnx", path, torch.device(device), torch.get_num_threads())
-    spec = replace(encoder.spec, backend="onnx", file_name=None)
-    return ExportedBiEncoder(run, input_names, encoder.tokenizer, spec, encoder.dim, None,
-                             size={"params": encoder.size()["params"], "size_mb": None})
 
 
 def quantize_int8(fp32: Path, int8: Path) -> None:
@@ -189,29 +170,6 @@ def graph_size(path: str | os.PathLike) -> dict[str, Any]:
         graph = onnx.load(str(path), load_external_data=False).graph
         params = int(sum(np.prod(t.dims, dtype=np.int64) for t in graph.initializer))
     return {"params": params, "size_mb": size_mb}
-
-
-def load_runtime(backend: str, path: Path, device, threads: int) -> tuple[Callable[[dict], Any], list[str]]:
-    """A function from input arrays to ``last_hidden_state`` running the graph at ``path``, and the
-    graph's input names. ONNX Runtime uses CUDA when the device is CUDA and its GPU build is installed."""
-    packages, install = BACKEND_PACKAGES[backend]
-    if importlib.util.find_spec(packages[0]) is None:
-        raise ImportError(f"the {backend} backend needs the {packages[0]} package: {install}")
-    if backend == "onnx":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        providers = ["CPUExecutionProvider"]
-        if getattr(device, "type", str(device)) == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        session = ort.InferenceSession(str(path), options, providers=providers)
-        return (lambda feeds: session.run(["last_hidden_state"], feeds)[0]), [i.name for i in session.get_inputs()]
-    import openvino
-
-    compiled = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads})
-    return (lambda feeds: compiled(feeds)[compiled.output(0)]), [i.any_name for i in compiled.inputs]
 
 
 def export_description(folder: str | os.PathLike) -> dict[str, Any]:

@@ -139,13 +139,14 @@ class HybridRetriever:
 
     def __init__(self, folder: str | Path, corpus: pd.DataFrame, device: str = "cpu"):
         from .lexical import BM25
-        from .models import BiEncoder, ModelSpec
+        from .models import ModelSpec
+        from .runtime import load_encoder
 
         folder = Path(folder)
         self.config = json.loads((folder / "hybrid.json").read_text())
         student = self.config["student"]
         self.spec = ModelSpec.from_config(student["name"], {**student["model"], "source": str(folder / student["path"])})
-        self.encoder = BiEncoder.load(self.spec, device)
+        self.encoder = load_encoder(self.spec, device)
         self.bm25 = BM25.from_corpus(corpus, include_title=self.config["include_title"],
                                      **self.config["lexical"].get("bm25", {}))
         self.texts = dict(zip(corpus["doc_id"], passage_texts(corpus, self.config["include_title"])))

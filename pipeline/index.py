@@ -153,10 +153,11 @@ def mine_negatives(queries_path: str, qrels_path: str, out_path: str, miner: dic
         retriever = BM25.from_corpus(read_table(corpus_path), include_title=include_title, **spec.bm25)
         ranked_ids, ranked_scores = retriever.search(texts, k, threads=threads)
     elif spec.kind == "bi-encoder":
-        from .models import BiEncoder, resolve_device, set_threads
+        from .models import resolve_device, set_threads
+        from .runtime import load_encoder
 
         set_threads(threads)
-        encoder = BiEncoder.load(spec, resolve_device(device))
+        encoder = load_encoder(spec, resolve_device(device))
         index = ShardedIndex(index_dir)
         scores, indices = index.search(encoder.encode(texts, is_query=True), k)
         ranked_ids = [[index.doc_ids[i] for i in row if i < len(index.doc_ids)] for row in indices]

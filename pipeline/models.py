@@ -152,7 +152,7 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
 
 def sentence_embeddings(hidden: torch.Tensor, attention_mask: torch.Tensor, spec: "ModelSpec") -> torch.Tensor:
     """Token states to sentence embeddings as ``spec`` says (pooling, then float32, L2-normalised when
-    ``spec.normalize``): the same for every backend (:class:`BiEncoder`, :class:`ExportedBiEncoder`)."""
+    ``spec.normalize``): the same for every backend (:class:`BiEncoder`, :class:`pipeline.runtime.ExportedBiEncoder`)."""
     embeddings = pool(hidden, attention_mask, spec.pooling).float()
     return nn.functional.normalize(embeddings, dim=-1) if spec.normalize else embeddings
 
@@ -169,13 +169,14 @@ class BiEncoder(nn.Module):
         self.backbone, self.tokenizer, self.spec = backbone, tokenizer, spec
 
     @classmethod
-    def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "BiEncoder | ExportedBiEncoder":
-        """The bi-encoder ``spec`` names; an exported graph (``spec.backend`` onnx or openvino) encodes
-        through its runtime and does not train."""
+    def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "BiEncoder":
+        """The PyTorch bi-encoder ``spec`` names (:func:`pipeline.runtime.load_encoder` also loads exported
+        graphs, for search)."""
         from transformers import AutoModel, AutoTokenizer
 
         if spec.backend != "torch":
-            return ExportedBiEncoder.load(spec, device)
+            raise ValueError(f"model {spec.name!r}: the {spec.backend} backend is an exported graph, for search "
+                             f"only (pipeline.runtime.load_encoder); training and export need the PyTorch model")
         path = resolve_source(spec.source)
         tokenizer = AutoTokenizer.from_pretrained(path)
         backbone = AutoModel.from_pretrained(path, add_pooling_layer=False) if _is_bert_like(path) \
@@ -326,53 +327,6 @@ def encode_batched(encoder, texts: Sequence[str], is_query: bool, batch_size: in
             mask[row, :len(ids[i])] = 1
         out[chunk] = encoder.embed_padded(input_ids, mask)
     return out
-
-
-class ExportedBiEncoder:
-    """A bi-encoder exported to ONNX (run by ONNX Runtime) or OpenVINO: the same tokenizer, pooling,
-    normalisation and batching as :class:`BiEncoder` (:func:`encode_batched`), for search only. The graph
-    maps the tokenizer's inputs to ``last_hidden_state``, the layout ``optimum`` and sentence-transformers'
-    ``backend="onnx"`` load (:mod:`pipeline.export` writes it)."""
-
-    def __init__(self, run, input_names: list[str], tokenizer, spec: ModelSpec, dim: int, path: Path | None,
-                 size: dict[str, Any] | None = None):
-        self.run, self.input_names, self.tokenizer, self.spec, self.dim, self.path = \
-            run, input_names, tokenizer, spec, dim, path
-        self._size = size  # a graph without a file (exported in memory for one job) knows its model's size
-
-    @classmethod
-    def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "ExportedBiEncoder":
-        from transformers import AutoConfig, AutoTokenizer
-
-        from .export import load_runtime
-
-        folder = Path(resolve_source(spec.source))
-        if not spec.file_name:
-            raise ValueError(f"model {spec.name!r}: the {spec.backend} backend needs file_name (the graph "
-                             f"inside {folder})")
-        path = folder / spec.file_name
-        if not path.is_file():
-            raise FileNotFoundError(f"model {spec.name!r}: {path} does not exist (export it first: "
-                                    f"pipeline/export.py)")
-        run, input_names = load_runtime(spec.backend, path, torch.device(device), torch.get_num_threads())
-        return cls(run, input_names, AutoTokenizer.from_pretrained(folder), spec,
-                   AutoConfig.from_pretrained(folder).hidden_size, path)
-
-    def encode(self, texts: Sequence[str], is_query: bool, batch_size: int | None = None,
-               show_progress: bool = False, desc: str = "encode") -> np.ndarray:
-        return encode_batched(self, texts, is_query, batch_size, show_progress, desc)
-
-    def embed_padded(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask,
-                 "token_type_ids": np.zeros_like(input_ids)}
-        hidden = torch.from_numpy(np.asarray(self.run({k: feeds[k] for k in self.input_names}), dtype=np.float32))
-        return sentence_embeddings(hidden, torch.from_numpy(attention_mask), self.spec).numpy()
-
-    def size(self) -> dict[str, Any]:
-        """The graph's weights (initializers) and its files' size on disk (MB)."""
-        from .export import graph_size
-
-        return self._size if self._size is not None else graph_size(self.path)
 
 
 def _is_bert_like(path: str) -> bool:

@@ -52,12 +52,12 @@ class BiEncoderScorer(Scorer):
 
     def __init__(self, spec: ModelSpec, queries: dict[str, str], doc_ids: Sequence[str], doc_embeddings: np.ndarray,
                  device="cpu"):
-        from .models import BiEncoder
+        from .runtime import load_encoder
 
         self.spec, self.queries = spec, queries
         self.position = {d: i for i, d in enumerate(doc_ids)}
         self.doc_embeddings = doc_embeddings
-        self.encoder = BiEncoder.load(spec, device)
+        self.encoder = load_encoder(spec, device)
 
     def query_embeddings(self, query_ids: Sequence[str]) -> np.ndarray:
         return self.encoder.encode([self.queries[q] for q in query_ids], is_query=True)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline import export
-from pipeline.models import BiEncoder, ExportedBiEncoder, ModelSpec
+from pipeline.models import BiEncoder, ModelSpec
+from pipeline.runtime import ExportedBiEncoder, load_encoder
 
 TEXTS = ["cardio12x heart artery blood pressure", "brain neuron cortex synapse memory cognition dopamine",
          "a", "tumor cancer metastasis chemotherapy oncogene malignant carcinoma biopsy " * 3]
@@ -56,15 +57,15 @@ def test_onnx_fp32_equals_pytorch_and_int8_stays_close(exported):
     pytorch = BiEncoder.load(ModelSpec.from_config("student", model))
     for is_query in (False, True):
         reference = pytorch.encode(TEXTS, is_query=is_query)
-        fp32 = BiEncoder.load(exported_spec(model, out, "onnx"))
+        fp32 = load_encoder(exported_spec(model, out, "onnx"))
         assert isinstance(fp32, ExportedBiEncoder)
         got = fp32.encode(TEXTS, is_query=is_query, batch_size=2)  # padded batches of different widths
         assert got.shape == reference.shape and got.dtype == np.float32
         assert (got * reference).sum(1).min() >= 0.9999 and np.abs(got - reference).max() < 1e-4
-        int8 = BiEncoder.load(exported_spec(model, out, "onnx-int8")).encode(TEXTS, is_query=is_query)
+        int8 = load_encoder(exported_spec(model, out, "onnx-int8")).encode(TEXTS, is_query=is_query)
         cosine = (int8 * reference).sum(1)
         assert cosine.min() > 0.8 and not np.allclose(int8, reference, atol=1e-4), "quantized: close, not equal"
-    size = BiEncoder.load(exported_spec(model, out, "onnx-int8")).size()
+    size = load_encoder(exported_spec(model, out, "onnx-int8")).size()
     assert size["size_mb"] < pytorch.size()["size_mb"] and size["params"] >= pytorch.size()["params"]
 
 
@@ -93,7 +94,7 @@ def test_bad_exports_are_refused_before_any_work(tiny_bert, tmp_path, monkeypatc
         export.export_model({"name": "m", "kind": "bi-encoder", "source": str(tiny_bert)}, str(tmp_path / "o"),
                             ["onnx", "openvino"])
     with pytest.raises(FileNotFoundError, match="export it first"):
-        BiEncoder.load(exported_spec({"name": "m", "kind": "bi-encoder"}, tmp_path, "onnx"))
+        load_encoder(exported_spec({"name": "m", "kind": "bi-encoder"}, tmp_path, "onnx"))
     assert not (tmp_path / "o").exists()
 
 
@@ -126,5 +127,5 @@ def test_openvino_exports_and_encodes_as_pytorch_where_installed(tiny_bert, tmp_
     assert files["openvino"]["file_name"] == "openvino/openvino_model.xml"
     assert not (tmp_path / "out/onnx/model.onnx").exists(), "the intermediate fp32 graph is not kept unasked"
     reference = BiEncoder.load(ModelSpec.from_config("m", model)).encode(TEXTS, is_query=False)
-    got = BiEncoder.load(exported_spec(model, tmp_path / "out", "openvino")).encode(TEXTS, is_query=False)
+    got = load_encoder(exported_spec(model, tmp_path / "out", "openvino")).encode(TEXTS, is_query=False)
     assert np.abs(got - reference).max() < 1e-4

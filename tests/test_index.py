@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from pipeline.data import prepare_dataset, read_provenance, read_table
-from pipeline.embeddings import embeddings_table, read_embeddings, shard_bounds
+from pipeline.data import shard_bounds
+from pipeline.embeddings import embeddings_table, read_embeddings
 from pipeline.index import ShardedIndex, build_index, build_shard_indexes, denoise_with_teacher, mine_negatives, window_candidates
 
 
