@@ -1,5 +1,8 @@
 """Distillation methods, one module each; :data:`METHODS` maps a config name to its class.
 
+Each method module registers its class (:func:`~pipeline.methods.base.register`); importing this package
+imports every module in it, so a new method is its module alone.
+
 ``standard`` is the recipe every other method starts from: a label-free warm-up, then NLL + listwise KL
 (+ MarginMSE) on mined candidates. ``prod`` runs it on PROD's teacher stages and confusing-query rounds; ``adam`` adds dark examples
 and self-paced selection to it; ``onmkd`` trains two peers with it, mutually; ``lead`` adds
@@ -9,21 +12,12 @@ of a teaching assistant selected per batch, a pool the student joins, harder que
 
 from __future__ import annotations
 
-from .adam import Adam
-from .base import Method
-from .lead import Lead
-from .mta4dpr import Mta4dpr
-from .onmkd import Onmkd
-from .prod import Prod
-from .standard import Standard
+import importlib
+import pkgutil
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Standard, Prod, Adam, Onmkd, Lead, Mta4dpr)}
+from .base import METHODS, Method, get_method
 
-
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; methods are {sorted(METHODS)}")
-    return METHODS[name]()
-
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["METHODS", "Method", "get_method"]

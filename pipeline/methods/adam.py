@@ -76,16 +76,12 @@ import json
 import logging
 import math
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .base import Method
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..plan import Plan
-    from ..training.driver import TrainingRun
+from .base import Method, PlanView, TrainingRun, register
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +237,7 @@ def dark_entropy_report(run: "TrainingRun", teacher: str, dark: int) -> dict[str
             "positive_probability_with_dark": positive_with, "positive_probability_without_dark": positive_without}
 
 
+@register
 class Adam(Method):
     """Dark examples before scoring, the NLL on real candidates, self-paced weights in ``distill``."""
 
@@ -250,7 +247,7 @@ class Adam(Method):
 
     # -- parse time ------------------------------------------------------------------------------
 
-    def check(self, plan: "Plan", it: int) -> list[str]:
+    def check(self, plan: PlanView, it: int) -> list[str]:
         c = plan.iteration(it)
         from .standard import recipe_problems
 
@@ -261,13 +258,13 @@ class Adam(Method):
                             f"{c['train']['group_size']}; set group_size to at least {dark + 2}")
         return problems
 
-    def describe(self, plan: "Plan", it: int) -> str | None:
+    def describe(self, plan: PlanView, it: int) -> str | None:
         c = plan.iteration(it)
         paced = c["adam"]["self_paced"]["start"]
         return (f"ADAM: teacher {c['teacher']}, {dark_count(c['adam'])} dark examples per query"
                 + (f", self-paced from {paced:g} of each batch" if paced < 1 else ""))
 
-    def scored_candidates(self, plan: "Plan", it: int) -> str | None:
+    def scored_candidates(self, plan: PlanView, it: int) -> str | None:
         return f"{plan.root}/it{it}/dark-candidates.parquet" if dark_count(plan.iteration(it)["adam"]) else None
 
     # -- training time ---------------------------------------------------------------------------

@@ -73,14 +73,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..sources import model_shape
-from .base import LossTerm
+from .base import PlanView, TrainingRun, register
 from .standard import Standard
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from ..plan import Plan
-    from ..training.driver import TrainingRun
     from ..training.loop import Phase
 
 #: the jointly trained teacher's name among the loop's models
@@ -123,6 +121,7 @@ def layer_weights(teacher_nll: "torch.Tensor", temperature: float, weighting: st
     return torch.softmax(-nll / temperature, dim=0)
 
 
+@register
 class Lead(Standard):
     """The standard recipe plus the KL of randomly paired teacher and student layers' distributions."""
 
@@ -131,7 +130,7 @@ class Lead(Standard):
 
     # -- parse time ------------------------------------------------------------------------------
 
-    def check(self, plan: "Plan", it: int) -> list[str]:
+    def check(self, plan: PlanView, it: int) -> list[str]:
         problems = super().check(plan, it)
         c = plan.iteration(it)
         settings, teacher = c["lead"], online_teacher(c)
@@ -153,10 +152,10 @@ class Lead(Standard):
                 problems.append(f"lead.layers_per_draw: {k} layers are drawn from the {role}, which has {depth}")
         return problems
 
-    def models(self, plan: "Plan", it: int) -> list[str]:
+    def models(self, plan: PlanView, it: int) -> list[str]:
         return list(dict.fromkeys(super().models(plan, it) + [online_teacher(plan.iteration(it))]))
 
-    def describe(self, plan: "Plan", it: int) -> str | None:
+    def describe(self, plan: PlanView, it: int) -> str | None:
         c = plan.iteration(it)
         s = c["lead"]
         how = "evenly spaced" if s["pairing"] == "fixed" else f"resampled every {s['resample_every']} steps"

@@ -95,14 +95,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
-from .base import LossTerm, Method
+from .base import LossTerm, Method, PlanView, TrainingRun, register
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ..losses import Batch, StudentScores
-    from ..plan import Plan
-    from ..training.driver import TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +336,7 @@ def select_training_data(candidates_path: str, qrels_path: str, score_paths: dic
 # the method
 # ------------------------------------------------------------------------------------------------
 
-def possible_pool(plan: "Plan", it: int) -> list[str]:
+def possible_pool(plan: PlanView, it: int) -> list[str]:
     """Every model that may be in iteration ``it``'s pool: its configured assistants and the earlier
     students that could have replaced one (students after an iteration that replaces)."""
     names = list(plan.iteration(it)["mta4dpr"]["assistants"])
@@ -350,18 +348,18 @@ def possible_pool(plan: "Plan", it: int) -> list[str]:
     return names
 
 
-def uses_mta4dpr(plan: "Plan", it: int) -> bool:
+def uses_mta4dpr(plan: PlanView, it: int) -> bool:
     return "mta4dpr" in plan.iteration(it)["methods"]
 
 
-def carries_pool(plan: "Plan", it: int) -> bool:
+def carries_pool(plan: PlanView, it: int) -> bool:
     """Whether iteration ``it`` starts from the previous iteration's pool (both use MTA4DPR with the same
     configured assistants), rather than from its configured assistants."""
     return it > 1 and uses_mta4dpr(plan, it - 1) and \
         plan.iteration(it - 1)["mta4dpr"]["assistants"] == plan.iteration(it)["mta4dpr"]["assistants"]
 
 
-def dev_members(plan: "Plan", it: int) -> list[str]:
+def dev_members(plan: PlanView, it: int) -> list[str]:
     """The models whose dev figures iteration ``it``'s pool decision reads (the previous iteration's
     possible pool and the previous student), or none when it does not replace."""
     if not (carries_pool(plan, it) and plan.iteration(it)["mta4dpr"]["replace_worst"]):
@@ -369,7 +367,7 @@ def dev_members(plan: "Plan", it: int) -> list[str]:
     return possible_pool(plan, it - 1) + [f"student-it{it - 1}"]
 
 
-def select_inputs(plan: "Plan", it: int | str) -> dict[str, Any]:
+def select_inputs(plan: PlanView, it: int | str) -> dict[str, Any]:
     """The inputs of iteration ``it``'s ``mta4dpr_select`` job (named like its arguments)."""
     it = int(it)
     settings = plan.iteration(it)["mta4dpr"]
@@ -387,7 +385,7 @@ def select_inputs(plan: "Plan", it: int | str) -> dict[str, Any]:
     return inputs
 
 
-def select_args(plan: "Plan", it: int | str, input) -> dict[str, Any]:
+def select_args(plan: PlanView, it: int | str, input) -> dict[str, Any]:
     """The keyword arguments of :func:`select_training_data` for iteration ``it``'s job."""
     it = int(it)
     return dict(candidates_path=input.candidates, qrels_path=input.qrels_train,
@@ -398,6 +396,7 @@ def select_args(plan: "Plan", it: int | str, input) -> dict[str, Any]:
                 metric=plan.config["splits"]["dev"]["metric"])
 
 
+@register
 class Mta4dpr(Method):
     """Adds the selected assistant's KL to a recipe's ``distill`` phase, trains it on MTA4DPR's selection
     of the candidates and weighs the previous student's hard queries."""
@@ -408,7 +407,7 @@ class Mta4dpr(Method):
 
     # -- parse time ------------------------------------------------------------------------------
 
-    def check(self, plan: "Plan", it: int) -> list[str]:
+    def check(self, plan: PlanView, it: int) -> list[str]:
         from .standard import recipe_problems
 
         c = plan.iteration(it)
@@ -425,16 +424,16 @@ class Mta4dpr(Method):
                                 "teacher and the student")
         return problems
 
-    def scorers(self, plan: "Plan", it: int) -> list[str]:
+    def scorers(self, plan: PlanView, it: int) -> list[str]:
         return possible_pool(plan, it)
 
-    def training_candidates(self, plan: "Plan", it: int) -> str | None:
+    def training_candidates(self, plan: PlanView, it: int) -> str | None:
         return f"{plan.root}/it{it}/mta4dpr/candidates.parquet"
 
-    def reports(self, plan: "Plan", it: int) -> list[str]:
+    def reports(self, plan: PlanView, it: int) -> list[str]:
         return [f"{plan.root}/it{it}/mta4dpr/pool.json"]
 
-    def describe(self, plan: "Plan", it: int) -> str | None:
+    def describe(self, plan: PlanView, it: int) -> str | None:
         settings = plan.iteration(it)["mta4dpr"]
         may_join = [n for n in possible_pool(plan, it) if n not in settings["assistants"]]
         return (f"MTA4DPR: teacher {plan.iteration(it)['teacher']}, assistants {settings['assistants']}"

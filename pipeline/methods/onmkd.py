@@ -74,12 +74,10 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..sources import model_shape
-from .base import LossTerm
+from .base import LossTerm, PlanView, TrainingRun, register
 from .standard import Standard
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..plan import Plan
-    from ..training.driver import TrainingRun
     from ..training.loop import Phase
 
 PEERS = ("student", "peer")
@@ -92,6 +90,7 @@ def peer_settings(student: dict[str, Any], peer: dict[str, Any]) -> dict[str, An
     return {**student, **peer}
 
 
+@register
 class Onmkd(Standard):
     """The standard recipe for two peers at once, plus their mutual KL and cross-wise InfoNCE."""
 
@@ -101,7 +100,7 @@ class Onmkd(Standard):
 
     # -- parse time ------------------------------------------------------------------------------
 
-    def check(self, plan: "Plan", it: int) -> list[str]:
+    def check(self, plan: PlanView, it: int) -> list[str]:
         from ..config import ConfigError, complete
 
         problems = super().check(plan, it)
@@ -136,14 +135,14 @@ class Onmkd(Standard):
                                 f"({depth} layers: 1 to {depth - 1}; the last always has a cross-wise loss)")
         return problems
 
-    def peers(self, plan: "Plan", it: int) -> dict[str, dict[str, Any]]:
+    def peers(self, plan: PlanView, it: int) -> dict[str, dict[str, Any]]:
         peer = peer_settings(plan.config["student"], plan.iteration(it)["onmkd"]["peer"])
         return {"peer": dict(peer, name=f"student-it{it}-peer")}
 
-    def reports(self, plan: "Plan", it: int) -> list[str]:
+    def reports(self, plan: PlanView, it: int) -> list[str]:
         return [f"{plan.root}/it{it}/peers.json"]
 
-    def describe(self, plan: "Plan", it: int) -> str | None:
+    def describe(self, plan: PlanView, it: int) -> str | None:
         c = plan.iteration(it)["onmkd"]
         layers = sorted(c["crosswise_layers"])
         teacher = ", ".join(c["teacher_peers"]) or "neither peer"

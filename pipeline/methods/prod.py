@@ -71,14 +71,12 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
+from .base import PlanView, register
 from .standard import Standard
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +105,7 @@ def prod_iterations(config: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
+@register
 class Prod(Standard):
     """The standard recipe on PROD's schedule; its rounds train on the confusing queries only."""
 
@@ -119,11 +118,11 @@ class Prod(Standard):
         return [entry["override"] for entry in prod_iterations(config)]
 
     @staticmethod
-    def entry(plan: "Plan", it: int) -> dict[str, Any] | None:
+    def entry(plan: PlanView, it: int) -> dict[str, Any] | None:
         entries = prod_iterations(plan.config)
         return entries[it - 1] if 0 < it <= len(entries) else None
 
-    def check(self, plan: "Plan", it: int) -> list[str]:
+    def check(self, plan: PlanView, it: int) -> list[str]:
         problems = super().check(plan, it)
         if it != 1:  # the config-wide checks, once
             return problems
@@ -146,15 +145,15 @@ class Prod(Standard):
                             f"(got {plan.config['iterations']})")
         return problems
 
-    def training_candidates(self, plan: "Plan", it: int) -> str | None:
+    def training_candidates(self, plan: PlanView, it: int) -> str | None:
         entry = self.entry(plan, it)
         return f"{plan.root}/it{it}/confusing.parquet" if entry and entry["kind"] == "round" else None
 
-    def reports(self, plan: "Plan", it: int) -> list[str]:
+    def reports(self, plan: PlanView, it: int) -> list[str]:
         entry = self.entry(plan, it)
         return [f"{plan.root}/it{it}/confusing.json"] if entry and entry["kind"] == "round" else []
 
-    def describe(self, plan: "Plan", it: int) -> str | None:
+    def describe(self, plan: PlanView, it: int) -> str | None:
         entry = self.entry(plan, it)
         if entry is None:
             return None

@@ -68,14 +68,12 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from .base import LossTerm, Method
+from .base import LossTerm, Method, PlanView, TrainingRun, get_method, register
 
 #: warmup.texts: sentences: a sentence of at least 4 words, cut to 48 (query-sized: max_query_length is 64 tokens)
 SENTENCE_WORDS = (4, 48)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..plan import Plan
-    from ..training.driver import TrainingRun
     from ..training.loop import Phase
 
 
@@ -87,6 +85,7 @@ def warmup_teacher(config: dict[str, Any], iteration: int) -> str | None:
     return warmup["teacher"] or config["teacher"]
 
 
+@register
 class Standard(Method):
     name = "standard"
     sections = ("teacher", "warmup")
@@ -97,7 +96,7 @@ class Standard(Method):
 
     # -- parse time ------------------------------------------------------------------------------
 
-    def check(self, plan: "Plan", it: int) -> list[str]:
+    def check(self, plan: PlanView, it: int) -> list[str]:
         c = plan.iteration(it)
         problems = []
         teacher = warmup_teacher(c, it)
@@ -108,19 +107,19 @@ class Standard(Method):
                          for name in self.teachers(c) if plan.kind(name) != "bi-encoder"]
         return problems
 
-    def scorers(self, plan: "Plan", it: int) -> list[str]:
+    def scorers(self, plan: PlanView, it: int) -> list[str]:
         return self.teachers(plan.iteration(it))
 
-    def models(self, plan: "Plan", it: int) -> list[str]:
+    def models(self, plan: PlanView, it: int) -> list[str]:
         c = plan.iteration(it)
         teacher = warmup_teacher(c, it)
         return ([teacher] if teacher else []) + (self.teachers(c) if c["train"]["kd_in_batch"] else [])
 
-    def snapshots(self, plan: "Plan", it: int) -> list[str]:
+    def snapshots(self, plan: PlanView, it: int) -> list[str]:
         c = plan.iteration(it)
         return ["warmup"] if warmup_teacher(c, it) and c["train"]["epochs"] > 0 else []
 
-    def embeddings(self, plan: "Plan", it: int) -> list[str]:
+    def embeddings(self, plan: PlanView, it: int) -> list[str]:
         c = plan.iteration(it)
         teacher = warmup_teacher(c, it)
         warm = [teacher] if teacher and "corpus" in c["warmup"]["texts"] else []
@@ -191,8 +190,6 @@ class Standard(Method):
 def recipe_problems(methods: list[str], name: str) -> list[str]:
     """The problem of a method ``name`` that adds to a recipe's ``distill`` phase (ADAM, MTA4DPR) configured
     without one: some :class:`Standard` (standard, prod, onmkd, lead) must be in ``methods`` too."""
-    from . import get_method
-
     if any(isinstance(get_method(m), Standard) for m in methods):
         return []
     return [f"{name} adds to a recipe's distillation: list standard (or prod, onmkd, lead) before it in methods"]

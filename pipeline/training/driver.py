@@ -14,7 +14,6 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,76 +24,12 @@ import torch
 from .. import distributed
 from ..config import ConfigError, complete_section
 from ..data import atomic_path, load_qrels, load_queries, passage_texts, read_provenance, read_table
-from ..losses import CompositeLoss
 from ..methods import Method, get_method
+from ..methods.base import TrainingRun
 from ..models import BiEncoder, ModelSpec, load_student_spec, resolve_device, set_threads
 from .loop import Phase, fingerprint, run_phases, snapshot_path
-from .sampling import Example, build_examples, synthetic_rows
-from .teachers import ScoreLookup, read_teacher_scores
-
-
-@dataclass
-class TrainingRun:
-    """Everything an iteration's training has read, handed to the methods to build their phases."""
-
-    config: dict[str, Any]  # the config sections the methods read (``train`` always), defaults filled
-    iteration: int
-    seed: int
-    device: torch.device
-    methods: list[Method]
-    corpus: pd.DataFrame
-    corpus_path: str
-    queries: dict[str, str]
-    qrels: dict[str, dict[str, int]]
-    doc_text: dict[str, str]  # corpus passages and synthetic training passages
-    synthetic_texts: dict[str, str]
-    examples: list[Example]
-    teacher_scores: dict[str, ScoreLookup]  # scorer -> (query, doc) -> score on the student's scale
-    include_title: bool
-    teacher_factors: dict[str, float] = field(default_factory=dict)  # scorer -> the scale its scores were read with
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # configs of models the methods load
-    embedding_shards: dict[str, Sequence[str]] = field(default_factory=dict)
-    loop_models: dict[str, torch.nn.Module] = field(default_factory=dict)  # the loop's: "student", other trained models, frozen copies
-    student_dir: str = ""  # the student training starts from; peers trained beside it continue from its subfolders
-    #: loop models saved beside the student once training ends: name -> subfolder of the output (OnMKD's peer)
-    saved_models: dict[str, str] = field(default_factory=dict)
-
-    #: the provenance of the candidates trained on (a method's selection records its choices there: MTA4DPR's pool)
-    candidates_provenance: dict[str, Any] = field(default_factory=dict)
-    reports: dict[str, Any] = field(default_factory=dict)  # what methods measured while building their phases (training.json)
-
-    @property
-    def train(self) -> dict[str, Any]:
-        return self.config["train"]
-
-    def instance_weights(self, phase: str):
-        """``(batch, step) -> [B]``: the product of every configured method's weights for ``phase``'s
-        queries, or None when no method weighs them."""
-        weighers = [w for method in self.methods if (w := method.instance_weights(self, phase)) is not None]
-        if not weighers:
-            return None
-
-        def weights(batch, step):
-            product = weighers[0](batch, step)
-            for weigh in weighers[1:]:
-                product = product * weigh(batch, step)
-            return product
-
-        return weights
-
-    def loss_terms(self, phase: str) -> dict[str, tuple[float, Any]]:
-        """Every configured method's named, weighted terms for ``phase``, in config order."""
-        terms: dict[str, tuple[float, Any]] = {}
-        for method in self.methods:
-            for name, term in method.loss_terms(self, phase).items():
-                if name in terms:
-                    raise ValueError(f"loss term {name!r} of phase {phase!r} is added twice (by {method.name})")
-                terms[name] = term
-        return terms
-
-    def loss(self, phase: str) -> CompositeLoss:
-        """The loss of ``phase``: the weighted sum of :meth:`loss_terms`."""
-        return CompositeLoss(self.loss_terms(phase))
+from .sampling import build_examples, synthetic_rows
+from .teachers import read_teacher_scores
 
 
 def complete_sections(config: dict[str, Any], methods: Sequence[Method]) -> dict[str, Any]:
