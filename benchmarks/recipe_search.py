@@ -1,0 +1,58 @@
+"""The recipe search's figures: runs of benchmarks/collections.sh with ``labelled-half-as-dev`` (evaluated on a
+collection's labelled half, never its test half) compared query by query with the first one, for the warmed-up
+and the last student each, by :func:`pipeline.significance.paired_query_tests` (paired t-test, Wilcoxon;
+Holm-corrected over the candidates).
+
+    .venv/bin/python benchmarks/recipe_search.py --out benchmarks/results/recipe-search-med.json \\
+        label-free=results/collection-med-label-free-labelled-half-as-dev \\
+        transfer-warmup=results/collection-med-label-free-transfer-warmup-labelled-half-as-dev ...
+
+(``pipeline.compare`` reads ``qrels-test``; these runs evaluate on the split named ``train``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from pipeline.data import load_qrels  # noqa: E402
+from pipeline.evaluation import per_query_metrics, read_trec_run  # noqa: E402
+from pipeline.significance import correct_across_systems, paired_query_tests  # noqa: E402
+
+STUDENTS = ("student-it1-warmup", "student-it2")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="NAME=RUN_FOLDER; the first is the baseline")
+    parser.add_argument("--split", default="train", help="the judged split the runs were evaluated on")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    runs = dict(item.split("=", 1) for item in args.runs)
+    report: dict[str, dict] = {"split": args.split, "runs": runs, "baseline": next(iter(runs)), "students": {}}
+    for student in STUDENTS:
+        per_query = {name: per_query_metrics(load_qrels(f"{run}/data/qrels-{args.split}.parquet"),
+                                             read_trec_run(f"{run}/eval/test/{student}/run.trec"))["ndcg@10"]
+                     for name, run in runs.items()}
+        base, *others = runs
+        queries = sorted(per_query[base])
+        tests = correct_across_systems([paired_query_tests([per_query[base][q] for q in queries],
+                                                           [per_query[name][q] for q in queries]) for name in others])
+        rows = {base: {"ndcg@10": sum(per_query[base].values()) / len(queries), "queries": len(queries)}}
+        for name, test in zip(others, tests):
+            rows[name] = {"ndcg@10": sum(per_query[name][q] for q in queries) / len(queries), **test}
+        report["students"][student] = rows
+        for name, row in rows.items():
+            extra = "" if name == base else (f"  {row['mean_difference']:+.4f}, {row['improved']} up / "
+                                             f"{row['degraded']} down, p t {row['p_t_holm']:.3g}, "
+                                             f"Wilcoxon {row['p_wilcoxon_holm']:.3g} (Holm)")
+            print(f"{student:20s} {name:20s} {row['ndcg@10']:.4f}{extra}")
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
