@@ -7,7 +7,8 @@ Holm-corrected over the candidates).
         label-free=results/collection-med-label-free-labelled-half-as-dev \\
         transfer-warmup=results/collection-med-label-free-transfer-warmup-labelled-half-as-dev ...
 
-(``pipeline.compare`` reads ``qrels-test``; these runs evaluate on the split named ``train``.)
+(``pipeline.compare`` reads ``qrels-test``; these runs evaluate on the split named ``train``.) With ``--split test``
+the same on test-half runs: the confirmation of the candidate chosen on the labelled half.
 """
 
 from __future__ import annotations
