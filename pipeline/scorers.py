@@ -85,7 +85,7 @@ class BiEncoderScorer(Scorer):
 class CrossEncoderScorer(Scorer):
     def __init__(self, spec: ModelSpec, queries: dict[str, str], corpus: pd.DataFrame, include_title=True,
                  device="cpu"):
-        from .models import CrossEncoder
+        from .cross_encoder import CrossEncoder
 
         self.spec, self.queries = spec, queries
         self.doc_text = dict(zip(corpus["doc_id"], passage_texts(corpus, include_title)))

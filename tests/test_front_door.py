@@ -5,7 +5,6 @@ commands; the workflow's conventions (`snakefmt`, the conda environment's pins).
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time

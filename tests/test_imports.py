@@ -1,5 +1,6 @@
-"""The import graph of pipeline/ has no circle: every import counts, at module level, inside a function, or
-under ``TYPE_CHECKING`` (a circle held together by the last two still couples the modules in it)."""
+"""The shape of pipeline/: no module over 400 lines, and an import graph with no circle, where every import
+counts, at module level, inside a function, or under ``TYPE_CHECKING`` (a circle held together by the last
+two still couples the modules in it)."""
 
 import ast
 import graphlib
@@ -58,3 +59,13 @@ def test_the_circle_check_sees_function_local_and_type_checking_imports(tmp_path
     assert graph["pipeline.a"] == {"pipeline.b"} and "pipeline.c" in graph["pipeline.b"]
     with pytest.raises(graphlib.CycleError):
         graphlib.TopologicalSorter(graph).prepare()
+
+
+#: a module longer than this is more than one concern (issue 36: the 719-line plan became a package of parts)
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_longer_than_one_can_read_at_once():
+    long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by concern): {long}"

@@ -15,7 +15,8 @@ from pipeline.losses import Batch, StudentScores, positive_nll
 from pipeline.methods import get_method
 from pipeline.methods.lead import ONLINE_TEACHER, Lead, layer_pairs, layer_weights, lead_phase
 from pipeline.methods.standard import Standard
-from pipeline.models import BiEncoder, CrossEncoder, ModelSpec
+from pipeline.cross_encoder import CrossEncoder
+from pipeline.models import BiEncoder, ModelSpec
 from pipeline.plan import Plan
 from pipeline.training import init_student, train_student
 from pipeline.training.distill import distill_phase

@@ -6,9 +6,10 @@ import math
 import pytest
 import torch
 
-from pipeline.config import complete, section_defaults
+from pipeline.config import ConfigError, complete, section_defaults
 from pipeline.losses import Batch, CompositeLoss, StudentScores
 from pipeline.methods import get_method
+from pipeline.methods.base import Needs, merge_needs
 from pipeline.methods.standard import Standard, recipe_terms, warmup_teacher
 from pipeline.models import BiEncoder, ModelSpec
 from pipeline.plan import Plan
@@ -31,17 +32,30 @@ def plan_of(**changes):
 def test_standard_asks_for_its_teacher_and_warmup_teacher():
     standard = Standard()
     plan = plan_of()
-    assert standard.scorers(plan, 1) == ["t"] and standard.scorers(plan, 2) == ["t"]
-    assert standard.models(plan, 1) == ["t"] and standard.embeddings(plan, 1) == ["t"], "iteration 1 warms up"
-    assert standard.models(plan, 2) == [] and standard.embeddings(plan, 2) == []
-    other = plan_of(warmup={"epochs": 1, "teacher": "w", "texts": ["titles"]})
-    assert standard.models(other, 1) == ["w"] and standard.embeddings(other, 1) == [], "no corpus texts"
-    in_batch = plan_of(train={"kd_in_batch": True}, warmup={"epochs": 0})
-    assert standard.models(in_batch, 2) == ["t"] and standard.embeddings(in_batch, 2) == ["t"]
-    assert standard.sections == ("teacher", "warmup") and standard.rules is None
-    assert standard.check(plan, 1) == []
-    assert "warmup needs a bi-encoder teacher" in standard.check(plan_of(teacher="bm25"), 1)[0]
-    assert standard.check(plan_of(teacher="bm25"), 2) == [], "iteration 2 does not warm up"
+    first, second = standard.plan(plan, 1), standard.plan(plan, 2)
+    assert first.scorers == second.scorers == ("t",)
+    assert first.models == first.embeddings == ("t",) and first.snapshots == ("warmup",), "iteration 1 warms up"
+    assert second.models == second.embeddings == second.snapshots == ()
+    other = standard.plan(plan_of(warmup={"epochs": 1, "teacher": "w", "texts": ["titles"]}), 1)
+    assert other.models == ("w",) and other.embeddings == (), "no corpus texts"
+    in_batch = standard.plan(plan_of(train={"kd_in_batch": True}, warmup={"epochs": 0}), 2)
+    assert in_batch.models == in_batch.embeddings == ("t",)
+
+
+def test_needs_merge_in_config_order():
+    first = Needs(scorers=["t", "a"], models=["t"], reports=["r1"], description="one", peers={"peer": {"layers": [0]}})
+    second = Needs(scorers=["a", "b"], embeddings=["t"], training_candidates="sel.parquet", description="two")
+    merged = merge_needs({"x": first, "y": second, "z": Needs()})
+    assert merged.scorers == ("t", "a", "b") and merged.models == ("t",) and merged.embeddings == ("t",)
+    assert merged.reports == ("r1",) and merged.description == "one; two" and merged.scored_candidates is None
+    assert merged.training_candidates == "sel.parquet" and dict(merged.peers["peer"]) == {"layers": [0]}
+    assert merge_needs({}).description is None and merge_needs({}).scorers == ()
+    with pytest.raises(ConfigError, match="x and y each choose the candidates the iteration trains on"):
+        merge_needs({"x": Needs(training_candidates="a"), "y": second})
+    with pytest.raises(ConfigError, match="y: peer 'peer' is trained by another method"):
+        merge_needs({"x": first, "y": first})
+    with pytest.raises(TypeError):
+        merged.peers["other"] = {}  # read-only: a method's answer cannot be changed after the merge
 
 
 def test_warmup_teacher_per_iteration():

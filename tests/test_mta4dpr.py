@@ -14,11 +14,11 @@ from pipeline.config import complete
 from pipeline.data import QRELS_SCHEMA, read_provenance, read_table, write_table
 from pipeline.losses import Batch, CompositeLoss, StudentScores, kl_divergence
 from pipeline.methods import get_method
-from pipeline.methods.mta4dpr import (AssistantKL, Mta4dpr, assistant_distances, footrule, fused_log_distribution,
-                                      next_pool, positive_ranks, rank_biased_overlap, ranks, rrf_negatives,
+from pipeline.methods.mta4dpr import (AssistantKL, Mta4dpr, assistant_distances, fused_log_distribution, next_pool,
                                       select_inputs, select_training_data)
 from pipeline.methods.standard import recipe_terms
 from pipeline.plan import Plan
+from pipeline.ranking import footrule, positive_ranks, rank_biased_overlap, ranks, rrf_negatives
 
 LN = math.log
 TEACHER = torch.tensor([[LN(4), LN(2), LN(1), LN(1)]])  # softmax: [0.5, 0.25, 0.125, 0.125]

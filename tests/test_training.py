@@ -384,7 +384,7 @@ def test_finetune_learns_and_saves_a_sentence_transformer(setup, tmp_path):
 @pytest.mark.parametrize("kind, phase_maker", [("bi-encoder", "distill_phase"),
                                                ("cross-encoder", "cross_encoder_phase")])
 def test_killed_finetune_resumes_to_the_same_weights(setup, tmp_path, monkeypatch, kind, phase_maker):
-    from pipeline.models import CrossEncoder
+    from pipeline.cross_encoder import CrossEncoder
 
     reference = finetune(setup, tmp_path / "reference", kind, scratch_dir=str(tmp_path / "scratch-ref"))
     import pipeline.training.finetune as finetuning
@@ -409,7 +409,7 @@ def test_a_cross_encoder_trained_from_bi_encoder_weights_learns_and_loads_in_sen
     from sentence_transformers import CrossEncoder as STCrossEncoder
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipeline.models import CrossEncoder
+    from pipeline.cross_encoder import CrossEncoder
 
     summary = finetune(setup, tmp_path / "ce", "cross-encoder", settings={"loss": loss, "epochs": 4})
     history = summary["history"]

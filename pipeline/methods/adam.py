@@ -81,7 +81,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .base import Method, PlanView, TrainingRun, register
+from .base import Method, Needs, PlanView, TrainingRun, register
 
 log = logging.getLogger(__name__)
 
@@ -258,14 +258,12 @@ class Adam(Method):
                             f"{c['train']['group_size']}; set group_size to at least {dark + 2}")
         return problems
 
-    def describe(self, plan: PlanView, it: int) -> str | None:
-        c = plan.iteration(it)
-        paced = c["adam"]["self_paced"]["start"]
-        return (f"ADAM: teacher {c['teacher']}, {dark_count(c['adam'])} dark examples per query"
-                + (f", self-paced from {paced:g} of each batch" if paced < 1 else ""))
-
-    def scored_candidates(self, plan: PlanView, it: int) -> str | None:
-        return f"{plan.root}/it{it}/dark-candidates.parquet" if dark_count(plan.iteration(it)["adam"]) else None
+    def plan(self, view: PlanView, it: int) -> Needs:
+        c = view.iteration(it)
+        dark, paced = dark_count(c["adam"]), c["adam"]["self_paced"]["start"]
+        return Needs(scored_candidates=f"{view.root}/it{it}/dark-candidates.parquet" if dark else None,
+                     description=(f"ADAM: teacher {c['teacher']}, {dark} dark examples per query"
+                                  + (f", self-paced from {paced:g} of each batch" if paced < 1 else "")))
 
     # -- training time ---------------------------------------------------------------------------
 

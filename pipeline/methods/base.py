@@ -1,17 +1,14 @@
 """What a distillation method is to the workflow: the one interface every method implements.
 
-A method answers two kinds of question. At parse time (torch-free, from :class:`pipeline.plan.Plan`):
-which cross-field rules its config must obey (:meth:`Method.check`), which scorers must score the
-mined candidates of an iteration (:meth:`Method.scorers`), which models and corpus embeddings its
-training reads (:meth:`Method.models`, :meth:`Method.embeddings`), which config sections it reads
-(:attr:`Method.sections`), whether it adds stages to the DAG (:attr:`Method.rules`), which
-intermediate students it keeps (:meth:`Method.snapshots`), which models it trains beside the student
-(:meth:`Method.peers`), whether it sets the iterations itself
-(:meth:`Method.schedule`), which candidates an iteration scores and trains on
-(:meth:`Method.scored_candidates`, :meth:`Method.training_candidates`)
-and how an iteration is described in the summary (:meth:`Method.describe`, :meth:`Method.reports`). At training
-time (from :mod:`pipeline.training.driver`): which phases it trains (:meth:`Method.phases`), which
-loss terms it adds to a phase (:meth:`Method.loss_terms`) and how it weighs a phase's queries
+A method answers two kinds of question. At parse time (torch-free, from :class:`pipeline.plan.Plan`), it
+declares what each iteration needs of the workflow, :meth:`Method.plan` returning a :class:`Needs` (the
+scorers of the candidates, the models and embeddings its training loads, the students it keeps, its peers,
+the candidates it scores or trains on instead of the mined ones, its reports, a description), checks the
+config rules the schema cannot express (:meth:`Method.check`) and may set the iterations itself
+(:meth:`Method.schedule`); its class says which config sections its training reads
+(:attr:`Method.sections`) and which rule file adds its stages to the DAG (:attr:`Method.rules`). At
+training time (from :mod:`pipeline.training.driver`): which phases it trains (:meth:`Method.phases`),
+which loss terms it adds to a phase (:meth:`Method.loss_terms`) and how it weighs a phase's queries
 (:meth:`Method.instance_weights`).
 
 Methods compose: a config lists several (``methods: [standard, adam]``); the phases of all of them run
@@ -23,7 +20,10 @@ questions without loading torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Sequence
+
+from ..config import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -52,10 +52,73 @@ class PlanView(Protocol):
         """A configured model's kind (bi-encoder, cross-encoder, bm25, fusion), None when unknown."""
 
     def scored_candidates(self, it: int | str) -> str:
-        """The candidates artifact iteration ``it``'s scorers score."""
+        """The candidates artifact iteration ``it``'s scorers score (for rule inputs: it is the merge of the
+        methods' :class:`Needs`, so :meth:`Method.plan` must not ask it)."""
 
     def metrics(self, name: str, split: str = "test") -> str:
         """The metrics file of model ``name`` on ``split``."""
+
+
+def _unique(names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a method asks of the workflow for one iteration (:meth:`Method.plan`), or every configured
+    method's merged (:func:`merge_needs`). Lists may be given; they are kept as tuples, first mention first."""
+
+    #: models whose scores of the iteration's scored candidates the training reads (one scoring job each)
+    scorers: Sequence[str] = ()
+    #: configured models the training job loads itself (their configs are passed to it)
+    models: Sequence[str] = ()
+    #: models whose cached corpus embeddings the training job reads
+    embeddings: Sequence[str] = ()
+    #: phases after which the student is kept (``students/it<k>/<phase>``), evaluated and a candidate for
+    #: the final student; their phases set ``snapshot``
+    snapshots: Sequence[str] = ()
+    #: models trained beside the student (OnMKD's peer), by the subfolder of ``students/it<k>`` each is saved
+    #: in, with its settings as a model (``student-it<k>-<subfolder>``: evaluated, a candidate for the final
+    #: student); iteration 1's start from ``students/it0/<subfolder>``, later ones from the previous iteration's
+    peers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: a candidates artifact the method's rules make from the mined one, which scoring and training read
+    #: instead (ADAM's, dark examples added)
+    scored_candidates: str | None = None
+    #: a candidates artifact the iteration trains on instead of the scored one (PROD's rounds' selection)
+    training_candidates: str | None = None
+    #: JSON artifacts whose ``summary`` line the run's summary shows
+    reports: Sequence[str] = ()
+    #: what the iteration is to the method, for the dry run and the summary (``PROD stage 2 of 2: ...``)
+    description: str | None = None
+
+    def __post_init__(self):
+        for name in ("scorers", "models", "embeddings", "snapshots", "reports"):
+            object.__setattr__(self, name, _unique(getattr(self, name)))
+        object.__setattr__(self, "peers", MappingProxyType({k: MappingProxyType(dict(v)) for k, v in self.peers.items()}))
+
+
+def merge_needs(answers: Mapping[str, Needs]) -> Needs:
+    """The needs of an iteration from each of its methods' (name -> :class:`Needs`, in config order): the
+    lists' union, every method's peers, the descriptions joined. At most one method may choose the
+    candidates the iteration scores, and one those it trains on; a peer belongs to one method."""
+    needs = list(answers.values())
+    chosen: dict[str, str | None] = {}
+    for question, what in (("scored_candidates", "scores"), ("training_candidates", "trains on")):
+        names = [name for name, answer in answers.items() if getattr(answer, question)]
+        if len(names) > 1:  # e.g. PROD's rounds and MTA4DPR's harder data
+            raise ConfigError(f"{' and '.join(names)} each choose the candidates the iteration {what}; they do not "
+                              "compose, at most one method may")
+        chosen[question] = getattr(answers[names[0]], question) if names else None
+    peers: dict[str, Mapping[str, Any]] = {}
+    for name, answer in answers.items():
+        for subfolder, settings in answer.peers.items():
+            if subfolder in peers:
+                raise ConfigError(f"{name}: peer {subfolder!r} is trained by another method of the iteration too")
+            peers[subfolder] = settings
+    descriptions = [answer.description for answer in needs if answer.description]
+    return Needs(**{question: [x for answer in needs for x in getattr(answer, question)]
+                    for question in ("scorers", "models", "embeddings", "snapshots", "reports")},
+                 peers=peers, description="; ".join(descriptions) or None, **chosen)
 
 
 class Method:
@@ -71,53 +134,16 @@ class Method:
         """Problems with the config of iteration ``it`` that the schema cannot express."""
         return []
 
-    def scorers(self, plan: PlanView, it: int) -> list[str]:
-        """Models whose scores of iteration ``it``'s mined candidates the training reads."""
-        return []
-
-    def models(self, plan: PlanView, it: int) -> list[str]:
-        """Configured models the training job loads itself (their configs are passed to it)."""
-        return []
-
-    def embeddings(self, plan: PlanView, it: int) -> list[str]:
-        """Models whose cached corpus embeddings the training job reads (inputs of the train rule)."""
-        return []
-
-    def snapshots(self, plan: PlanView, it: int) -> list[str]:
-        """Phases of iteration ``it`` after which the student is kept (``students/it<k>/<phase>``), evaluated
-        and a candidate for the final student; their phases set ``snapshot``."""
-        return []
-
-    def peers(self, plan: PlanView, it: int) -> dict[str, dict[str, Any]]:
-        """Models trained beside the student in iteration ``it`` (OnMKD's peer), by the subfolder of
-        ``students/it<k>`` each is saved in, with its settings as a model (``student-it<k>-<subfolder>``:
-        evaluated, and a candidate for the final student). Iteration 1's are initialised with the student
-        (``students/it0/<subfolder>``); each later iteration's continues from the previous one's."""
-        return {}
+    def plan(self, view: PlanView, it: int) -> Needs:
+        """What iteration ``it`` needs of the workflow for this method; the plan merges every configured
+        method's (:func:`merge_needs`)."""
+        return Needs()
 
     def schedule(self, config: dict[str, Any]) -> list[dict[str, Any]] | None:
         """Per-iteration overrides (``[iteration 1's, iteration 2's, ...]``) when the method sets the
         iterations itself (PROD's stages and rounds); asked of the base config's methods only. Each entry
         is deep-merged over the base config, and the user's ``overrides`` over it."""
         return None
-
-    def scored_candidates(self, plan: PlanView, it: int) -> str | None:
-        """A candidates artifact that the method's rules make from the mined one and that scoring and
-        training read instead (ADAM's, with dark examples added), or None."""
-        return None
-
-    def training_candidates(self, plan: PlanView, it: int) -> str | None:
-        """A candidates artifact that iteration ``it`` trains on instead of the mined one (a selection the
-        method's own rules make from it), or None."""
-        return None
-
-    def describe(self, plan: PlanView, it: int) -> str | None:
-        """What iteration ``it`` is to this method, for the dry run and the summary (``PROD stage 2``)."""
-        return None
-
-    def reports(self, plan: PlanView, it: int) -> list[str]:
-        """JSON artifacts of iteration ``it`` whose ``summary`` line the run's summary shows."""
-        return []
 
     def phases(self, run: "TrainingRun") -> list["Phase"]:
         """The training phases this method runs, in order."""

@@ -69,11 +69,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
 from ..sources import model_shape
-from .base import PlanView, TrainingRun, register
+from .base import Needs, PlanView, TrainingRun, register
 from .standard import Standard
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -152,11 +153,13 @@ class Lead(Standard):
                 problems.append(f"lead.layers_per_draw: {k} layers are drawn from the {role}, which has {depth}")
         return problems
 
-    def models(self, plan: PlanView, it: int) -> list[str]:
-        return list(dict.fromkeys(super().models(plan, it) + [online_teacher(plan.iteration(it))]))
+    def plan(self, view: PlanView, it: int) -> Needs:
+        c = view.iteration(it)
+        recipe = super().plan(view, it)
+        return dataclasses.replace(recipe, models=[*recipe.models, online_teacher(c)], description=self.description(c))
 
-    def describe(self, plan: PlanView, it: int) -> str | None:
-        c = plan.iteration(it)
+    @staticmethod
+    def description(c: dict[str, Any]) -> str:
         s = c["lead"]
         how = "evenly spaced" if s["pairing"] == "fixed" else f"resampled every {s['resample_every']} steps"
         weights = "uniform weights" if s["weighting"] == "uniform" else f"NLL weights (tau {s['weight_temperature']:g})"

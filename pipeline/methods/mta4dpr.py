@@ -95,7 +95,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
-from .base import LossTerm, Method, PlanView, TrainingRun, register
+from ..ranking import footrule, positive_ranks, rank_biased_overlap, rrf_negatives
+from .base import LossTerm, Method, Needs, PlanView, TrainingRun, register
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -110,37 +111,6 @@ SELECTIONS = ("kl", "footrule", "rbo", "fused", "all")
 # ------------------------------------------------------------------------------------------------
 # selection: distances between the teacher's and an assistant's view of each query's group
 # ------------------------------------------------------------------------------------------------
-
-def ranks(scores: "torch.Tensor") -> "torch.Tensor":
-    """``[B, G]``: each candidate's rank (1 = best) by descending score; equal scores keep group order."""
-    import torch
-
-    order = torch.sort(scores.float(), dim=-1, descending=True, stable=True).indices
-    ranked = torch.empty_like(order)
-    ranked.scatter_(-1, order, torch.arange(1, scores.shape[-1] + 1, device=scores.device).expand_as(order))
-    return ranked
-
-
-def footrule(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
-    """``[B]``: Spearman's footrule between the rankings of two score matrices, ``Σ_j |r^a_j - r^b_j|``."""
-    return (ranks(a) - ranks(b)).abs().sum(-1).float()
-
-
-def rank_biased_overlap(a: "torch.Tensor", b: "torch.Tensor", persistence: float) -> "torch.Tensor":
-    """``[B]``: extrapolated rank-biased overlap (Webber et al., 2010, eq. 32) of the rankings of two
-    score matrices over the same G candidates: 1 for equal rankings."""
-    import torch
-
-    p, g = persistence, a.shape[-1]
-    top_a = torch.sort(a.float(), dim=-1, descending=True, stable=True).indices
-    rank_b = ranks(b)
-    depth = torch.arange(1, g + 1, device=a.device)
-    # X_d = |top_d(a) ∩ top_d(b)|: a's d-th item is in b's top d' for every d' ≥ its rank in b
-    in_b = torch.gather(rank_b, -1, top_a)  # [B, G]: b's rank of a's items, in a's order
-    overlap = torch.stack([((in_b[:, :d] <= d).sum(-1)) for d in range(1, g + 1)], dim=-1).float()
-    weights = p ** depth.float()
-    return overlap[:, -1] / g * p ** g + (1 - p) / p * (overlap / depth * weights).sum(-1)
-
 
 def assistant_distances(teacher: "torch.Tensor", assistants: dict[str, "torch.Tensor"], measure: str,
                         temperature: float, persistence: float = 0.9) -> dict[str, float]:
@@ -229,47 +199,6 @@ def next_pool(pool: Sequence[str], dev: dict[str, float | None], student: str) -
             **decision, "replaced": worst, "reason": f"{student} ({dev[student]:.4f}) beats {worst} ({dev[worst]:.4f}) on dev"}
     return list(pool), {**decision, "replaced": None,
                         "reason": f"{student} ({dev[student]:.4f}) does not beat the worst, {worst} ({dev[worst]:.4f}), on dev"}
-
-
-def positive_ranks(candidates: pd.DataFrame, scores: pd.DataFrame, qrels: dict[str, dict[str, int]]) -> dict[str, int]:
-    """Per query: the rank (1 = first) a scorer gives its best judged positive among the positives and the
-    query's mined candidates; ties go against the positive."""
-    lookup = dict(zip(zip(scores["query_id"], scores["doc_id"]), scores["score"]))
-    out = {}
-    for query_id, group in candidates.groupby("query_id", sort=True):
-        positives = [d for d, rel in qrels.get(query_id, {}).items() if rel > 0]
-        if not positives:
-            continue
-        missing = [d for d in positives + list(group["doc_id"]) if (query_id, d) not in lookup]
-        if missing:
-            raise KeyError(f"query {query_id!r}: no score for passage {missing[0]!r}")
-        best = max(lookup[(query_id, d)] for d in positives)
-        out[query_id] = 1 + sum(lookup[(query_id, d)] >= best for d in group["doc_id"] if d not in positives)
-    return out
-
-
-def rrf_negatives(candidates: pd.DataFrame, scores: dict[str, pd.DataFrame], keep: int | None,
-                  k: float = 60.0) -> pd.DataFrame:
-    """Each query's candidates reranked by reciprocal rank fusion of ``scores`` (every scorer ranks the
-    query's candidates; ``Σ 1/(k + rank)``; equal fused scores keep the mined order), the best ``keep``
-    kept and ``rank`` renumbered from 0; ``keep=None`` returns the candidates as they are."""
-    if keep is None:
-        return candidates.reset_index(drop=True)
-    frame = candidates.sort_values(["query_id", "rank", "doc_id"]).reset_index(drop=True)
-    fused = pd.Series(0.0, index=frame.index)
-    for name, table in scores.items():
-        lookup = dict(zip(zip(table["query_id"], table["doc_id"]), table["score"]))
-        values = pd.Series([lookup.get(pair) for pair in zip(frame["query_id"], frame["doc_id"])], index=frame.index)
-        if values.isna().any():
-            q, d = frame.loc[values.isna().idxmax(), ["query_id", "doc_id"]]
-            raise KeyError(f"mta4dpr: assistant {name!r} has no score for query {q!r}, passage {d!r}")
-        rank = values.groupby(frame["query_id"]).rank(ascending=False, method="first")
-        fused += 1.0 / (k + rank)
-    frame = frame.assign(_fused=fused, _mined=frame["rank"])
-    frame = frame.sort_values(["query_id", "_fused", "_mined"], ascending=[True, False, True])
-    frame = frame.groupby("query_id", sort=True).head(keep)
-    frame["rank"] = frame.groupby("query_id").cumcount().astype("int32")
-    return frame.drop(columns=["_fused", "_mined"]).reset_index(drop=True)
 
 
 def select_training_data(candidates_path: str, qrels_path: str, score_paths: dict[str, str], out_path: str,
@@ -424,21 +353,15 @@ class Mta4dpr(Method):
                                 "teacher and the student")
         return problems
 
-    def scorers(self, plan: PlanView, it: int) -> list[str]:
-        return possible_pool(plan, it)
-
-    def training_candidates(self, plan: PlanView, it: int) -> str | None:
-        return f"{plan.root}/it{it}/mta4dpr/candidates.parquet"
-
-    def reports(self, plan: PlanView, it: int) -> list[str]:
-        return [f"{plan.root}/it{it}/mta4dpr/pool.json"]
-
-    def describe(self, plan: PlanView, it: int) -> str | None:
-        settings = plan.iteration(it)["mta4dpr"]
-        may_join = [n for n in possible_pool(plan, it) if n not in settings["assistants"]]
-        return (f"MTA4DPR: teacher {plan.iteration(it)['teacher']}, assistants {settings['assistants']}"
-                + (f" (or {', '.join(may_join)} in place of the worst)" if may_join else "")
-                + f", selection {settings['selection']}")
+    def plan(self, view: PlanView, it: int) -> Needs:
+        c = view.iteration(it)
+        settings, pool = c["mta4dpr"], possible_pool(view, it)
+        may_join = [n for n in pool if n not in settings["assistants"]]
+        return Needs(scorers=pool, training_candidates=f"{view.root}/it{it}/mta4dpr/candidates.parquet",
+                     reports=[f"{view.root}/it{it}/mta4dpr/pool.json"],
+                     description=(f"MTA4DPR: teacher {c['teacher']}, assistants {settings['assistants']}"
+                                  + (f" (or {', '.join(may_join)} in place of the worst)" if may_join else "")
+                                  + f", selection {settings['selection']}"))
 
     # -- training time ---------------------------------------------------------------------------
 

@@ -70,11 +70,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
 from ..sources import model_shape
-from .base import LossTerm, PlanView, TrainingRun, register
+from .base import LossTerm, Needs, PlanView, TrainingRun, register
 from .standard import Standard
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -135,20 +136,18 @@ class Onmkd(Standard):
                                 f"({depth} layers: 1 to {depth - 1}; the last always has a cross-wise loss)")
         return problems
 
-    def peers(self, plan: PlanView, it: int) -> dict[str, dict[str, Any]]:
-        peer = peer_settings(plan.config["student"], plan.iteration(it)["onmkd"]["peer"])
-        return {"peer": dict(peer, name=f"student-it{it}-peer")}
-
-    def reports(self, plan: PlanView, it: int) -> list[str]:
-        return [f"{plan.root}/it{it}/peers.json"]
-
-    def describe(self, plan: PlanView, it: int) -> str | None:
-        c = plan.iteration(it)["onmkd"]
-        layers = sorted(c["crosswise_layers"])
-        teacher = ", ".join(c["teacher_peers"]) or "neither peer"
-        return (f"OnMKD: student and peer (student-it{it}-peer) trained together, mutual KL {c['w_mutual']:g}, "
-                f"cross-wise {c['w_crosswise']:g}" + (f" (also layers {layers})" if layers else "")
-                + f"; teacher {plan.iteration(it)['teacher']} for {teacher}")
+    def plan(self, view: PlanView, it: int) -> Needs:
+        c = view.iteration(it)
+        settings = c["onmkd"]
+        peer = peer_settings(view.config["student"], settings["peer"])
+        layers = sorted(settings["crosswise_layers"])
+        teacher = ", ".join(settings["teacher_peers"]) or "neither peer"
+        description = (f"OnMKD: student and peer (student-it{it}-peer) trained together, mutual KL "
+                       f"{settings['w_mutual']:g}, cross-wise {settings['w_crosswise']:g}"
+                       + (f" (also layers {layers})" if layers else "") + f"; teacher {c['teacher']} for {teacher}")
+        recipe = super().plan(view, it)
+        return dataclasses.replace(recipe, peers={"peer": dict(peer, name=f"student-it{it}-peer")},
+                                   reports=[*recipe.reports, f"{view.root}/it{it}/peers.json"], description=description)
 
     # -- training time ---------------------------------------------------------------------------
 

@@ -70,12 +70,13 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import pandas as pd
 
-from .base import PlanView, register
+from .base import Needs, PlanView, register
 from .standard import Standard
 
 log = logging.getLogger(__name__)
@@ -145,20 +146,17 @@ class Prod(Standard):
                             f"(got {plan.config['iterations']})")
         return problems
 
-    def training_candidates(self, plan: PlanView, it: int) -> str | None:
-        entry = self.entry(plan, it)
-        return f"{plan.root}/it{it}/confusing.parquet" if entry and entry["kind"] == "round" else None
-
-    def reports(self, plan: PlanView, it: int) -> list[str]:
-        entry = self.entry(plan, it)
-        return [f"{plan.root}/it{it}/confusing.json"] if entry and entry["kind"] == "round" else []
-
-    def describe(self, plan: PlanView, it: int) -> str | None:
-        entry = self.entry(plan, it)
+    def plan(self, view: PlanView, it: int) -> Needs:
+        recipe, entry = super().plan(view, it), self.entry(view, it)
         if entry is None:
-            return None
+            return recipe
         what = "confusing queries of the student" if entry["kind"] == "round" else "mined candidates"
-        return f"PROD {entry['kind']} {entry['number']} of {entry['of']}: teacher {entry['teacher']} on {what}"
+        description = f"PROD {entry['kind']} {entry['number']} of {entry['of']}: teacher {entry['teacher']} on {what}"
+        if entry["kind"] != "round":
+            return dataclasses.replace(recipe, description=description)
+        return dataclasses.replace(recipe, description=description,
+                                   training_candidates=f"{view.root}/it{it}/confusing.parquet",
+                                   reports=[*recipe.reports, f"{view.root}/it{it}/confusing.json"])
 
 
 def confusing_queries(candidates: pd.DataFrame, student_scores: pd.DataFrame, teacher_scores: pd.DataFrame,

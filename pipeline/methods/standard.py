@@ -68,7 +68,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from .base import LossTerm, Method, PlanView, TrainingRun, get_method, register
+from .base import LossTerm, Method, Needs, PlanView, TrainingRun, get_method, register
 
 #: warmup.texts: sentences: a sentence of at least 4 words, cut to 48 (query-sized: max_query_length is 64 tokens)
 SENTENCE_WORDS = (4, 48)
@@ -107,23 +107,14 @@ class Standard(Method):
                          for name in self.teachers(c) if plan.kind(name) != "bi-encoder"]
         return problems
 
-    def scorers(self, plan: PlanView, it: int) -> list[str]:
-        return self.teachers(plan.iteration(it))
-
-    def models(self, plan: PlanView, it: int) -> list[str]:
-        c = plan.iteration(it)
+    def plan(self, view: PlanView, it: int) -> Needs:
+        c = view.iteration(it)
         teacher = warmup_teacher(c, it)
-        return ([teacher] if teacher else []) + (self.teachers(c) if c["train"]["kd_in_batch"] else [])
-
-    def snapshots(self, plan: PlanView, it: int) -> list[str]:
-        c = plan.iteration(it)
-        return ["warmup"] if warmup_teacher(c, it) and c["train"]["epochs"] > 0 else []
-
-    def embeddings(self, plan: PlanView, it: int) -> list[str]:
-        c = plan.iteration(it)
-        teacher = warmup_teacher(c, it)
-        warm = [teacher] if teacher and "corpus" in c["warmup"]["texts"] else []
-        return warm + (self.teachers(c) if c["train"]["kd_in_batch"] else [])
+        warm = [teacher] if teacher else []
+        in_batch = self.teachers(c) if c["train"]["kd_in_batch"] else []
+        return Needs(scorers=self.teachers(c), models=warm + in_batch,
+                     embeddings=(warm if "corpus" in c["warmup"]["texts"] else []) + in_batch,
+                     snapshots=["warmup"] if teacher and c["train"]["epochs"] > 0 else [])
 
     # -- training time ---------------------------------------------------------------------------
 

@@ -30,7 +30,8 @@ import torch
 from ..config import complete
 from ..data import atomic_path, load_qrels, load_queries, passage_texts, read_table
 from ..losses import CompositeLoss, ContrastiveNLL
-from ..models import BiEncoder, CrossEncoder, ModelSpec, resolve_device, set_threads
+from ..cross_encoder import CrossEncoder
+from ..models import BiEncoder, ModelSpec, resolve_device, set_threads
 from .distill import distill_phase
 from .loop import Phase, fingerprint, run_phases
 from .sampling import Example, build_examples, group_batches

@@ -12,7 +12,7 @@ student need not share a tokenizer, a width or a depth:
 - a bi-encoder scores every query of the batch against every passage of the batch with the pooled
   (mean or CLS, as the model pools; normalised when it normalises) layer-l embeddings, on its scale;
 - a cross-encoder scores each query's own group with its scoring head on layer l's hidden states
-  (:meth:`pipeline.models.CrossEncoder.head`).
+  (:meth:`pipeline.cross_encoder.CrossEncoder.head`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from ..losses import Batch, StudentScores
-from ..models import BiEncoder, CrossEncoder, ModelSpec
+from ..cross_encoder import CrossEncoder
+from ..models import BiEncoder, ModelSpec
 
 LAYERED_KINDS = ("bi-encoder", "cross-encoder")
 

@@ -1,0 +1,198 @@
+"""The plan's models: a named model's settings (configured, a student of an iteration, a fine-tuned or an
+exported copy), its kind, the embeddings and workflow-made folders scoring with it needs, the fine-tunes
+and the exports.
+
+A part of :class:`pipeline.plan.Plan`; it reads the plan's ``config``, ``root`` and ``peers`` (a peer trained
+beside the student keeps its own settings).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, complete
+from ..export import FORMATS as EXPORT_FORMATS
+from ..export import missing_backends
+
+# the student after iteration K, or after one of its phases (``student-it1-warmup``: students/it1/warmup)
+STUDENT = re.compile(r"^student-it(\d+)(?:-([a-z]+))?$")
+# a model exported for serving, in one format (``student-it2.onnx-int8``: pipeline/export.py)
+EXPORTED = re.compile(r"^(.+)\.(%s)$" % "|".join(map(re.escape, EXPORT_FORMATS)))
+
+
+class Models:
+    """Named models (``models``, ``student``, ``export``, ``models.<name>.finetune``)."""
+
+    config: dict[str, Any]
+    root: str
+
+    def model(self, name: str) -> dict[str, Any]:
+        """The settings of a named model, of the student of an iteration (``student-itK``), or of either
+        exported in a format (``student-itK.onnx``: the export folder, run by that format's backend)."""
+        exported = EXPORTED.match(name)
+        if exported:
+            base, fmt = exported.groups()
+            backend, file_name = EXPORT_FORMATS[fmt]
+            return dict(self.model(base), source=self.export_dir(base), layers=None, backend=backend,
+                        file_name=file_name, name=name)
+        match = STUDENT.match(name)
+        if match:
+            it, phase = match.groups()
+            source = f"{self.root}/students/it{it}" + (f"/{phase}" if phase else "")
+            # a peer trained beside the student (OnMKD's) keeps its own settings (pooling, lengths)
+            settings = self.peers(it).get(phase, self.config["student"]) if phase and int(it) > 0 else self.config["student"]
+            return dict(settings, layers=None, source=source, name=name)
+        if name not in self.config["models"]:
+            raise ConfigError(f"config: unknown model {name!r}; models are {sorted(self.config['models'])}")
+        model = {k: v for k, v in self.config["models"][name].items() if k != "finetune"}
+        if self.finetuned(name):  # from then on the model is the workflow's own fine-tuned copy
+            return dict(model, source=self.finetuned_model_dir(name), layers=None, name=name)
+        return dict(model, name=name)
+
+    def kind(self, name: str) -> str | None:
+        """A model's kind, or None for a name that is neither a configured model nor a student."""
+        exported = EXPORTED.match(name)
+        if exported:
+            return self.kind(exported.group(1))
+        if STUDENT.match(name):
+            return "bi-encoder"
+        return self.config["models"].get(name, {}).get("kind")
+
+    @staticmethod
+    def role_of(name: str) -> tuple[str, int | None, str | None]:
+        """(role, iteration, phase): ``("student", 1, "warmup")`` for ``student-it1-warmup``; an export
+        has its model's (``student-it2.onnx``: ``("student", 2, None)``)."""
+        exported = EXPORTED.match(name)
+        match = STUDENT.match(exported.group(1) if exported else name)
+        return ("student", int(match.group(1)), match.group(2)) if match else ("teacher", None, None)
+
+    def bi_encoders_of(self, name: str) -> list[str]:
+        """The bi-encoders whose corpus embeddings scoring with ``name`` needs (itself, or fusion members)."""
+        model = self.model(name)
+        if model["kind"] == "bi-encoder":
+            return [name]
+        if model["kind"] == "fusion":
+            return sorted({b for member in model["members"] for b in self.bi_encoders_of(member)})
+        return []
+
+    def models_of(self, name: str) -> dict[str, dict[str, Any]]:
+        """The configured models a scorer needs to be rebuilt: itself and, for a fusion, its members."""
+        model = self.model(name)
+        names = {name} | {n for member in model.get("members", {}) for n in self.models_of(member)}
+        return {n: self.model(n) for n in sorted(names) if n in self.config["models"]}
+
+    def shards(self, model: str) -> list[str]:
+        n = self.config["encode"]["shards"]
+        return [f"{self.root}/embeddings/{model}/shard-{k}-of-{n}.parquet" for k in range(n)]
+
+    def embedding_shards(self, names) -> dict[str, list[str]]:
+        """Corpus embedding shards of every bi-encoder that scoring with any of ``names`` needs."""
+        return {b: self.shards(b) for name in names for b in self.bi_encoders_of(name)}
+
+    def model_inputs(self, name: str) -> list[str]:
+        """The folder of a model the workflow makes (a student, a fine-tuned model, an export); none for
+        the others."""
+        if exported := EXPORTED.match(name):
+            return [self.export_dir(exported.group(1))]
+        role, it, phase = self.role_of(name)
+        if role == "student":
+            return [f"{self.root}/students/it{it}"]
+        return [self.finetuned_model_dir(name)] if self.finetuned(name) else []
+
+    def scorer_inputs(self, name: str) -> list[str]:
+        """The folders of the workflow-made models that scoring with ``name`` loads (itself, fusion members)."""
+        return [p for n in self.models_of(name) for p in self.model_inputs(n)]
+
+    # -- models the workflow fine-tunes before they serve (``models.<name>.finetune``) -------------
+
+    def finetuned(self, name: str) -> bool:
+        return self.config["models"].get(name, {}).get("finetune") is not None
+
+    def finetuned_model_dir(self, name: str) -> str:
+        return f"{self.root}/models/{name}"
+
+    def finetune_settings(self, name: str) -> dict[str, Any]:
+        return complete(self.config["models"][name]["finetune"], "finetune", where=f"models.{name}.finetune")
+
+    def finetune_miner_inputs(self, name: str) -> list[str]:
+        """The index a fine-tune mines its hard negatives with, when its miner is a bi-encoder."""
+        miner = self.finetune_settings(name)["miner"]
+        return [f"{self.root}/index/{miner}"] if self.kind(miner) == "bi-encoder" else []
+
+    def finetune_args(self, name: str, input, output) -> str:
+        """The arguments of the job that fine-tunes ``name``; paths from the job's ``input`` and ``output``."""
+        start = {k: v for k, v in self.config["models"][name].items() if k != "finetune"}
+        return self.to_json(
+            model=dict(start, name=name),
+            out_dir=output[0],
+            candidates_path=input.candidates,
+            qrels_path=input.qrels_train,
+            queries_path=input.queries,
+            corpus_path=input.corpus,
+            settings=self.finetune_settings(name),
+            scratch_dir=f"{self.root}/scratch/finetune-{name}",
+            include_title=self.config["include_title"],
+            device=self.config["device"],
+            seed=self.config["seed"],
+            provenance={"finetuned": name},
+        )
+
+    # -- exports for serving (``export``) -----------------------------------------------------------
+
+    def export_dir(self, name: str) -> str:
+        return f"{self.root}/export/{name}"
+
+    def exported_models(self) -> list[str]:
+        """The last iteration's student in each configured format, each evaluated like any model."""
+        last = f"student-it{self.config['iterations']}"
+        return [f"{last}.{fmt}" for fmt in self.config["export"]["formats"]]
+
+    # -- checks -------------------------------------------------------------------------------------
+
+    def model_problems(self) -> list[str]:
+        """The models' checks the schema cannot express (sources, fusion members, fine-tunes, baselines)."""
+        problems, models = [], self.config["models"]
+        for name, model in models.items():
+            if model.get("finetune") is not None:
+                problems += self._finetune_problems(name)
+            if model["kind"] in ("bi-encoder", "cross-encoder") and not model.get("source"):
+                problems.append(f"models.{name}: a {model['kind']} needs a source")
+            if model["kind"] == "fusion":
+                if not model.get("members"):
+                    problems.append(f"models.{name}: a fusion needs members")
+                problems += [f"models.{name}.members: unknown model {m!r}" for m in model.get("members", {})
+                             if m not in models]
+        problems += [f"evaluate.baselines: unknown model {name!r}; models are {sorted(models)}"
+                     for name in self.config["evaluate"]["baselines"] if name not in models]
+        return problems
+
+    def student_problems(self) -> list[str]:
+        problems = [] if self.config["student"]["kind"] == "bi-encoder" else ["student.kind: the student must be a bi-encoder"]
+        return problems + missing_backends(self.config["export"]["formats"])
+
+    def _finetune_problems(self, name: str) -> list[str]:
+        where, models = f"models.{name}.finetune", self.config["models"]
+        if models[name]["kind"] not in ("bi-encoder", "cross-encoder"):
+            return [f"{where}: only bi-encoders and cross-encoders are trained; {name!r} is a {models[name]['kind']}"]
+        try:
+            settings = self.finetune_settings(name)
+        except ConfigError as err:
+            return [str(err)]
+        problems, miner = [], settings["miner"]
+        if miner not in models:
+            problems.append(f"{where}.miner: unknown model {miner!r}; models are {sorted(models)}")
+        elif models[miner]["kind"] not in ("bm25", "bi-encoder"):
+            problems.append(f"{where}.miner: {miner!r} is a {models[miner]['kind']}; miners are bm25 or bi-encoders")
+        elif self.finetuned(miner):
+            problems.append(f"{where}.miner: {miner!r} is fine-tuned itself; mine with bm25 or a bi-encoder as it is")
+        low, high = settings["window"]
+        if not low < high:
+            problems.append(f"{where}.window [{low}, {high}) is empty")
+        data_dir, split = self.config["data_dir"], self.config["splits"]["train"]
+        if self.judged_training and data_dir and Path(data_dir).is_dir() \
+                and not (Path(data_dir) / "qrels" / f"{split}.tsv").is_file():
+            problems.append(f"{where}: fine-tuning needs judged training queries, and {data_dir}/qrels/{split}.tsv "
+                            "does not exist")
+        return problems
