@@ -15,6 +15,7 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 sys.path.insert(0, workflow.basedir)
+from pipeline.config import method_sections  # noqa: E402
 from pipeline.plan import Plan  # noqa: E402
 
 
@@ -22,6 +23,8 @@ configfile: "config.yaml"
 
 
 validate(config, "schemas/config.schema.yaml")
+for section, section_schema in method_sections().items():  # each method's settings: schemas/methods/<method>.schema.yaml
+    validate(config.setdefault(section, {}), str(section_schema))
 
 
 report: "report/workflow.rst"

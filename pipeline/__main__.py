@@ -27,10 +27,6 @@ STEPS = {
     "mine": "pipeline.index:mine_negatives",
     "score": "pipeline.scorers:score_candidates",
     "train": "pipeline.training.driver:train_student",
-    "prod_confusing": "pipeline.methods.prod:select_confusing",
-    "adam_dark": "pipeline.methods.adam:add_dark_examples",
-    "onmkd_peers": "pipeline.methods.onmkd:compare_peers",
-    "mta4dpr_select": "pipeline.methods.mta4dpr:select_training_data",
     "finetune": "pipeline.training.finetune:finetune_model",
     "export": "pipeline.export:export_model",
     "evaluate": "pipeline.evaluation:evaluate_splits",
@@ -40,9 +36,17 @@ STEPS = {
 }
 
 
+def method_steps() -> dict[str, str]:
+    """The steps the methods declare (``Method.steps``: step -> a function of the method's module); the
+    methods are imported only for a step that is not the workflow's own."""
+    from .methods import METHODS
+
+    return {step: f"{cls.__module__}:{function}" for cls in METHODS.values() for step, function in cls.steps.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
-    parser.add_argument("step", choices=sorted(STEPS))
+    parser.add_argument("step", help=f"one of {', '.join(sorted(STEPS))}, or a method's (its ``steps``)")
     parser.add_argument("kwargs", help="keyword arguments of the step, as a JSON object")
     parser.add_argument("--root", default=os.environ.get("PIPELINE_ROOT"),
                         help="the experiment's folder, for {root} in the arguments (default: $PIPELINE_ROOT)")
@@ -61,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    module_name, function_name = STEPS[args.step].split(":")
+    target = STEPS.get(args.step) or method_steps().get(args.step)
+    if target is None:
+        parser.error(f"unknown step {args.step!r}; steps are {sorted(STEPS) + sorted(method_steps())}")
+    module_name, function_name = target.split(":")
     function = getattr(importlib.import_module(module_name), function_name)
     if args.threads is not None and "threads" in function.__code__.co_varnames:
         kwargs["threads"] = args.threads

@@ -1,9 +1,9 @@
 """The configuration schema, the one source of defaults.
 
-``schemas/config.schema.yaml`` documents every key and holds every default. Snakemake's ``validate``
-fills the workflow's config from it at parse time; :func:`complete` fills, from the same file, the
-settings that a step called by hand (``python -m pipeline train '<json>'``) receives, so a step never
-keeps defaults of its own. Defaults are filled the way Snakemake fills them (the jsonschema FAQ's
+``schemas/config.schema.yaml`` and, for each method's section, ``schemas/methods/<method>.schema.yaml``
+document every key and hold every default. Snakemake's ``validate`` fills the workflow's config from them at
+parse time; :func:`complete` fills, from the same files, the settings that a step called by hand
+(``python -m pipeline train '<json>'``) receives, so a step never keeps defaults of its own. Defaults are filled the way Snakemake fills them (the jsonschema FAQ's
 ``extend_with_default``), except that each default is copied, so filling one instance never changes
 the schema or another instance. Torch-free: the Snakefile imports it at parse time.
 """
@@ -18,15 +18,32 @@ from typing import Any
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+#: a method's settings: the config section named after it, its schema ``<method>.schema.yaml`` in this folder
+METHOD_SCHEMAS = SCHEMA_PATH.parent / "methods"
 
 
 class ConfigError(ValueError):
     """A configuration (or a step's arguments) that the schema or a cross-field check rejects."""
 
 
+def method_sections() -> dict[str, Path]:
+    """Method name -> the schema file of its config section (``schemas/methods/<method>.schema.yaml``);
+    a method without settings has none."""
+    return {path.name[: -len(".schema.yaml")]: path for path in sorted(METHOD_SCHEMAS.glob("*.schema.yaml"))}
+
+
 @lru_cache(maxsize=None)
 def schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The config's schema: ``schemas/config.schema.yaml`` with each method's section merged in. Read from
+    the files, not from the method modules, so that the schema needs no import of them (and no torch)."""
+    root = yaml.safe_load(SCHEMA_PATH.read_text())
+    for name, path in method_sections().items():
+        section = yaml.safe_load(path.read_text())
+        section.pop("$schema", None)  # a resource's keyword, not a subschema's
+        root["definitions"][name] = section
+        root["properties"][name] = {"$ref": f"#/definitions/{name}", "default": {}}
+    root["additionalProperties"] = False  # merged, every section is known: any other is a typo
+    return root
 
 
 @lru_cache(maxsize=None)

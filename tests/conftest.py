@@ -27,7 +27,7 @@ def tiny_beir(tmp_path_factory):
 
 # The end-to-end modules first: under pytest-xdist (make test) the long tests are shared out from the start
 # and the short unit tests come last, so that one worker is not left alone with a long test at the end.
-SLOW_MODULES = ("test_workflow.py", "test_slurm.py", "test_front_door.py")
+SLOW_MODULES = ("test_workflow.py", "test_slurm.py", "test_front_door.py", "test_new_method.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -198,7 +198,8 @@ def test_plan_scores_and_trains_on_the_candidates_with_dark_examples():
 
 @pytest.mark.parametrize("changes, message", [
     ({"train": {"group_size": 5}}, "4 dark examples per query leave no negative in train.group_size 5; set group_size to at least 6"),
-    ({"methods": ["adam"]}, "adam adds to a recipe's distillation: list standard (or prod, onmkd, lead) before it"),
+    ({"methods": ["adam"]}, "methods ['adam']: none trains the student's distillation, which they add to; list a recipe too (one of "
+                            "['lead', 'onmkd', 'prod', 'standard'])"),
 ])
 def test_config_checks_name_the_problem(changes, message):
     assert any(message in p for p in adam_plan(**changes).problems())

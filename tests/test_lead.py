@@ -238,7 +238,7 @@ def test_the_plan_gives_training_the_online_teacher_and_describes_the_pairing():
     ({"lead": {"teacher": "minilm", "layers_per_draw": 3}, "student": {"kind": "bi-encoder", "source": "packaged:all-MiniLM-L6-v2", "layers": 4},
       "models": {"minilm": {"kind": "bi-encoder", "source": "packaged:all-MiniLM-L6-v2", "layers": 2}, "fusion": {"kind": "bm25"}}},
      "lead.layers_per_draw: 3 layers are drawn from the teacher, which has 2"),
-    ({"methods": ["standard", "lead"]}, "list it instead of standard, prod or onmkd"),
+    ({"methods": ["standard", "lead"]}, "methods ['standard', 'lead'] each train the student's distillation (a recipe); list one of them"),
 ])
 def test_config_checks_name_the_problem(changes, message):
     assert any(message in problem for problem in lead_plan(**changes).problems()), lead_plan(**changes).problems()

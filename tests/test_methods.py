@@ -58,6 +58,18 @@ def test_needs_merge_in_config_order():
         merged.peers["other"] = {}  # read-only: a method's answer cannot be changed after the merge
 
 
+def test_method_steps_are_functions_of_their_own_modules():
+    import importlib
+
+    from pipeline.__main__ import method_steps
+
+    steps = method_steps()
+    assert set(steps) == {"prod_confusing", "adam_dark", "onmkd_peers", "mta4dpr_select"}
+    for step, target in steps.items():
+        module, function = target.split(":")
+        assert module == f"pipeline.methods.{step.split('_')[0]}" and callable(getattr(importlib.import_module(module), function))
+
+
 def test_warmup_teacher_per_iteration():
     c = {"teacher": "t", "warmup": {"epochs": 1, "iterations": [1, 3], "teacher": None}}
     assert [warmup_teacher(c, it) for it in (1, 2, 3)] == ["t", None, "t"]

@@ -224,7 +224,7 @@ def test_mta4dpr_composes_with_adam_and_lead():
     ({"mta4dpr": {}}, "mta4dpr.assistants: list at least one assistant"),
     ({"mta4dpr": {"assistants": ["bm25", "nope"]}}, "mta4dpr.assistants[1]: 'nope' is not a configured model"),
     ({"mta4dpr": {"assistants": ["fusion"]}}, "mta4dpr.assistants[0]: 'fusion' is the teacher"),
-    ({"methods": ["mta4dpr"]}, "mta4dpr adds to a recipe's distillation"),
+    ({"methods": ["mta4dpr"]}, "methods ['mta4dpr']: none trains the student's distillation"),
 ])
 def test_config_checks_name_the_problem(changes, message):
     problems = mta4dpr_plan(**changes).problems()

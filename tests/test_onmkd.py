@@ -199,7 +199,7 @@ def test_plan_trains_evaluates_and_names_the_peer(tmp_path):
     ({"onmkd": {"peer": {"kind": "bm25"}}}, "onmkd.peer: the peer must be a bi-encoder"),
     ({"onmkd": {"peer": {"pooling": "max"}}}, "onmkd.peer.pooling"),
     ({"train": {"w_lwf": 1.0}}, "onmkd: train.w_lwf keeps a frozen copy of one student"),
-    ({"methods": ["standard", "onmkd"]}, "list it instead of standard or prod in methods"),
+    ({"methods": ["standard", "onmkd"]}, "methods ['standard', 'onmkd'] each train the student's distillation (a recipe)"),
     ({"methods": ["standard"], "overrides": {"2": {"methods": ["onmkd"]}}}, "list onmkd in every iteration from 1 to 2"),
 ])
 def test_config_checks_name_the_problem(tmp_path, changes, message):

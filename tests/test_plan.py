@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from pipeline.config import SCHEMA_PATH, ConfigError, complete, section_defaults
+from pipeline.config import SCHEMA_PATH, ConfigError, complete, method_sections, section_defaults
 from pipeline.methods import METHODS
 from pipeline.plan import DATA_DIR_TOKEN, ROOT_TOKEN, Plan, deep_merge, expand_tokens
 
@@ -204,9 +204,19 @@ def test_the_default_config_passes_its_checks():
     assert Plan(config()).method_rules() == [], "the standard method adds no stage to the DAG"
 
 
-def test_schema_lists_exactly_the_registered_methods():
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    assert sorted(schema["properties"]["methods"]["items"]["enum"]) == sorted(METHODS)
+def test_each_method_section_schema_belongs_to_a_registered_method():
+    sections = method_sections()
+    assert set(sections) <= set(METHODS), "a schemas/methods/ file without its method"
+    assert {name for name, cls in METHODS.items() if name in cls.sections} <= set(sections), \
+        "a method reads its own section, which has no schema"
+    assert set(sections) == {"adam", "lead", "mta4dpr", "onmkd", "prod"}
+
+
+def test_unknown_methods_and_sections_fail_at_parse_time():
+    with pytest.raises(ConfigError, match=r"methods: unknown method 'toy'; methods are \[.*'standard'"):
+        Plan(complete(dict(config(), methods=["toy"]))).check()
+    with pytest.raises(ConfigError, match="config: Additional properties are not allowed \\('trian' was unexpected"):
+        Plan(dict(config(), trian={"lr": 1.0})).check()
 
 
 def test_snakemake_validate_and_complete_fill_the_same_defaults(tmp_path):
@@ -216,8 +226,11 @@ def test_snakemake_validate_and_complete_fill_the_same_defaults(tmp_path):
            "overrides": {"2": {"train": {"epochs": 2}}}}
     by_snakemake = copy.deepcopy(raw)
     validate(by_snakemake, str(SCHEMA_PATH))
+    for section, path in method_sections().items():  # as the Snakefile does
+        validate(by_snakemake.setdefault(section, {}), str(path))
     assert complete(raw) == by_snakemake
     assert by_snakemake["train"]["w_nll"] == 1.0 and by_snakemake["methods"] == ["standard"]
+    assert by_snakemake["adam"]["mixup"]["count"] == 2, "a method's section, from schemas/methods/"
 
 
 def test_exported_models_are_their_model_run_by_another_backend():
@@ -297,7 +310,7 @@ def test_the_all_methods_preset_composes_and_what_cannot_compose_is_refused_sayi
     assert plan.iteration(1)["methods"] == ["onmkd", "adam", "mta4dpr"] and plan.peers(1)
     assert plan.scored_candidates(1).endswith("it1/dark-candidates.parquet")
     assert plan.training_candidates(1).endswith("it1/mta4dpr/candidates.parquet")
-    with pytest.raises(ConfigError, match="lead trains the standard recipe itself.*instead of standard, prod or onmkd"):
+    with pytest.raises(ConfigError, match=r"methods \['onmkd', 'lead'\] each train the student's distillation \(a recipe\); list one"):
         Plan(complete(deep_merge(all_methods, {"methods": ["onmkd", "lead"], "lead": presets["lead"]["lead"]}))).check()
     prod_and_mta4dpr = deep_merge(all_methods, {
         "methods": ["prod", "mta4dpr"], "iterations": 4, "prod": presets["prod"]["prod"],

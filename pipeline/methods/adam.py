@@ -244,14 +244,13 @@ class Adam(Method):
     name = "adam"
     sections = ("adam",)
     rules = "rules/methods/adam.smk"
+    steps = {"adam_dark": "add_dark_examples"}
 
     # -- parse time ------------------------------------------------------------------------------
 
     def check(self, plan: PlanView, it: int) -> list[str]:
         c = plan.iteration(it)
-        from .standard import recipe_problems
-
-        problems = recipe_problems(c["methods"], self.name)
+        problems = []
         dark = dark_count(c["adam"])
         if dark and c["train"]["group_size"] - 1 - dark < 1:
             problems.append(f"adam: {dark} dark examples per query leave no negative in train.group_size "

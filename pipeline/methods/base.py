@@ -129,6 +129,11 @@ class Method:
     sections: ClassVar[tuple[str, ...]] = ()
     #: a rule file that adds stages to the DAG, included by the Snakefile when the method is configured
     rules: ClassVar[str | None] = None
+    #: the pipeline steps its rules run (``python -m pipeline STEP``): step name -> a function of its module
+    steps: ClassVar[dict[str, str]] = {}
+    #: whether it trains the student's distillation itself (standard and what builds on it: prod, onmkd,
+    #: lead); an iteration lists exactly one recipe, and the other methods add to it
+    recipe: ClassVar[bool] = False
 
     def check(self, plan: PlanView, it: int) -> list[str]:
         """Problems with the config of iteration ``it`` that the schema cannot express."""
@@ -174,9 +179,22 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
+def recipe_problems(methods: Sequence[Method]) -> list[str]:
+    """An iteration's methods hold exactly one recipe: the others add phases, terms and weights to it."""
+    recipes = sorted(name for name, cls in METHODS.items() if cls.recipe)
+    chosen = [m.name for m in methods if m.recipe]
+    if not chosen:
+        return [f"methods {[m.name for m in methods]}: none trains the student's distillation, which they add to; "
+                f"list a recipe too (one of {recipes})"]
+    if len(chosen) > 1:
+        return [f"methods {chosen} each train the student's distillation (a recipe); list one of them"]
+    return []
+
+
 def get_method(name: str) -> Method:
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; methods are {sorted(METHODS)}")
+        raise ConfigError(f"methods: unknown method {name!r}; methods are {sorted(METHODS)} (a method of your own: "
+                          "a module in pipeline/methods/, docs/methods.md)")
     return METHODS[name]()
 
 

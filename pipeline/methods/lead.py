@@ -135,9 +135,6 @@ class Lead(Standard):
         problems = super().check(plan, it)
         c = plan.iteration(it)
         settings, teacher = c["lead"], online_teacher(c)
-        if {"standard", "prod", "onmkd"} & set(c["methods"]):
-            problems.append("lead trains the standard recipe itself, with its layer terms added: list it instead "
-                            "of standard, prod or onmkd in methods")
         if teacher not in c["models"]:
             return problems + [f"lead.teacher: {teacher!r} is not a configured model; models are {sorted(c['models'])}"]
         kind = plan.kind(teacher)

@@ -333,15 +333,14 @@ class Mta4dpr(Method):
     name = "mta4dpr"
     sections = ("mta4dpr", "teacher")
     rules = "rules/methods/mta4dpr.smk"
+    steps = {"mta4dpr_select": "select_training_data"}
 
     # -- parse time ------------------------------------------------------------------------------
 
     def check(self, plan: PlanView, it: int) -> list[str]:
-        from .standard import recipe_problems
-
         c = plan.iteration(it)
         settings, models = c["mta4dpr"], c["models"]
-        problems = recipe_problems(c["methods"], self.name)
+        problems = []
         if not settings["assistants"]:
             problems.append("mta4dpr.assistants: list at least one assistant, a name from models "
                             "(e.g. [bm25, minilm-l6])")

@@ -98,6 +98,7 @@ class Onmkd(Standard):
     name = "onmkd"
     sections = Standard.sections + ("onmkd",)
     rules = "rules/methods/onmkd.smk"
+    steps = {"onmkd_peers": "compare_peers"}
 
     # -- parse time ------------------------------------------------------------------------------
 
@@ -110,9 +111,6 @@ class Onmkd(Standard):
         if it > 1 and "onmkd" not in plan.iteration(it - 1)["methods"]:
             problems.append(f"onmkd: peer B continues from iteration {it - 1}'s (students/it{it - 1}/peer); "
                             f"list onmkd in every iteration from 1 to {it}")
-        if {"standard", "prod"} & set(c["methods"]):
-            problems.append("onmkd trains the standard recipe itself, for both peers: list it instead of "
-                            "standard or prod in methods")
         if c["train"]["w_lwf"] > 0:
             problems.append("onmkd: train.w_lwf keeps a frozen copy of one student; set it to 0 with two peers")
         student = plan.config["student"]

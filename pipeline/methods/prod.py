@@ -112,6 +112,7 @@ class Prod(Standard):
 
     name = "prod"
     rules = "rules/methods/prod.smk"
+    steps = {"prod_confusing": "select_confusing"}
 
     # -- parse time ------------------------------------------------------------------------------
 

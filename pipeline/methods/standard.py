@@ -68,7 +68,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from .base import LossTerm, Method, Needs, PlanView, TrainingRun, get_method, register
+from .base import LossTerm, Method, Needs, PlanView, TrainingRun, register
 
 #: warmup.texts: sentences: a sentence of at least 4 words, cut to 48 (query-sized: max_query_length is 64 tokens)
 SENTENCE_WORDS = (4, 48)
@@ -89,6 +89,7 @@ def warmup_teacher(config: dict[str, Any], iteration: int) -> str | None:
 class Standard(Method):
     name = "standard"
     sections = ("teacher", "warmup")
+    recipe = True
 
     @staticmethod
     def teachers(config: dict[str, Any]) -> list[str]:
@@ -176,14 +177,6 @@ class Standard(Method):
         if phase != "distill":
             return {}
         return recipe_terms(run.train, self.teachers(run.config))
-
-
-def recipe_problems(methods: list[str], name: str) -> list[str]:
-    """The problem of a method ``name`` that adds to a recipe's ``distill`` phase (ADAM, MTA4DPR) configured
-    without one: some :class:`Standard` (standard, prod, onmkd, lead) must be in ``methods`` too."""
-    if any(isinstance(get_method(m), Standard) for m in methods):
-        return []
-    return [f"{name} adds to a recipe's distillation: list standard (or prod, onmkd, lead) before it in methods"]
 
 
 def recipe_terms(settings: dict[str, Any], teachers: list[str]) -> dict[str, tuple[float, LossTerm]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, complete
 from .arguments import DATA_DIR_TOKEN, ROOT_TOKEN, deep_merge, expand_tokens, replace_prefixes, to_json
 from .data import DataAndLabels, auto_label_source, download_name
 from .evaluation import Evaluation
@@ -52,7 +52,12 @@ class Plan(DataAndLabels, Models, Iterations, Evaluation):
         return to_json(**replace_prefixes(kwargs, {self.root: ROOT_TOKEN, self.data_dir: DATA_DIR_TOKEN}))
 
     def problems(self) -> list[str]:
-        """Cross-field checks the schema cannot express, for the models and for every iteration."""
+        """Cross-field checks the schema cannot express, for the models and for every iteration; first the
+        config as a whole against the schema with every method's section (a typo in a section's name)."""
+        try:
+            complete(self.config)
+        except ConfigError as err:
+            return [str(err)]
         return (self.hybrid_problems() + self.model_problems() + self.data_problems() + self.student_problems()
                 + self.iteration_problems())
 
@@ -60,4 +65,4 @@ class Plan(DataAndLabels, Models, Iterations, Evaluation):
         """Fail at parse time, before any job runs, with every problem found."""
         problems = self.problems()
         if problems:
-            raise ConfigError("config: " + "; ".join(problems))
+            raise ConfigError("config: " + "; ".join(dict.fromkeys(problems)))

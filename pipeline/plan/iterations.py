@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import ConfigError, complete
 from ..methods import Method, get_method
-from ..methods.base import Needs, merge_needs
+from ..methods.base import Needs, merge_needs, recipe_problems
 from .arguments import deep_merge
 
 
@@ -204,7 +204,8 @@ class Iterations:
             low, high = c["mine"]["window"]
             if not low < high:
                 problems.append(f"{where}: mine.window [{low}, {high}) is empty")
-            method_problems = [p for method in self.methods(it) for p in method.check(self, it)]
+            method_problems = recipe_problems(self.methods(it))
+            method_problems += [p for method in self.methods(it) for p in method.check(self, it)]
             problems += [f"{where}: {p}" for p in method_problems]
             if not method_problems:  # a method's plan may assume its checks passed
                 try:
