@@ -52,6 +52,17 @@ def main() -> None:
                                              f"{row['degraded']} down, p t {row['p_t_holm']:.3g}, "
                                              f"Wilcoxon {row['p_wilcoxon_holm']:.3g} (Holm)")
             print(f"{student:20s} {name:20s} {row['ndcg@10']:.4f}{extra}")
+    # within each run: does what follows the warm-up add (issue 35's target: the last student >= its own warm-up)?
+    report["last_over_warmup"] = {}
+    for name, run in runs.items():
+        qrels = load_qrels(f"{run}/data/qrels-{args.split}.parquet")
+        warm, last = (per_query_metrics(qrels, read_trec_run(f"{run}/eval/test/{student}/run.trec"))["ndcg@10"]
+                      for student in STUDENTS)
+        queries = sorted(warm)
+        test = paired_query_tests([warm[q] for q in queries], [last[q] for q in queries])
+        report["last_over_warmup"][name] = test
+        print(f"{name:20s} last - warm-up {test['mean_difference']:+.4f}, {test['improved']} up / "
+              f"{test['degraded']} down, p t {test['p_t']:.3g}, Wilcoxon {test['p_wilcoxon']:.3g}")
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
 

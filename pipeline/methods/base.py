@@ -6,7 +6,9 @@ scorers of the candidates, the models and embeddings its training loads, the stu
 the candidates it scores or trains on instead of the mined ones, its reports, a description), checks the
 config rules the schema cannot express (:meth:`Method.check`) and may set the iterations itself
 (:meth:`Method.schedule`); its class says which config sections its training reads
-(:attr:`Method.sections`) and which rule file adds its stages to the DAG (:attr:`Method.rules`). At
+(:attr:`Method.sections`; a section's schema is ``schemas/methods/<method>.schema.yaml``), which rule file
+adds its stages to the DAG (:attr:`Method.rules`) and which steps those run (:attr:`Method.steps`), and
+whether it is a recipe, one of which each iteration lists (:attr:`Method.recipe`). At
 training time (from :mod:`pipeline.training.driver`): which phases it trains (:meth:`Method.phases`),
 which loss terms it adds to a phase (:meth:`Method.loss_terms`) and how it weighs a phase's queries
 (:meth:`Method.instance_weights`).
