@@ -23,7 +23,8 @@ configfile: "config.yaml"
 
 
 validate(config, "schemas/config.schema.yaml")
-for section, section_schema in method_sections().items():  # each method's settings: schemas/methods/<method>.schema.yaml
+# each method's settings: its section, validated by schemas/methods/<method>.schema.yaml
+for section, section_schema in method_sections().items():
     validate(config.setdefault(section, {}), str(section_schema))
 
 
