@@ -35,10 +35,12 @@ def main() -> None:
     args = parser.parse_args()
     runs = dict(item.split("=", 1) for item in args.runs)
     report: dict[str, dict] = {"split": args.split, "runs": runs, "baseline": next(iter(runs)), "students": {}}
+    qrels = {name: load_qrels(f"{run}/data/qrels-{args.split}.parquet") for name, run in runs.items()}
+    # student -> run name -> query -> nDCG@10, read once for both comparisons below
+    ndcg = {student: {name: per_query_metrics(qrels[name], read_trec_run(f"{run}/eval/test/{student}/run.trec"))["ndcg@10"]
+                      for name, run in runs.items()} for student in STUDENTS}
     for student in STUDENTS:
-        per_query = {name: per_query_metrics(load_qrels(f"{run}/data/qrels-{args.split}.parquet"),
-                                             read_trec_run(f"{run}/eval/test/{student}/run.trec"))["ndcg@10"]
-                     for name, run in runs.items()}
+        per_query = ndcg[student]
         base, *others = runs
         queries = sorted(per_query[base])
         tests = correct_across_systems([paired_query_tests([per_query[base][q] for q in queries],
@@ -54,10 +56,8 @@ def main() -> None:
             print(f"{student:20s} {name:20s} {row['ndcg@10']:.4f}{extra}")
     # within each run: does what follows the warm-up add (issue 35's target: the last student >= its own warm-up)?
     report["last_over_warmup"] = {}
-    for name, run in runs.items():
-        qrels = load_qrels(f"{run}/data/qrels-{args.split}.parquet")
-        warm, last = (per_query_metrics(qrels, read_trec_run(f"{run}/eval/test/{student}/run.trec"))["ndcg@10"]
-                      for student in STUDENTS)
+    for name in runs:
+        warm, last = (ndcg[student][name] for student in STUDENTS)
         queries = sorted(warm)
         test = paired_query_tests([warm[q] for q in queries], [last[q] for q in queries])
         report["last_over_warmup"][name] = test

@@ -156,15 +156,22 @@ class DataAndLabels:
         if self.teacher_labelled:
             problems += self._labelling_problems()
         if self.judged_training:
-            data_dir = self.config["data_dir"]
-            if data_dir and Path(data_dir).is_dir() and not (Path(data_dir) / "qrels" / f"{splits['train']}.tsv").is_file():
-                problems.append(f"splits.train: {data_dir}/qrels/{splits['train']}.tsv does not exist; without training "
+            missing = self.missing_training_judgments()
+            if missing:
+                problems.append(f"splits.train: {missing} does not exist; without training "
                                 "judgments let the teacher label the training queries (labels: {source: teacher}; "
                                 "configs/label-free.yaml)")
         if splits["dev"]["split"] in (splits["train"], splits["test"]):
             problems.append(f"splits.dev.split: {splits['dev']['split']!r} is the {'train' if splits['dev']['split'] == splits['train'] else 'test'} "
                             "split; the dev split must be held out of both")
         return problems
+
+    def missing_training_judgments(self) -> str | None:
+        """``data_dir/qrels/<splits.train>.tsv`` when the data folder exists without it (a folder still to be
+        downloaded has not been looked at: None)."""
+        data_dir, split = self.config["data_dir"], self.config["splits"]["train"]
+        path = Path(data_dir or "") / "qrels" / f"{split}.tsv"
+        return f"{data_dir}/qrels/{split}.tsv" if data_dir and Path(data_dir).is_dir() and not path.is_file() else None
 
     def _labelling_problems(self) -> list[str]:
         labels, models = self.config["labels"], self.config["models"]

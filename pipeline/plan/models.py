@@ -9,7 +9,6 @@ beside the student keeps its own settings).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, complete
@@ -190,9 +189,7 @@ class Models:
         low, high = settings["window"]
         if not low < high:
             problems.append(f"{where}.window [{low}, {high}) is empty")
-        data_dir, split = self.config["data_dir"], self.config["splits"]["train"]
-        if self.judged_training and data_dir and Path(data_dir).is_dir() \
-                and not (Path(data_dir) / "qrels" / f"{split}.tsv").is_file():
-            problems.append(f"{where}: fine-tuning needs judged training queries, and {data_dir}/qrels/{split}.tsv "
-                            "does not exist")
+        missing = self.missing_training_judgments() if self.judged_training else None
+        if missing:
+            problems.append(f"{where}: fine-tuning needs judged training queries, and {missing} does not exist")
         return problems
