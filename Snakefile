@@ -80,8 +80,9 @@ GPUS = 1 if config["device"].startswith("cuda") else 0
 
 wildcard_constraints:
     it=r"\d+",
-    # "hybrid" is the final student fused with BM25 (rule hybrid), not a model to evaluate or export
-    model=r"(?!hybrid$)[A-Za-z0-9._-]+",
+    # "hybrid" is the final student fused with BM25 (rule hybrid), not a model to evaluate or export; the
+    # lookahead ends at the name's end, not the path's, or eval/test/hybrid/metrics.json would still match
+    model=r"(?!hybrid(?![A-Za-z0-9._-]))[A-Za-z0-9._-]+",
     scorer=r"[A-Za-z0-9._-]+",
     shard=r"\d+",
     n=r"\d+",
