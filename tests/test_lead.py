@@ -20,6 +20,7 @@ from pipeline.models import BiEncoder, ModelSpec
 from pipeline.plan import Plan
 from pipeline.training import init_student, train_student
 from pipeline.training.distill import distill_phase
+from pipeline.training.loop import loop_models
 from pipeline.training.driver import TrainingRun, complete_sections
 from pipeline.training.online import layer_scores, load_online_model
 from pipeline.training.sampling import build_examples
@@ -118,7 +119,7 @@ def make_run(setup, teacher_source, lead=None, train=None, kind="bi-encoder"):
                        examples=build_examples(read_table(str(root / "candidates.parquet")), qrels),
                        teacher_scores={}, include_title=True,
                        models={"t": {"kind": kind, "source": str(teacher_source)}},
-                       loop_models={"student": BiEncoder.load(ModelSpec("s", source=str(root / "student0")))},
+                       student=BiEncoder.load(ModelSpec("s", source=str(root / "student0"))),
                        student_dir=str(root / "student0"))
 
 
@@ -133,38 +134,41 @@ def test_with_the_layer_terms_at_weight_zero_the_loss_is_the_plain_one(setup, ot
     plain = distill_phase(plain_run.train, plain_run.examples, plain_run.doc_text, plain_run.queries, {},
                           plain_run.loss("distill"), plain_run.seed)
     rows = plain.batches(0)[0]
-    expected, _ = plain.step(plain_run.loop_models, rows, 0)
-    loss, parts = lead_phase(plain_run, Lead()).step(plain_run.loop_models, rows, 0)
+    expected, _ = plain.step({"student": plain_run.student}, rows, 0)
+    loss, parts = lead_phase(plain_run, Lead()).step({"student": plain_run.student}, rows, 0)
     assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
     assert parts["layer_kl"] > 0, "measured, at weight 0"
     layered_run = make_run(setup, other_bert)
-    loss, parts = lead_phase(layered_run, Lead()).step(layered_run.loop_models, rows, 0)
+    layered = lead_phase(layered_run, Lead())
+    loss, parts = layered.step({"student": layered_run.student}, rows, 0)
     assert float(loss.detach()) == pytest.approx(float(expected.detach()) + parts["layer_kl"], rel=1e-5)
     weights = [parts[f"lead_weight:t{layer}"] for layer in (1, 2, 3)]
     assert sum(weights) == pytest.approx(1.0) and sorted(weights)[0] == 0.0, "2 of the 3 teacher layers drawn"
-    assert layered_run.reports["lead"]["candidates"] == "batch" and layered_run.reports["lead"]["teacher_depth"] == 3
+    assert layered.report["lead"]["candidates"] == "batch" and layered.report["lead"]["teacher_depth"] == 3
     # a teacher whose layers 1-2 are the student's: pairs (1, 1) and (2, 2) have nothing to teach
     same = make_run(setup, tiny_bert, lead={"pairing": "fixed", "layers_per_draw": 1})
     same.config["lead"]["teacher"] = "t"
     same.models["t"]["layers"] = 2
-    _, parts = lead_phase(same, Lead()).step(same.loop_models, rows, 0)
+    _, parts = lead_phase(same, Lead()).step({"student": same.student}, rows, 0)
     assert parts["layer_kl"] == pytest.approx(0.0, abs=1e-6) and parts["lead_weight:t2"] == 1.0
 
 
 def test_the_layer_terms_send_no_gradient_into_a_frozen_teacher_and_some_into_a_joint_one(setup, tiny_bert):
     run = make_run(setup, tiny_bert)
     phase = lead_phase(run, Lead())
-    loss, _ = phase.step(run.loop_models, phase.batches(0)[0], 0)
+    models = loop_models(run.student, [phase])
+    loss, _ = phase.step(models, phase.batches(0)[0], 0)
     loss.backward()
-    assert ONLINE_TEACHER not in run.loop_models and phase.trains == ("student",)
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in run.loop_models["student"].parameters())
+    assert ONLINE_TEACHER not in models and phase.trains == ("student",)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in run.student.parameters())
     joint_run = make_run(setup, tiny_bert, lead={"joint": True})
     phase = lead_phase(joint_run, Lead())
     assert phase.trains == ("student", ONLINE_TEACHER)
-    loss, parts = phase.step(joint_run.loop_models, phase.batches(0)[0], 0)
+    models = loop_models(joint_run.student, [phase])
+    loss, parts = phase.step(models, phase.batches(0)[0], 0)
     loss.backward()
     assert {"teacher_nll", "teacher_reverse_kl"} <= set(parts)
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in joint_run.loop_models[ONLINE_TEACHER].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in models[ONLINE_TEACHER].parameters())
 
 
 def train_with(setup, teacher, out, scratch=None, kind="bi-encoder", lead=None, **kwargs):

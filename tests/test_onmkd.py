@@ -61,7 +61,8 @@ def setup(tiny_beir, tiny_bert, tmp_path_factory):
 
 
 def make_run(setup, onmkd=None, train=None, same_peers=False):
-    """A TrainingRun of OnMKD over the fixture's candidates (no teacher scores: the labels and the peers)."""
+    """A TrainingRun of OnMKD over the fixture's candidates (no teacher scores: the labels and the peers),
+    and the loop's models (the student and its peer)."""
     root, data = setup
     config = complete_sections({"teacher": "none", "warmup": {"epochs": 0},
                                 "train": {"batch_size": 4, "group_size": 4, "w_kd": 0.0, **(train or {})},
@@ -72,20 +73,19 @@ def make_run(setup, onmkd=None, train=None, same_peers=False):
                       corpus=corpus, corpus_path=data["corpus"], queries=load_queries(data["queries"]), qrels=qrels,
                       doc_text=dict(zip(corpus["doc_id"], passage_texts(corpus, True))), synthetic_texts={},
                       examples=build_examples(read_table(str(root / "candidates.parquet")), qrels),
-                      teacher_scores={}, include_title=True, loop_models={"student": student},
-                      student_dir=str(root / "student0"))
+                      teacher_scores={}, include_title=True, student=student, student_dir=str(root / "student0"))
     if same_peers:
-        run.loop_models["peer"] = copy.deepcopy(student)
+        peer = copy.deepcopy(student)
     else:
-        run.loop_models["peer"] = BiEncoder.load(ModelSpec("p", source=str(root / "student0" / "peer")))
-    return run
+        peer = BiEncoder.load(ModelSpec("p", source=str(root / "student0" / "peer")))
+    return run, {"student": student, "peer": peer}
 
 
 def test_the_mutual_kl_sends_no_gradient_into_its_target(setup):
-    run = make_run(setup, train={"w_nll": 0.0})
+    run, models = make_run(setup, train={"w_nll": 0.0})
     losses = peer_losses(run, Onmkd())
     assert set(losses["student"].terms) == {"mutual_kl"}, "the teacher-free, label-free loss: the mutual KL alone"
-    student, peer = run.loop_models["student"], run.loop_models["peer"]
+    student, peer = models["student"], models["peer"]
     phase = mutual_phase(run, Onmkd())
     rows = phase.batches(0)[0]
     batch = Batch([q for q, _ in rows], [run.queries[q] for q, _ in rows],
@@ -110,10 +110,10 @@ def test_the_mutual_kl_sends_no_gradient_into_its_target(setup):
 
 
 def test_identical_peers_give_a_symmetric_loss(setup):
-    run = make_run(setup, onmkd={"crosswise_layers": []}, same_peers=True)
+    run, models = make_run(setup, onmkd={"crosswise_layers": []}, same_peers=True)
     phase = mutual_phase(run, Onmkd())
     assert phase.trains == ("student", "peer")
-    loss, parts = phase.step(run.loop_models, phase.batches(0)[0], 0)
+    loss, parts = phase.step(models, phase.batches(0)[0], 0)
     assert parts["nll"] == pytest.approx(parts["peer:nll"])
     assert parts["mutual_kl"] == pytest.approx(0.0, abs=1e-6) and parts["peer:mutual_kl"] == pytest.approx(0.0, abs=1e-6)
     # the total: both NLLs, both (zero) mutual KLs, and the cross-wise InfoNCE both ways at the last layer
@@ -124,9 +124,9 @@ def test_identical_peers_give_a_symmetric_loss(setup):
 
 
 def test_intermediate_crosswise_layers_and_teacher_terms_per_peer(setup):
-    run = make_run(setup, onmkd={"crosswise_layers": [1], "teacher_peers": ["peer"]})
+    run, models = make_run(setup, onmkd={"crosswise_layers": [1], "teacher_peers": ["peer"]})
     with pytest.raises(ValueError, match=r"crosswise_layers \[1\]: a peer has 1 layers"):
-        mutual_phase(run, Onmkd()).step(run.loop_models, mutual_phase(run, Onmkd()).batches(0)[0], 0)
+        mutual_phase(run, Onmkd()).step(models, mutual_phase(run, Onmkd()).batches(0)[0], 0)
     run.config["teacher"] = "teacher"
     run.config["train"]["w_kd"] = 1.0
     losses = peer_losses(run, Onmkd())

@@ -302,7 +302,6 @@ class Toy(Method):
     name = "toy"
 
     def phases(self, run):
-        run.loop_models["peer"] = copy.deepcopy(run.loop_models["student"])
         texts = sorted(run.queries.values())[:8]
 
         def step(models, batch, global_step):
@@ -311,7 +310,8 @@ class Toy(Method):
             return ((a - b) ** 2).sum(-1).mean() + (b ** 2).sum(-1).mean(), {}
 
         return [Phase("toy", 1, 1e-3, 0.0, 0.0, lambda epoch: [texts[:4], texts[4:]], step,
-                      trains=("student", "peer"))]
+                      trains=("student", "peer"), adds={"peer": copy.deepcopy(run.student)},
+                      saves={"peer": "toy-peer"}, report={"toy": {"texts": len(texts)}})]
 
     def loss_terms(self, run, phase):
         return {"toy": (0.5, SquaredQueryNorm())} if phase == "distill" else {}
@@ -324,6 +324,9 @@ def test_methods_compose_in_one_run(setup, monkeypatch, tmp_path):
     distill = [h for h in summary["history"] if h["phase"] == "distill"]
     assert {"nll", "kl:teacher", "toy"} <= set(distill[0]), "the toy's term joins standard's loss"
     assert any(h["phase"] == "toy" for h in summary["history"])
+    # what the phase declared: its peer saved beside the student, its report in training.json
+    assert summary["reports"] == {"toy": {"texts": 8}}
+    assert (tmp_path / "composed/toy-peer/model.safetensors").is_file()
     with pytest.raises(ValueError, match="read by none of the methods"):
         train(setup, tmp_path / "x", methods=["toy"])
 

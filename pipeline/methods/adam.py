@@ -279,15 +279,15 @@ class Adam(Method):
                              f"found {sorted(lengths)} per query")
         return lengths.pop() if lengths else 0
 
-    def phases(self, run: "TrainingRun") -> list:
+    def report(self, run: "TrainingRun") -> dict | None:
         dark = self._dark_in_groups(run)
+        report = None
         if dark and run.teacher_scores:
             report = dark_entropy_report(run, self._teacher(run), dark)
-            run.reports["adam"] = report
             log.info("teacher entropy with dark examples %.3f, without %.3f (positive probability %.3f vs %.3f)",
                      report["entropy_with_dark"], report["entropy_without_dark"],
                      report["positive_probability_with_dark"], report["positive_probability_without_dark"])
-        return []
+        return report
 
     def instance_weights(self, run: "TrainingRun", phase: str) -> Callable | None:
         settings = run.config["adam"]["self_paced"]

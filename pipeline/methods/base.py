@@ -165,6 +165,11 @@ class Method:
         """Named, weighted per-query loss terms this method adds to ``phase`` (any method's phase)."""
         return {}
 
+    def report(self, run: "TrainingRun") -> dict[str, Any] | None:
+        """What the method measured of the run outside a phase of its own (``training.json``'s ``reports``
+        under its name); a phase's own measurements are its :attr:`~pipeline.training.loop.Phase.report`."""
+        return None
+
     def __repr__(self) -> str:
         return f"<method {self.name}>"
 
@@ -200,9 +205,12 @@ def get_method(name: str) -> Method:
     return METHODS[name]()
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingRun:
-    """Everything an iteration's training has read, handed to the methods to build their phases."""
+    """Everything an iteration's training has read, handed to the methods to build their phases; read-only:
+    what a method brings into training (models, saved folders, reports) its phases declare
+    (:class:`pipeline.training.loop.Phase`), and what it measures outside a phase :meth:`Method.report`
+    returns."""
 
     config: dict[str, Any]  # the config sections the methods read (``train`` always), defaults filled
     iteration: int
@@ -218,17 +226,13 @@ class TrainingRun:
     examples: list[Example]
     teacher_scores: dict[str, ScoreLookup]  # scorer -> (query, doc) -> score on the student's scale
     include_title: bool
+    student: torch.nn.Module  # the student as training starts (the loop's "student")
+    student_dir: str  # where it was loaded from; peers trained beside it continue from its subfolders
     teacher_factors: dict[str, float] = field(default_factory=dict)  # scorer -> the scale its scores were read with
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # configs of models the methods load
     embedding_shards: dict[str, Sequence[str]] = field(default_factory=dict)
-    loop_models: dict[str, torch.nn.Module] = field(default_factory=dict)  # the loop's: "student", other trained models, frozen copies
-    student_dir: str = ""  # the student training starts from; peers trained beside it continue from its subfolders
-    #: loop models saved beside the student once training ends: name -> subfolder of the output (OnMKD's peer)
-    saved_models: dict[str, str] = field(default_factory=dict)
-
     #: the provenance of the candidates trained on (a method's selection records its choices there: MTA4DPR's pool)
     candidates_provenance: dict[str, Any] = field(default_factory=dict)
-    reports: dict[str, Any] = field(default_factory=dict)  # what methods measured while building their phases (training.json)
 
     @property
     def train(self) -> dict[str, Any]:

@@ -203,16 +203,14 @@ def lead_phase(run: "TrainingRun", method: Lead) -> "Phase":
                          f"({sorted(run.models)})")
     joint = lead["joint"]
     teacher = load_online_model(name, run.models[name], run.device, trainable=joint)
-    if joint:
-        run.loop_models[ONLINE_TEACHER] = teacher
     in_batch = isinstance(teacher, BiEncoder)
     factor = teacher_factor(run, name, teacher)
-    teacher_depth, student_depth = teacher.num_layers, run.loop_models["student"].num_layers
+    teacher_depth, student_depth = teacher.num_layers, run.student.num_layers
     layer_pairs(teacher_depth, student_depth, lead["layers_per_draw"], 0, run.seed, lead["pairing"])  # fails early
-    run.reports["lead"] = {"teacher": name, "teacher_depth": teacher_depth, "student_depth": student_depth,
-                           "teacher_scale": factor, "candidates": "batch" if in_batch else "group"}
+    report = {"teacher": name, "teacher_depth": teacher_depth, "student_depth": student_depth,
+              "teacher_scale": factor, "candidates": "batch" if in_batch else "group"}
 
-    frozen, take_copy = method.previous_student(run)
+    frozen, take_copy, adds = method.previous_student(run)
     build = batch_builder(settings, run.examples, run.doc_text, run.queries, run.teacher_scores,
                           method.in_batch_teachers(run), frozen_scorers=frozen,
                           instance_weights=run.instance_weights("distill"))
@@ -259,4 +257,5 @@ def lead_phase(run: "TrainingRun", method: Lead) -> "Phase":
     trains = ("student", ONLINE_TEACHER) if joint else ("student",)
     return Phase("distill", settings["epochs"], settings["lr"], settings["weight_decay"], settings["warmup_ratio"],
                  group_batches(run.examples, settings["group_size"], settings["batch_size"], run.seed), step,
-                 trains=trains, on_start=take_copy)
+                 trains=trains, on_start=take_copy, report={"lead": report},
+                 adds={**({ONLINE_TEACHER: teacher} if joint else {}), **adds})

@@ -158,9 +158,9 @@ class Onmkd(Standard):
         if not (folder / "pipeline_model.json").is_file():
             raise FileNotFoundError(f"onmkd: peer B should continue from {folder}, which holds no model; OnMKD "
                                     "must train every iteration from the first (whose peer init_student makes)")
-        run.loop_models["peer"] = BiEncoder.load(load_student_spec(folder), run.device)
-        run.saved_models["peer"] = "peer"
-        return self.warmup_phases(run, trains=PEERS) + [mutual_phase(run, self)]
+        peer = {"peer": BiEncoder.load(load_student_spec(folder), run.device)}
+        warmups = [dataclasses.replace(phase, adds=peer) for phase in self.warmup_phases(run, trains=PEERS)]
+        return warmups + [dataclasses.replace(mutual_phase(run, self), adds=peer, saves={"peer": "peer"})]
 
     def loss_terms(self, run: "TrainingRun", phase: str) -> dict[str, tuple[float, LossTerm]]:
         from ..losses import ListwiseKL
@@ -212,8 +212,6 @@ def crosswise_infonce(queries, passages, batch, scale: float):
 
 def mutual_phase(run: "TrainingRun", method: Onmkd) -> "Phase":
     """The ``distill`` phase of both peers: one batch, one backward pass, an optimiser each."""
-    import dataclasses
-
     from ..losses import StudentScores, weighted_mean
     from ..training.distill import batch_builder
     from ..training.loop import Phase

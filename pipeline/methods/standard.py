@@ -122,20 +122,22 @@ class Standard(Method):
     def phases(self, run: "TrainingRun") -> list["Phase"]:
         from ..training.distill import distill_phase
 
-        frozen, take_copy = self.previous_student(run)
-        return self.warmup_phases(run) + [
-            distill_phase(run.train, run.examples, run.doc_text, run.queries, run.teacher_scores, run.loss("distill"),
-                          run.seed, self.in_batch_teachers(run), frozen_scorers=frozen, on_start=take_copy,
-                          instance_weights=run.instance_weights("distill"))]
+        frozen, take_copy, adds = self.previous_student(run)
+        distill = distill_phase(run.train, run.examples, run.doc_text, run.queries, run.teacher_scores,
+                                run.loss("distill"), run.seed, self.in_batch_teachers(run), frozen_scorers=frozen,
+                                on_start=take_copy, instance_weights=run.instance_weights("distill"))
+        return self.warmup_phases(run) + [dataclasses.replace(distill, adds=adds)]
 
-    def previous_student(self, run: "TrainingRun") -> tuple[tuple[str, ...], Any]:
-        """For ``train.w_lwf``: the frozen copy of the student among the loop's models, to score each batch
-        with (``frozen_scorers``), and the ``on_start`` hook that takes the copy; ``((), None)`` without."""
-        from ..training.regularisers import PREVIOUS_STUDENT, add_frozen_copy
+    def previous_student(self, run: "TrainingRun") -> tuple[tuple[str, ...], Any, dict[str, Any]]:
+        """For ``train.w_lwf``: the name of the frozen copy of the student that scores each batch
+        (``frozen_scorers``), the ``on_start`` hook that takes the copy, and the copy by that name for the
+        phase to bring into the loop (:attr:`Phase.adds`); ``((), None, {})`` without."""
+        from ..training.regularisers import PREVIOUS_STUDENT, frozen_copy
 
         if run.train["w_lwf"] > 0 and run.train["epochs"] > 0:
-            return (PREVIOUS_STUDENT,), add_frozen_copy(run.loop_models)
-        return (), None
+            frozen, take_copy = frozen_copy(run.student)
+            return (PREVIOUS_STUDENT,), take_copy, {PREVIOUS_STUDENT: frozen}
+        return (), None, {}
 
     def warmup_phases(self, run: "TrainingRun", trains: tuple[str, ...] = ("student",)) -> list["Phase"]:
         """The label-free warm-up of the models in ``trains``, when the iteration warms up."""

@@ -14,6 +14,7 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +28,7 @@ from ..data import atomic_path, load_qrels, load_queries, passage_texts, read_pr
 from ..methods import Method, get_method
 from ..methods.base import TrainingRun
 from ..models import BiEncoder, ModelSpec, load_student_spec, resolve_device, set_threads
-from .loop import Phase, fingerprint, run_phases, snapshot_path
+from .loop import Phase, fingerprint, loop_models, run_phases, snapshot_path
 from .sampling import build_examples, synthetic_rows
 from .teachers import read_teacher_scores
 
@@ -42,58 +43,76 @@ def complete_sections(config: dict[str, Any], methods: Sequence[Method]) -> dict
     return {name: complete_section(name, config.get(name)) for name in dict.fromkeys(names)}
 
 
-def train_student(student_dir: str, out_dir: str, candidates_path: str, score_paths: dict[str, str],
-                  qrels_path: str, queries_path: str, corpus_path: str, config: dict[str, Any] | None = None,
-                  methods: Sequence[str] = ("standard",), models: dict[str, dict] | None = None,
-                  embedding_shards: dict[str, Sequence[str]] | None = None, iteration: int = 1,
-                  scratch_dir: str | None = None, include_title: bool = True, device: str = "auto",
-                  threads: int | None = None, seed: int = 13, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train the student in ``student_dir`` with ``methods`` and save it to ``out_dir`` (``save_pretrained``).
+@dataclass(frozen=True)
+class TrainingJob:
+    """One ``train`` step's settings, as the workflow passes them (``python -m pipeline train``).
 
     ``score_paths`` maps each scorer the methods asked for to its cached scores of the mined candidates;
     ``config`` holds the config sections the methods read (``train``, ``warmup``, ``teacher``, ...);
     ``models`` and ``embedding_shards`` the configs and corpus embeddings of models the methods load.
     """
-    method_objects = [get_method(name) for name in methods]
+
+    student_dir: str
+    out_dir: str
+    candidates_path: str
+    score_paths: dict[str, str]
+    qrels_path: str
+    queries_path: str
+    corpus_path: str
+    config: dict[str, Any] | None = None
+    methods: Sequence[str] = ("standard",)
+    models: dict[str, dict] | None = None
+    embedding_shards: dict[str, Sequence[str]] | None = None
+    iteration: int = 1
+    scratch_dir: str | None = None
+    include_title: bool = True
+    device: str = "auto"
+    threads: int | None = None
+    seed: int = 13
+    provenance: dict[str, Any] | None = None
+
+
+def train_student(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Train the student in ``student_dir`` with ``methods`` and save it to ``out_dir`` (``save_pretrained``);
+    the arguments are :class:`TrainingJob`'s."""
+    job = TrainingJob(*args, **kwargs)
+    method_objects = [get_method(name) for name in job.methods]
     if not method_objects:
         raise ConfigError("train: no method configured")
-    config = complete_sections(config or {}, method_objects)
-    settings = config["train"]
+    config = complete_sections(job.config or {}, method_objects)
     processes = distributed.launched_size()
-    if processes != settings["processes"]:
-        raise ConfigError(f"train.processes is {settings['processes']} but {processes} process(es) run this "
-                          "step; the workflow starts them with torchrun (--nproc-per-node)")
+    if processes != config["train"]["processes"]:
+        raise ConfigError(f"train.processes is {config['train']['processes']} but {processes} process(es) run "
+                          "this step; the workflow starts them with torchrun (--nproc-per-node)")
     # the job's threads are shared by its processes
-    set_threads(max(1, threads // processes) if threads else threads)
-    device_ = distributed.init(resolve_device(device))
+    set_threads(max(1, job.threads // processes) if job.threads else job.threads)
+    device = distributed.init(resolve_device(job.device))
     try:
-        return _train(student_dir, out_dir, candidates_path, score_paths, qrels_path, queries_path, corpus_path,
-                      config, method_objects, models, embedding_shards, iteration, scratch_dir, include_title,
-                      device_, seed, provenance)
+        return _train(job, config, method_objects, device)
     finally:
         distributed.close()
 
 
-def _train(student_dir, out_dir, candidates_path, score_paths, qrels_path, queries_path, corpus_path, config,
-           method_objects, models, embedding_shards, iteration, scratch_dir, include_title, device_, seed,
-           provenance) -> dict[str, Any]:
+def _train(job: TrainingJob, config: dict[str, Any], method_objects: list[Method], device: torch.device
+           ) -> dict[str, Any]:
     from ..index import denoise_with_teacher
 
     settings = config["train"]
     methods = [method.name for method in method_objects]
-    torch.manual_seed(seed)
-    np.random.seed(seed)
+    torch.manual_seed(job.seed)
+    np.random.seed(job.seed)
 
-    corpus = read_table(corpus_path)
-    queries = load_queries(queries_path)
-    qrels = load_qrels(qrels_path)
-    doc_text = dict(zip(corpus["doc_id"], passage_texts(corpus, include_title)))
-    candidates = read_table(candidates_path)
+    corpus = read_table(job.corpus_path)
+    queries = load_queries(job.queries_path)
+    qrels = load_qrels(job.qrels_path)
+    doc_text = dict(zip(corpus["doc_id"], passage_texts(corpus, job.include_title)))
+    candidates = read_table(job.candidates_path)
     made = synthetic_rows(candidates)  # synthetic passages exist only in the training data
     synthetic_texts = dict(zip(candidates.loc[made, "doc_id"], candidates.loc[made, "text"])) if made.any() else {}
     doc_text.update(synthetic_texts)
 
-    score_frames, teacher_scores, teacher_factors = read_teacher_scores(score_paths, settings, qrels, synthetic_texts)
+    score_frames, teacher_scores, teacher_factors = read_teacher_scores(job.score_paths, settings, qrels,
+                                                                        synthetic_texts)
     denoise = settings["denoise"]
     before = len(candidates)
     if teacher_scores and (denoise["margin"] is not None or denoise["max_score"] is not None):
@@ -108,58 +127,65 @@ def _train(student_dir, out_dir, candidates_path, score_paths, qrels_path, queri
         raise ValueError(f"teacher scores lack {len(missing)} training pairs, e.g. {missing[0]}")
     # a method's selection of the mined candidates (PROD's confusing queries) may rightly be empty: the
     # student then has nothing left to learn there and is saved as it is
-    candidates_provenance = read_provenance(candidates_path)
+    candidates_provenance = read_provenance(job.candidates_path)
     selection = candidates_provenance.get("selection")
     if settings["epochs"] > 0 and not examples and not selection:
-        raise ValueError(f"{candidates_path}: no training query has both a positive and a negative")
+        raise ValueError(f"{job.candidates_path}: no training query has both a positive and a negative")
 
-    spec = load_student_spec(student_dir)
-    student = BiEncoder.load(spec, device_)
-    run = TrainingRun(config=config, iteration=iteration, seed=seed, device=device_, methods=method_objects,
-                      corpus=corpus, corpus_path=corpus_path, queries=queries, qrels=qrels, doc_text=doc_text,
+    spec = load_student_spec(job.student_dir)
+    student = BiEncoder.load(spec, device)
+    run = TrainingRun(config=config, iteration=job.iteration, seed=job.seed, device=device, methods=method_objects,
+                      corpus=corpus, corpus_path=job.corpus_path, queries=queries, qrels=qrels, doc_text=doc_text,
                       synthetic_texts=synthetic_texts, examples=examples, teacher_scores=teacher_scores,
-                      teacher_factors=teacher_factors,
-                      include_title=include_title, models=models or {}, embedding_shards=embedding_shards or {},
-                      loop_models={"student": student}, student_dir=student_dir,
-                      candidates_provenance=candidates_provenance)
-    phases: list[Phase] = [phase for method in method_objects for phase in method.phases(run)] if examples or not selection else []
+                      teacher_factors=teacher_factors, include_title=job.include_title, student=student,
+                      student_dir=job.student_dir, models=job.models or {},
+                      embedding_shards=job.embedding_shards or {}, candidates_provenance=candidates_provenance)
+    trains = bool(examples or not selection)
+    phases: list[Phase] = [phase for method in method_objects for phase in method.phases(run)] if trains else []
     names = [phase.name for phase in phases]
     if len(set(names)) != len(names):
         raise ConfigError(f"methods {list(methods)} build phases with the same name: {names}")
+    reports = {name: report for phase in phases for name, report in phase.report.items()}
+    reports.update({method.name: report for method in method_objects if trains
+                    and (report := method.report(run)) is not None})
+    models = loop_models(student, phases)
+    saves = {name: folder for phase in phases for name, folder in phase.saves.items()}
 
-    run_id = fingerprint({"student": spec.to_dict(), "config": config, "methods": list(methods), "seed": seed,
-                          "inputs": [candidates_path, *score_paths.values()], "provenance": provenance})
+    run_id = fingerprint({"student": spec.to_dict(), "config": config, "methods": list(methods), "seed": job.seed,
+                          "inputs": [job.candidates_path, *job.score_paths.values()], "provenance": job.provenance})
     snapshots = [phase for phase in phases if phase.snapshot and "student" in phase.trains and phase.epochs > 0]
+    provenance = job.provenance or {}
     with tempfile.TemporaryDirectory() as own_snapshot_dir:
-        snapshot_dir = scratch_dir or own_snapshot_dir
+        snapshot_dir = job.scratch_dir or own_snapshot_dir
         began = time.perf_counter()
-        history = run_phases(run.loop_models, phases, scratch_dir, run_id, settings["max_grad_norm"],
-                             settings["checkpoint_every"], settings["max_bad_steps"], seed, snapshot_dir)
+        history = run_phases(models, phases, job.scratch_dir, run_id, settings["max_grad_norm"],
+                             settings["checkpoint_every"], settings["max_bad_steps"], job.seed, snapshot_dir)
         seconds = time.perf_counter() - began
-        summary = {"methods": list(methods), "config": config, "phases": names, "seed": seed,
-                   "teachers": list(score_paths), "teacher_scales": teacher_factors, "examples": len(examples),
+        summary = {"methods": list(methods), "config": config, "phases": names, "seed": job.seed,
+                   "teachers": list(job.score_paths), "teacher_scales": teacher_factors, "examples": len(examples),
                    "candidates_before_denoise": before, "selection": selection,
-                   "candidates_after_denoise": len(candidates), "seconds": seconds, "device": str(device_),
-                   "history": history, "initialised_from": student_dir,
-                   "snapshots": [phase.name for phase in snapshots], "reports": run.reports, **(provenance or {})}
+                   "candidates_after_denoise": len(candidates), "seconds": seconds, "device": str(device),
+                   "history": history, "initialised_from": job.student_dir,
+                   "snapshots": [phase.name for phase in snapshots], "reports": reports, **provenance}
         if not distributed.is_main():  # rank 0 saves; the other processes' students are the same
             return summary
+        out_dir = job.out_dir
         with atomic_path(out_dir, directory=True) as tmp:
             student.save_pretrained(tmp, final_path=out_dir)
             (tmp / "training.json").write_text(json.dumps(summary, indent=2, default=str))
-            for name, folder in run.saved_models.items():  # models trained beside the student (OnMKD's peer)
-                run.loop_models[name].save_pretrained(tmp / folder, final_path=Path(out_dir) / folder)
+            for name, folder in saves.items():  # models trained beside the student (OnMKD's peer)
+                models[name].save_pretrained(tmp / folder, final_path=Path(out_dir) / folder)
                 (tmp / folder / "training.json").write_text(json.dumps(
-                    {"trained_beside": out_dir, "initialised_from": str(Path(student_dir) / folder),
-                     **(provenance or {})}, indent=2))
+                    {"trained_beside": out_dir, "initialised_from": str(Path(job.student_dir) / folder),
+                     **provenance}, indent=2))
             for phase in snapshots:  # the student as it was after this phase, in a subfolder of the same name
                 snapshot = copy.deepcopy(student).cpu()
                 snapshot.load_state_dict(torch.load(snapshot_path(snapshot_dir, phase), map_location="cpu")["student"])
                 snapshot.save_pretrained(tmp / phase.name, final_path=Path(out_dir) / phase.name)
                 (tmp / phase.name / "training.json").write_text(json.dumps(
-                    {"snapshot_after_phase": phase.name, "of": out_dir, **(provenance or {})}, indent=2))
-    if scratch_dir:
-        shutil.rmtree(scratch_dir, ignore_errors=True)
+                    {"snapshot_after_phase": phase.name, "of": out_dir, **provenance}, indent=2))
+    if job.scratch_dir:
+        shutil.rmtree(job.scratch_dir, ignore_errors=True)
     return summary
 
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -50,9 +50,26 @@ class Phase:
     #: called with the models when the phase begins at its first step (not when resuming inside it), e.g.
     #: to take a frozen copy of the student; whatever it sets lives in the models, so checkpoints keep it
     on_start: Callable[[Mapping[str, nn.Module]], None] | None = None
+    #: models the phase brings into the loop beside the student, by name (a peer, an online teacher, a
+    #: frozen copy); phases that share a model bring the same object
+    adds: Mapping[str, nn.Module] = field(default_factory=dict)
+    #: models saved beside the student when training ends: loop name -> subfolder of the output (OnMKD's peer)
+    saves: Mapping[str, str] = field(default_factory=dict)
+    #: what the phase's method measured while building it, by method name (``training.json``'s ``reports``)
+    report: Mapping[str, Any] = field(default_factory=dict)
 
     def total_steps(self) -> int:
         return sum(len(self.batches(e)) for e in range(self.epochs))
+
+
+def loop_models(student: nn.Module, phases: list[Phase]) -> dict[str, nn.Module]:
+    """The models the loop holds: the student and what each phase brings (:attr:`Phase.adds`)."""
+    models = {"student": student}
+    for phase in phases:
+        for name, model in phase.adds.items():
+            if models.setdefault(name, model) is not model:
+                raise ValueError(f"phase {phase.name!r} brings another model under the name {name!r}")
+    return models
 
 
 def linear_schedule(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:

@@ -22,17 +22,17 @@ from torch import nn
 PREVIOUS_STUDENT = "previous-student"
 
 
-def add_frozen_copy(models: dict[str, nn.Module], of: str = "student", name: str = PREVIOUS_STUDENT
-                    ) -> Callable[[Mapping[str, nn.Module]], None]:
-    """Add an untrained copy of ``models[of]`` as ``models[name]`` and return the ``on_start`` hook of the
-    phase it should be taken at: the hook copies ``of``'s weights as they are when that phase begins."""
-    frozen = copy.deepcopy(models[of]).eval()
+def frozen_copy(model: nn.Module, of: str = "student", name: str = PREVIOUS_STUDENT
+                ) -> tuple[nn.Module, Callable[[Mapping[str, nn.Module]], None]]:
+    """An untrained copy of ``model`` (the phase brings it into the loop as ``name``) and the ``on_start``
+    hook of the phase it should be taken at: the hook copies ``of``'s weights as they are when that phase
+    begins."""
+    frozen = copy.deepcopy(model).eval()
     for parameter in frozen.parameters():
         parameter.requires_grad_(False)
-    models[name] = frozen
 
     def take_copy(current: Mapping[str, nn.Module]) -> None:
         current[name].load_state_dict(current[of].state_dict())
         current[name].eval()
 
-    return take_copy
+    return frozen, take_copy
