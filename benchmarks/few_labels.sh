@@ -8,14 +8,18 @@
 #   REUSE_FROM=DIR: copy what does not depend on the training queries (prepared data, the teacher's and
 #     the untrained student's corpus embeddings and indexes) from another run on the same data instead
 #     of recomputing it (mtimes kept; run with --rerun-triggers mtime). Wall times then exclude it.
+#   FEW_LABELS_PRESET="configs/label-free.yaml benchmarks/labels-auto.yaml" FEW_LABELS_NAME=few-labels-fusion
+#     BENCH_OUT=...: config files read after config.yaml (and before the sample size), runs named NAME-<size>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=$(realpath "${BENCH_DATA:-../shared/data/scifact}")
 OUT=${BENCH_OUT:-benchmarks/results/scifact-few-labels.json}
 BIN=.venv/bin
+# shellcheck disable=SC2206
+PRESET=(${FEW_LABELS_PRESET:-})
 runs=()
 for n in ${FEW_LABELS_SIZES:-30 100 all}; do
-    exp=few-labels-$n
+    exp=${FEW_LABELS_NAME:-few-labels}-$n
     sample=$([ "$n" = all ] && echo null || echo "$n")
     rm -rf "results/$exp"
     extra=()
@@ -30,7 +34,7 @@ for n in ${FEW_LABELS_SIZES:-30 100 all}; do
     # a config file, not --config: Snakemake reads a nested --config value's numbers as strings
     printf 'splits:\n  train_queries: %s\n' "$sample" > "results/$exp/few-labels.yaml"
     start=$(date +%s.%N)
-    "$BIN/snakemake" --cores all "${extra[@]}" --configfile config.yaml "results/$exp/few-labels.yaml" \
+    "$BIN/snakemake" --cores all "${extra[@]}" --configfile config.yaml "${PRESET[@]}" "results/$exp/few-labels.yaml" \
         --config data_dir="$DATA" experiment="$exp"
     end=$(date +%s.%N)
     "$BIN/python" -c "import json, sys; print(json.dumps({\"wall_s\": round(float(sys.argv[2]) - float(sys.argv[1]), 1)}))" "$start" "$end" > "results/$exp/wall.json"
