@@ -39,6 +39,7 @@ STEPS = {
 def method_steps() -> dict[str, str]:
     """The steps the methods declare (``Method.steps``: step -> a function of the method's module); the
     methods are imported only for a step that is not the workflow's own."""
+    # the methods: imported only for a step that is not the workflow's own
     from .methods import METHODS
 
     return {step: f"{cls.__module__}:{function}" for cls in METHODS.values() for step, function in cls.steps.items()}
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    # after argument parsing: --help and a bad call answer without pandas and pyarrow
     from .config import ConfigError
     from .data import InputError
     from .plan import expand_tokens

@@ -40,7 +40,10 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow.parquet as pq
 
-from .data import InputError, atomic_path, write_json
+from .data import InputError, atomic_path, load_qrels, write_json
+from .evaluation import _cell, per_query_metrics, read_trec_run
+from .report import plot_quality_speed
+from .significance import correct_across_systems, holm, paired_query_tests, paired_seed_test
 
 COLUMNS = [("experiment", "experiment"), ("seeds", "seeds"), ("final", "final student"), ("ndcg@10", "nDCG@10"),
            ("mrr@10", "MRR@10"), ("recall@100", "R@100"), ("encode_docs_per_s", "encode docs/s"),
@@ -157,9 +160,6 @@ def judged_split(summary: dict[str, Any]) -> str:
 
 def per_query_ndcg(run: Path, summary: dict[str, Any], model: str) -> dict[str, float]:
     """nDCG@10 of each judged test query of ``model``'s TREC run in ``run`` (read back from eval/)."""
-    from .data import load_qrels
-    from .evaluation import per_query_metrics, read_trec_run
-
     split = judged_split(summary)
     trec = run / "eval" / split / model / "run.trec"
     if not trec.is_file():
@@ -171,8 +171,6 @@ def significance_against(rows: list[dict[str, Any]], per_query: list[dict[str, f
                          randomisation: bool) -> list[dict[str, Any] | None]:
     """Each row's per-query tests against row ``baseline`` (None for the baseline itself), Holm-corrected
     over the others."""
-    from .significance import correct_across_systems, holm, paired_query_tests, paired_seed_test
-
     queries = sorted(per_query[baseline])
     others = [i for i in range(len(rows)) if i != baseline]
     tests = [paired_query_tests([per_query[baseline][q] for q in queries], [per_query[i][q] for q in queries],
@@ -227,8 +225,6 @@ def compare_experiments(run_dirs: Sequence[str], out_dir: str, baseline: str | N
     base = names.index(baseline) if baseline is not None else 0
     for row, tests in zip(rows, significance_against(rows, per_query, base, randomisation)):
         row["significance"] = tests
-    from .evaluation import _cell
-    from .report import plot_quality_speed
 
     columns = COLUMNS + SIGNIFICANCE_COLUMNS
     lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]

@@ -48,6 +48,7 @@ def schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=None)
 def _validator_class():
+    # jsonschema: only when a config is validated, not in every step that imports ConfigError
     from jsonschema import Draft202012Validator, validators
 
     properties = Draft202012Validator.VALIDATORS["properties"]
@@ -72,6 +73,7 @@ def complete(value: Any, definition: str | None = None, where: str = "config") -
 
 
 def _fill(target: dict[str, Any], value: Any, where: str) -> Any:
+    # jsonschema: only when a config is validated, not in every step that imports ConfigError
     from jsonschema.exceptions import best_match
 
     value = copy.deepcopy(value)

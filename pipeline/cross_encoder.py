@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .models import ModelSpec, autocast, layer_list, resolve_source, truncate_layers
 
@@ -28,6 +29,7 @@ class CrossEncoder(nn.Module):
 
     @classmethod
     def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "CrossEncoder":
+        # transformers (slow to import): only where a Hugging Face model is loaded
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
         from transformers import logging as hf_logging
 
@@ -92,8 +94,6 @@ class CrossEncoder(nn.Module):
               show_progress: bool = False) -> np.ndarray:
         """Scores in input order; pairs go through in batches of similar length (longest first), so
         padding is minimal."""
-        from tqdm.auto import tqdm
-
         was_training = self.training
         self.eval()
         batch_size = batch_size or self.spec.batch_size

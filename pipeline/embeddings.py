@@ -48,6 +48,7 @@ def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, 
     """Encode shard ``shard`` of ``num_shards`` of the corpus with a bi-encoder and write it as Parquet.
     ``backend="onnx"``: a PyTorch model is exported to ONNX fp32 first and encodes through ONNX Runtime
     (a model exported already, ``student-it2.onnx``, runs its own backend either way)."""
+    # torch: only to encode; the index and the scorers read embeddings without it
     from .models import BiEncoder, ModelSpec, resolve_device, set_threads
     from .runtime import load_encoder, onnx_encoder
 

@@ -39,6 +39,7 @@ def run_of(scored: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def per_query_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """nDCG@10, MRR@10 and R@100 of every judged query, in the qrels' order (a query with no results: 0)."""
+    # ir_measures: only where per-query figures are computed
     import ir_measures
 
     measures = {name: ir_measures.parse_measure(spec) for name, spec in METRICS.items()}
@@ -80,6 +81,7 @@ def retrieve(spec: ModelSpec, query_ids: Sequence[str], queries: dict[str, str],
     reranked by any other scorer (cross-encoder, fusion)."""
     texts = [queries[q] for q in query_ids]
     if spec.kind == "bi-encoder":
+        # torch, FAISS, bm25s: only what the evaluated model's kind needs; the summary runs without
         from .index import ShardedIndex
         from .runtime import load_encoder
 
@@ -110,6 +112,7 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
                    split: str = "test") -> dict[str, Any]:
     """Evaluate one model on a judged split; writes ``run.trec`` and ``metrics.json`` into ``out_dir``.
     A split without judged queries (no dev split) gives metrics of None."""
+    # torch: only when a model is evaluated; the summary runs without
     from .embeddings import encoding_stats
     from .models import ModelSpec, resolve_device, set_threads
 
@@ -232,6 +235,7 @@ def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, exp
     summary = {"experiment": experiment, "rows": rows, "final": final, "iterations": described}
     write_json(summary, out_json)
     if figures:
+        # matplotlib (through .report): only in the summary step
         from .report import make_report_figures
 
         make_report_figures(summary, training_paths or {}, figures, COLUMNS, _cell)

@@ -28,8 +28,13 @@ import json
 import logging
 import os
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from .data import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,7 @@ def missing_backends(formats) -> list[str]:
 
 def export_onnx(encoder, path: Path) -> None:
     """The encoder's transformer as an ONNX graph: the tokenizer's inputs -> ``last_hidden_state``."""
+    # torch: not at parse time (the Snakefile imports this module)
     import torch
 
     backbone = encoder.backbone
@@ -89,6 +95,7 @@ def export_onnx(encoder, path: Path) -> None:
 def quantize_int8(fp32: Path, int8: Path) -> None:
     """ONNX Runtime's dynamic quantization: int8 weights per output channel, activations quantized per
     batch at run time (no calibration data)."""
+    # onnxruntime: only in the export step (the plan reads this module at parse time)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
@@ -96,6 +103,7 @@ def quantize_int8(fp32: Path, int8: Path) -> None:
 
 def convert_openvino(fp32: Path, xml: Path) -> None:
     try:
+        # openvino: optional, only in the export step
         import openvino
     except ImportError:
         raise ImportError("export format 'openvino' needs the openvino package: pip install openvino") from None
@@ -106,7 +114,7 @@ def convert_openvino(fp32: Path, xml: Path) -> None:
 def export_model(model: dict[str, Any], out_dir: str, formats: list[str], threads: int | None = None) -> dict[str, Any]:
     """Export the bi-encoder ``model`` (settings as the plan gives them) into ``out_dir`` in ``formats``;
     the folder appears whole or not at all."""
-    from .data import atomic_path, write_json
+    # torch: not at parse time (the Snakefile imports this module)
     from .models import BiEncoder, ModelSpec, set_threads
 
     set_threads(threads)
@@ -144,8 +152,6 @@ def export_model(model: dict[str, Any], out_dir: str, formats: list[str], thread
 
 def versions(formats) -> dict[str, str]:
     """The versions of the packages an export in ``formats`` went through."""
-    from importlib.metadata import PackageNotFoundError, version
-
     names = {"torch", "onnx", "onnxruntime"} | ({"openvino"} if "openvino" in formats else set())
     found = {}
     for name in sorted(names):
@@ -164,7 +170,7 @@ def graph_size(path: str | os.PathLike) -> dict[str, Any]:
     size_mb = round(sum(f.stat().st_size for f in files) / 1e6, 1)
     params = None
     if path.suffix == ".onnx":
-        import numpy as np
+        # onnx: only in the export step (the plan reads this module at parse time)
         import onnx
 
         graph = onnx.load(str(path), load_external_data=False).graph

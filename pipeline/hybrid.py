@@ -31,7 +31,10 @@ import pandas as pd
 
 from .data import atomic_path, load_qrels, load_queries, passage_texts, read_table, write_json
 from .evaluation import METRICS, compute_metrics, judged_queries, ranked_pairs, run_of, write_trec_run
-from .scorers import fuse_scores
+from .lexical import BM25
+from .models import ModelSpec, resolve_device, set_threads
+from .runtime import load_encoder
+from .scorers import fuse_scores, make_scorer
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +79,6 @@ def evaluate_hybrid(final_path: str, students: dict[str, dict[str, Any]], lexica
     ``splits`` (``{"test": {"qrels_path", "out_dir"}, "dev": ...}``) and written for serving into
     ``out_dir``. ``students``: every student's ``{"model": settings, "embedding_shards": [...]}``, of which
     the final one is used; ``student_metrics``: each student's test metrics.json (its encode speed)."""
-    from .lexical import BM25
-    from .models import ModelSpec, resolve_device, set_threads
-    from .scorers import make_scorer
-
     set_threads(threads)
     final = json.loads(Path(final_path).read_text())["selected"]
     student = students[final]
@@ -138,10 +137,6 @@ class HybridRetriever:
     candidate passages itself: no embedding cache needed)."""
 
     def __init__(self, folder: str | Path, corpus: pd.DataFrame, device: str = "cpu"):
-        from .lexical import BM25
-        from .models import ModelSpec
-        from .runtime import load_encoder
-
         folder = Path(folder)
         self.config = json.loads((folder / "hybrid.json").read_text())
         student = self.config["student"]

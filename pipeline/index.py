@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 def build_index(embeddings: np.ndarray, factory: str = "Flat"):
     """An inner-product FAISS index; ``factory`` is a FAISS index factory string (``Flat``, ``IVF256,Flat``, ...)."""
+    # faiss: only in the steps that build or search an index
     import faiss
 
     index = faiss.index_factory(embeddings.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
@@ -31,6 +32,7 @@ def build_index(embeddings: np.ndarray, factory: str = "Flat"):
 def set_search_parameters(index, search: str) -> None:
     """FAISS's search-time settings of a built index, in its ``ParameterSpace`` syntax: ``nprobe=16`` (IVF),
     ``efSearch=128`` (HNSW), comma-separated; empty: the index's defaults."""
+    # faiss: only in the steps that build or search an index
     import faiss
 
     if search:
@@ -44,6 +46,7 @@ def build_shard_indexes(shard_paths: Sequence[str], out_dir: str, factory: str =
                         threads: int | None = None, search: str = "") -> dict[str, Any]:
     """One FAISS index per embedding shard, so search memory is bounded by the largest shard; ``search``
     (:func:`set_search_parameters`) is recorded in the manifest and applied whenever the index is read."""
+    # faiss: only in the steps that build or search an index
     import faiss
 
     if threads:
@@ -77,6 +80,7 @@ class ShardedIndex:
     """Searches every shard index and merges; returned indices are positions in :attr:`doc_ids`."""
 
     def __init__(self, index_dir: str | os.PathLike):
+        # faiss: only in the steps that build or search an index
         import faiss
 
         self.dir = Path(index_dir)
@@ -139,6 +143,7 @@ def mine_negatives(queries_path: str, qrels_path: str, out_path: str, miner: dic
                    provenance: dict[str, Any] | None = None) -> pd.DataFrame:
     """Top-``depth`` for every judged training query with ``miner`` (BM25 or a bi-encoder over its index),
     judged positives removed, ranks ``[a, b)`` kept. Writes ``candidates.parquet``."""
+    # torch or bm25s: only what the miner's kind needs
     from .models import ModelSpec
 
     qrels = load_qrels(qrels_path)

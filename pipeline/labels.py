@@ -173,6 +173,7 @@ def label_with_teacher(model: dict[str, Any], queries_path: str, corpus_path: st
     """Label the training queries with the teacher ``model``'s top-ranked passages; writes a qrels table
     (what the dev split and training read instead of judged training qrels), the graded top ``dev_depth``
     of every query (``graded_path``: what the dev split reads with ``labels.dev_depth`` > 1) and a report."""
+    # torch: only when a teacher labels; pseudo-queries and sentences are made without it
     from .evaluation import retrieve
     from .models import ModelSpec, resolve_device, set_threads
     from .scorers import SCALES

@@ -15,6 +15,7 @@ class BM25:
 
     def __init__(self, doc_ids: Sequence[str], texts: Sequence[str], k1: float = 0.9, b: float = 0.4,
                  method: str = "lucene", stopwords: str = "en", stemmer: str | None = "english"):
+        # bm25s and PyStemmer: only where BM25 runs
         import bm25s
 
         self.doc_ids = list(doc_ids)
@@ -41,6 +42,7 @@ class BM25:
         return cls(corpus["doc_id"].tolist(), passage_texts(corpus, include_title), **settings)
 
     def _tokenize(self, texts: Sequence[str], return_ids: bool = True):
+        # bm25s: only where BM25 runs
         import bm25s
 
         return bm25s.tokenize(list(texts), stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False,

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from . import distributed
 from .data import sha256_file
@@ -172,6 +173,7 @@ class BiEncoder(nn.Module):
     def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "BiEncoder":
         """The PyTorch bi-encoder ``spec`` names (:func:`pipeline.runtime.load_encoder` also loads exported
         graphs, for search)."""
+        # transformers (slow to import): only where a Hugging Face model is loaded
         from transformers import AutoModel, AutoTokenizer
 
         if spec.backend != "torch":
@@ -301,8 +303,6 @@ def encode_batched(encoder, texts: Sequence[str], is_query: bool, batch_size: in
     """The search-time encoding loop of every backend: tokenise once, batches of similar length (longest
     first: the first batch shows the peak memory, and padding is minimal), ``encoder.embed_padded`` per
     batch, float32 output in input order."""
-    from tqdm.auto import tqdm
-
     spec, tokenizer = encoder.spec, encoder.tokenizer
     prefix = spec.query_prefix if is_query else spec.passage_prefix
     max_length = spec.max_query_length if is_query else spec.max_passage_length

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def ranks(scores: "torch.Tensor") -> "torch.Tensor":
     """``[B, G]``: each candidate's rank (1 = best) by descending score; equal scores keep group order."""
+    # torch: not at parse time (the Snakefile imports this module)
     import torch
 
     order = torch.sort(scores.float(), dim=-1, descending=True, stable=True).indices
@@ -30,6 +31,7 @@ def footrule(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
 def rank_biased_overlap(a: "torch.Tensor", b: "torch.Tensor", persistence: float) -> "torch.Tensor":
     """``[B]``: extrapolated rank-biased overlap (Webber et al., 2010, eq. 32) of the rankings of two
     score matrices over the same G candidates: 1 for equal rankings."""
+    # torch: not at parse time (the Snakefile imports this module)
     import torch
 
     p, g = persistence, a.shape[-1]

@@ -30,6 +30,7 @@ METRIC_NAMES = {"ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@100": "R@100"}
 
 
 def _pyplot():
+    # matplotlib (slow to import): only where a plot is drawn
     import matplotlib
 
     matplotlib.use("Agg")  # no display: jobs run headless, on cluster nodes too

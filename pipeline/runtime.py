@@ -40,6 +40,7 @@ class ExportedBiEncoder:
 
     @classmethod
     def load(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "ExportedBiEncoder":
+        # transformers (slow to import): only where a Hugging Face tokenizer is loaded
         from transformers import AutoConfig, AutoTokenizer
 
         folder = Path(resolve_source(spec.source))
@@ -88,6 +89,7 @@ def load_runtime(backend: str, path: Path, device, threads: int) -> tuple[Callab
     if importlib.util.find_spec(packages[0]) is None:
         raise ImportError(f"the {backend} backend needs the {packages[0]} package: {install}")
     if backend == "onnx":
+        # onnxruntime or openvino (optional): only the runtime of the format asked for
         import onnxruntime as ort
 
         options = ort.SessionOptions()

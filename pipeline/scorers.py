@@ -17,7 +17,11 @@ import numpy as np
 import pandas as pd
 
 from .data import SCORES_SCHEMA, load_qrels, load_queries, passage_texts, read_rows_of, read_table, write_table
-from .models import ModelSpec
+from .cross_encoder import CrossEncoder
+from .embeddings import read_embeddings
+from .lexical import BM25
+from .models import ModelSpec, resolve_device, set_threads
+from .runtime import load_encoder
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,6 @@ class BiEncoderScorer(Scorer):
 
     def __init__(self, spec: ModelSpec, queries: dict[str, str], doc_ids: Sequence[str], doc_embeddings: np.ndarray,
                  device="cpu"):
-        from .runtime import load_encoder
-
         self.spec, self.queries = spec, queries
         self.position = {d: i for i, d in enumerate(doc_ids)}
         self.doc_embeddings = doc_embeddings
@@ -85,8 +87,6 @@ class BiEncoderScorer(Scorer):
 class CrossEncoderScorer(Scorer):
     def __init__(self, spec: ModelSpec, queries: dict[str, str], corpus: pd.DataFrame, include_title=True,
                  device="cpu"):
-        from .cross_encoder import CrossEncoder
-
         self.spec, self.queries = spec, queries
         self.doc_text = dict(zip(corpus["doc_id"], passage_texts(corpus, include_title)))
         self.model = CrossEncoder.load(spec, device)
@@ -100,8 +100,6 @@ class CrossEncoderScorer(Scorer):
 
 class BM25Scorer(Scorer):
     def __init__(self, spec: ModelSpec, queries: dict[str, str], corpus: pd.DataFrame, include_title=True):
-        from .lexical import BM25
-
         self.spec, self.queries = spec, queries
         self.bm25 = BM25.from_corpus(corpus, include_title=include_title, **spec.bm25)
 
@@ -159,8 +157,6 @@ def make_scorer(spec: ModelSpec, models: dict[str, dict[str, Any]], queries: dic
     bi-encoder to its cached corpus embeddings. ``doc_ids``: the only passages it will score, when known
     (a bi-encoder then reads their embeddings alone, a cross-encoder their texts: memory follows the
     candidates, not the corpus; BM25 needs the whole corpus's statistics)."""
-    from .embeddings import read_embeddings
-
     if spec.kind == "bi-encoder":
         if spec.name not in embedding_shards:
             raise ValueError(f"bi-encoder scorer {spec.name!r} needs its corpus embeddings")
@@ -197,8 +193,6 @@ def score_candidates(candidates_path: str, qrels_path: str, queries_path: str, c
                      device: str = "auto", threads: int | None = None,
                      provenance: dict[str, Any] | None = None) -> pd.DataFrame:
     """Score every (query, candidate) pair and every judged positive with one scorer; write Parquet."""
-    from .models import resolve_device, set_threads
-
     set_threads(threads)
     spec = ModelSpec.from_config(scorer["name"], scorer)
     pairs = pairs_to_score(read_table(candidates_path), load_qrels(qrels_path))

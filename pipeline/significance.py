@@ -27,6 +27,7 @@ def paired_query_tests(baseline: Sequence[float], system: Sequence[float], rando
     """``system`` against ``baseline``, both per-query values in the same query order: the mean difference,
     the queries improved and degraded, and the two-sided p-values of the paired t-test, the Wilcoxon
     signed-rank test and (``randomisation``) Fisher's randomisation test with ``resamples`` sign flips."""
+    # scipy: only where a test runs
     from scipy import stats
 
     baseline, system = np.asarray(baseline, dtype=float), np.asarray(system, dtype=float)
@@ -48,6 +49,7 @@ def paired_query_tests(baseline: Sequence[float], system: Sequence[float], rando
 
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down correction of p-values from several tests of one family."""
+    # statsmodels (slow to import): only where p-values are corrected
     from statsmodels.stats.multitest import multipletests
 
     if not p_values:
@@ -71,6 +73,7 @@ def paired_seed_test(baseline: dict[int, float], system: dict[int, float]) -> di
     """Two configurations' per-seed means (seed -> metric), paired by seed: the mean difference over the seeds
     both have, how many of them the system is higher in, and the paired t-test's two-sided p-value (None
     with fewer than two common seeds, where it has no degrees of freedom)."""
+    # scipy: only where a test runs
     from scipy import stats
 
     seeds = sorted(set(baseline) & set(system))

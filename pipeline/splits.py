@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .config import complete_section
 from .data import QRELS_SCHEMA, read_provenance, read_table, write_json, write_table
 from .labels import is_pseudo
 
@@ -64,8 +65,6 @@ def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: 
     qrels+teacher``): a teacher's labels, whose queries join training unless they are judged training,
     dev or test queries; the dev split stays judged. ``graded_dev_path`` (``labels.dev_depth`` > 1): the
     dev queries' labels are read from there (the teacher's graded top passages) instead."""
-    from .config import complete_section
-
     dev = complete_section("splits", {"dev": dev or {}})["dev"]
     qrels = read_table(qrels_path)
     test_ids = set(judged_queries(read_table(test_qrels_path)))

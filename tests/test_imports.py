@@ -69,3 +69,42 @@ def test_no_module_is_longer_than_one_can_read_at_once():
     long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by concern): {long}"
+
+
+def function_local_imports(path: Path) -> list[tuple[str, int]]:
+    """``(function, line)`` of the first import of each function's own imports in ``path``."""
+    found = []
+    for function in ast.walk(ast.parse(path.read_text())):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            nested = {id(node) for inner in ast.walk(function) if inner is not function
+                      and isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)) for node in ast.walk(inner)}
+            lines = [node.lineno for node in ast.walk(function)
+                     if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in nested]
+            if lines:
+                found.append((function.name, min(lines)))
+    return found
+
+
+def uncommented_local_imports(package: Path = PACKAGE) -> list[str]:
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        missing += [f"{path.relative_to(package.parent)}:{line} ({function})"
+                    for function, line in function_local_imports(path)
+                    if not lines[line - 2].strip().startswith("#") and "#" not in lines[line - 1]]
+    return missing
+
+
+def test_every_function_local_import_says_why_it_is_not_at_the_top():
+    """Issue 36: an import inside a function is there to keep something heavy (torch at parse time, a
+    library a step does not need at its start-up) out; the comment above it says what."""
+    missing = uncommented_local_imports()
+    assert not missing, f"function-local imports without a comment saying why: {missing}"
+
+
+def test_the_local_import_check_finds_one_without_a_comment(tmp_path):
+    package = tmp_path / "pipeline"
+    package.mkdir()
+    (package / "a.py").write_text("def f():\n    # torch: not at parse time\n    import torch\n\n\n"
+                                  "def g():\n    x = 1\n    import json\n")
+    assert uncommented_local_imports(package) == ["pipeline/a.py:8 (g)"]

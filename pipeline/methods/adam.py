@@ -80,7 +80,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from ..config import complete_section
+from ..data import CANDIDATES_SCHEMA, load_qrels, passage_texts, read_table, write_table
 from .base import Method, Needs, PlanView, TrainingRun, register
 
 log = logging.getLogger(__name__)
@@ -151,11 +154,6 @@ def add_dark_examples(candidates_path: str, qrels_path: str, corpus_path: str, o
                       provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``adam_dark`` step: the mined candidates plus every query's dark examples, with their text and
     recipe (``kind``, source passages, ratio, positions)."""
-    import pyarrow as pa
-
-    from ..config import complete_section
-    from ..data import CANDIDATES_SCHEMA, load_qrels, passage_texts, read_table, write_table
-
     settings = complete_section("adam", settings)
     corpus = read_table(corpus_path)
     clash = corpus["doc_id"][corpus["doc_id"].str.startswith(DARK_PREFIX)]
@@ -187,6 +185,7 @@ def kept_fraction(step: int, settings: dict[str, Any], steps_per_epoch: int, epo
 def teacher_confidence(teacher_scores, dark: int, how: str, temperature: float):
     """Each query's teacher confidence over its real candidates ``[p+, negatives]`` (the dark examples,
     columns 1..dark, left out): the positive's probability, or its margin over the best negative."""
+    # torch: not at parse time (the Snakefile imports this module)
     import torch
 
     real = torch.cat([teacher_scores[:, :1], teacher_scores[:, 1 + dark:]], dim=1)
@@ -197,6 +196,7 @@ def teacher_confidence(teacher_scores, dark: int, how: str, temperature: float):
 
 def self_paced_weights(confidence, fraction: float):
     """1 for the ``ceil(fraction·B)`` most confident queries of a batch (ties to the earlier), 0 else."""
+    # torch: not at parse time (the Snakefile imports this module)
     import torch
 
     keep = max(1, math.ceil(fraction * len(confidence) - 1e-9))

@@ -265,6 +265,7 @@ class TrainingRun:
 
     def loss(self, phase: str) -> "CompositeLoss":
         """The loss of ``phase``: the weighted sum of :meth:`loss_terms`."""
+        # torch: not at parse time (the Snakefile imports this module)
         from ..losses import CompositeLoss  # torch: kept out of the parse-time import of the methods
 
         return CompositeLoss(self.loss_terms(phase))

@@ -73,6 +73,8 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..sources import model_shape
 from .base import Needs, PlanView, TrainingRun, register
 from .standard import Standard
@@ -96,8 +98,6 @@ def layer_pairs(teacher_depth: int, student_depth: int, k: int, draw: int, seed:
     """``[(a_k, b_k)]``: K teacher layers and K student layers (1-based), each increasing and without
     repeats, paired in order. ``resampled``: drawn uniformly for draw number ``draw`` (a pure function of
     ``(seed, draw)``); ``fixed``: evenly spaced, the last layer with the last."""
-    import numpy as np
-
     if not 1 <= k <= min(teacher_depth, student_depth):
         raise ValueError(f"lead.layers_per_draw: {k} pairs need at least {k} layers in both models "
                          f"(teacher {teacher_depth}, student {student_depth})")
@@ -114,6 +114,7 @@ def layer_pairs(teacher_depth: int, student_depth: int, k: int, draw: int, seed:
 def layer_weights(teacher_nll: "torch.Tensor", temperature: float, weighting: str = "nll") -> "torch.Tensor":
     """``[K]`` weights of the pairs: ``softmax(-NLL_k / τ)`` of the teacher layers' NLLs (``nll``), or ``1/K``
     (``uniform``); constants (detached)."""
+    # torch: not at parse time (the Snakefile imports this module)
     import torch
 
     nll = teacher_nll.detach().float()
@@ -173,6 +174,7 @@ class Lead(Standard):
 def teacher_factor(run: "TrainingRun", name: str, model) -> float:
     """The scale of the online teacher's layer scores: its cached scores' (so that its final layer and the
     cached final scores agree), else what ``train.teacher_scale`` gives its kind."""
+    # torch: not at parse time (the Snakefile imports this module)
     from ..models import BiEncoder
     from ..training.teachers import teacher_scale
 
@@ -187,6 +189,7 @@ def teacher_factor(run: "TrainingRun", name: str, model) -> float:
 def lead_phase(run: "TrainingRun", method: Lead) -> "Phase":
     """The ``distill`` phase with LEAD's layer terms: the recipe's loss on the student's final scores, plus
     the weighted KLs of the drawn layer pairs, the online teacher's layers scored live."""
+    # torch: not at parse time (the Snakefile imports this module)
     import torch
 
     from ..losses import StudentScores, kl_divergence, positive_nll, weighted_mean

@@ -95,6 +95,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
+from ..config import complete_section
+from ..data import load_qrels, read_table, write_json, write_table
 from ..ranking import footrule, positive_ranks, rank_biased_overlap, rrf_negatives
 from .base import LossTerm, Method, Needs, PlanView, TrainingRun, register
 
@@ -115,6 +117,7 @@ SELECTIONS = ("kl", "footrule", "rbo", "fused", "all")
 def assistant_distances(teacher: "torch.Tensor", assistants: dict[str, "torch.Tensor"], measure: str,
                         temperature: float, persistence: float = 0.9) -> dict[str, float]:
     """Each assistant's batch-mean distance to the teacher over the batch's groups (``[B, G]`` scores)."""
+    # torch: not at parse time (the Snakefile imports this module)
     from ..losses import kl_divergence
 
     distances = {}
@@ -134,6 +137,7 @@ def assistant_distances(teacher: "torch.Tensor", assistants: dict[str, "torch.Te
 
 def fused_log_distribution(assistants: Sequence["torch.Tensor"], temperature: float) -> "torch.Tensor":
     """``[B, G]``: the log of the fused assistant, the mean of the assistants' ``softmax(a/T)``."""
+    # torch: not at parse time (the Snakefile imports this module)
     import torch
 
     probabilities = torch.stack([torch.softmax(a.float() / temperature, dim=-1) for a in assistants])
@@ -165,6 +169,7 @@ class AssistantKL:
         return chosen, distances
 
     def __call__(self, out: "StudentScores", batch: "Batch") -> "torch.Tensor":
+        # torch: not at parse time (the Snakefile imports this module)
         import torch
 
         from ..losses import kl_divergence
@@ -210,8 +215,7 @@ def select_training_data(candidates_path: str, qrels_path: str, score_paths: dic
     previous ``student`` in place of the worst assistant when it beats it on dev), its hard queries (from
     ``student_scores_path``) and its negatives (RRF of the pool's ``score_paths``); write the candidates to
     train on, with that decision in their provenance, and a report."""
-    from ..config import complete_section
-    from ..data import load_qrels, read_table, write_json, write_table
+    # torch: not at parse time (the Snakefile imports this module)
     from ..training.sampling import synthetic_rows
 
     settings = complete_section("mta4dpr", settings)
@@ -386,6 +390,7 @@ class Mta4dpr(Method):
         hard, weight = set(choice.get("hard_queries", [])), choice.get("hard_weight", 1.0)
         if not hard or weight == 1.0:
             return None
+        # torch: not at parse time (the Snakefile imports this module)
         import torch
 
         def weights(batch, step):

@@ -72,8 +72,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import ConfigError, complete
+from ..data import write_json
 from ..sources import model_shape
 from .base import LossTerm, Needs, PlanView, TrainingRun, register
 from .standard import Standard
@@ -103,8 +106,6 @@ class Onmkd(Standard):
     # -- parse time ------------------------------------------------------------------------------
 
     def check(self, plan: PlanView, it: int) -> list[str]:
-        from ..config import ConfigError, complete
-
         problems = super().check(plan, it)
         c = plan.iteration(it)
         settings = c["onmkd"]
@@ -150,8 +151,7 @@ class Onmkd(Standard):
     # -- training time ---------------------------------------------------------------------------
 
     def phases(self, run: "TrainingRun") -> list["Phase"]:
-        from pathlib import Path
-
+        # torch: not at parse time (the Snakefile imports this module)
         from ..models import BiEncoder, load_student_spec
 
         folder = Path(run.student_dir) / "peer"
@@ -163,6 +163,7 @@ class Onmkd(Standard):
         return warmups + [dataclasses.replace(mutual_phase(run, self), adds=peer, saves={"peer": "peer"})]
 
     def loss_terms(self, run: "TrainingRun", phase: str) -> dict[str, tuple[float, LossTerm]]:
+        # torch: not at parse time (the Snakefile imports this module)
         from ..losses import ListwiseKL
 
         terms = super().loss_terms(run, phase)
@@ -175,10 +176,6 @@ class Onmkd(Standard):
 def compare_peers(dev_metric_paths: list[str], out_path: str, metric: str = "ndcg@10") -> dict[str, Any]:
     """Which of an iteration's peers is better on the dev split (rule ``onmkd_peers``): their dev figures,
     the better one's name, and a ``summary`` line."""
-    from pathlib import Path
-
-    from ..data import write_json
-
     dev = {row["name"]: row[metric] for row in (json.loads(Path(p).read_text()) for p in dev_metric_paths)}
     if any(value is None for value in dev.values()):
         report = {"dev": dev, "better": None, "summary": "peers: no dev split to compare them on"}
@@ -193,6 +190,7 @@ def compare_peers(dev_metric_paths: list[str], out_path: str, metric: str = "ndc
 def peer_losses(run: "TrainingRun", method: Onmkd) -> dict[str, Any]:
     """Each peer's :class:`pipeline.losses.CompositeLoss`: every method's ``distill`` terms, less the
     offline teacher's for a peer outside ``onmkd.teacher_peers``."""
+    # torch: not at parse time (the Snakefile imports this module)
     from ..losses import CompositeLoss
 
     terms = run.loss_terms("distill")
@@ -205,6 +203,7 @@ def peer_losses(run: "TrainingRun", method: Onmkd) -> dict[str, Any]:
 def crosswise_infonce(queries, passages, batch, scale: float):
     """``[B]``: InfoNCE of one peer's query embeddings against the other's passage embeddings, every
     passage of the batch a candidate (:class:`pipeline.losses.ContrastiveNLL` on the crossed pair)."""
+    # torch: not at parse time (the Snakefile imports this module)
     from ..losses import ContrastiveNLL, StudentScores
 
     return ContrastiveNLL(in_batch=True)(StudentScores(queries, passages, scale), batch)
@@ -212,6 +211,7 @@ def crosswise_infonce(queries, passages, batch, scale: float):
 
 def mutual_phase(run: "TrainingRun", method: Onmkd) -> "Phase":
     """The ``distill`` phase of both peers: one batch, one backward pass, an optimiser each."""
+    # torch: not at parse time (the Snakefile imports this module)
     from ..losses import StudentScores, weighted_mean
     from ..training.distill import batch_builder
     from ..training.loop import Phase

@@ -76,6 +76,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..data import CANDIDATES_SCHEMA, load_qrels, read_provenance, read_table, write_json, write_table
 from .base import Needs, PlanView, register
 from .standard import Standard
 
@@ -195,8 +196,6 @@ def select_confusing(candidates_path: str, student_scores_path: str, teacher_sco
                      out_path: str, report_path: str, max_rank: int, negatives: int,
                      provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``prod_confusing`` step: write the confusing queries' candidates and a report of the selection."""
-    from ..data import CANDIDATES_SCHEMA, load_qrels, read_provenance, read_table, write_json, write_table
-
     candidates = read_table(candidates_path)
     window = read_provenance(candidates_path).get("window")
     if window and (window[0] != 0 or window[1] < max(max_rank - 1, negatives)):

@@ -68,6 +68,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from ..labels import corpus_sentences
 from .base import LossTerm, Method, Needs, PlanView, TrainingRun, register
 
 #: warmup.texts: sentences: a sentence of at least 4 words, cut to 48 (query-sized: max_query_length is 64 tokens)
@@ -120,6 +121,7 @@ class Standard(Method):
     # -- training time ---------------------------------------------------------------------------
 
     def phases(self, run: "TrainingRun") -> list["Phase"]:
+        # torch: not at parse time (the Snakefile imports this module)
         from ..training.distill import distill_phase
 
         frozen, take_copy, adds = self.previous_student(run)
@@ -132,6 +134,7 @@ class Standard(Method):
         """For ``train.w_lwf``: the name of the frozen copy of the student that scores each batch
         (``frozen_scorers``), the ``on_start`` hook that takes the copy, and the copy by that name for the
         phase to bring into the loop (:attr:`Phase.adds`); ``((), None, {})`` without."""
+        # torch: not at parse time (the Snakefile imports this module)
         from ..training.regularisers import PREVIOUS_STUDENT, frozen_copy
 
         if run.train["w_lwf"] > 0 and run.train["epochs"] > 0:
@@ -141,6 +144,7 @@ class Standard(Method):
 
     def warmup_phases(self, run: "TrainingRun", trains: tuple[str, ...] = ("student",)) -> list["Phase"]:
         """The label-free warm-up of the models in ``trains``, when the iteration warms up."""
+        # torch: not at parse time (the Snakefile imports this module)
         from ..models import ModelSpec
         from ..training.warmup import warmup_phase
 
@@ -155,8 +159,6 @@ class Standard(Method):
         short = [run.queries[q] for q in sorted(run.qrels)] if "train_queries" in warm["texts"] else []
         short += [t for t in run.corpus["title"] if t.strip()] if "titles" in warm["texts"] else []
         if "sentences" in warm["texts"]:
-            from ..labels import corpus_sentences
-
             short += corpus_sentences(list(run.corpus["text"]), SENTENCE_WORDS, warm["max_sentences"], run.seed)
         shards = list(run.embedding_shards.get(teacher, [])) if "corpus" in warm["texts"] else []
         warm_phase = warmup_phase(warm, ModelSpec.from_config(teacher, run.models[teacher]), shards,
@@ -166,6 +168,7 @@ class Standard(Method):
 
     def in_batch_teachers(self, run: "TrainingRun") -> dict:
         """Live scorers of every passage of a batch for ``train.kd_in_batch`` (none when it is off)."""
+        # torch: not at parse time (the Snakefile imports this module)
         from ..training.teachers import in_batch_teacher_scorers
 
         settings = run.train
@@ -184,6 +187,7 @@ class Standard(Method):
 def recipe_terms(settings: dict[str, Any], teachers: list[str]) -> dict[str, tuple[float, LossTerm]]:
     """``w_nll·NLL + Σ_t ω_t (w_kd·KL_T + w_mse·MarginMSE) + w_lwf·KL_T(s_old, s)`` as named, weighted
     per-query terms."""
+    # torch: not at parse time (the Snakefile imports this module)
     from ..losses import ContrastiveNLL, ListwiseKL, MarginMSE
     from ..training.regularisers import PREVIOUS_STUDENT
 

@@ -25,6 +25,7 @@ import torch
 from .. import distributed
 from ..config import ConfigError, complete_section
 from ..data import atomic_path, load_qrels, load_queries, passage_texts, read_provenance, read_table
+from ..index import denoise_with_teacher
 from ..methods import Method, get_method
 from ..methods.base import TrainingRun
 from ..models import BiEncoder, ModelSpec, load_student_spec, resolve_device, set_threads
@@ -95,8 +96,6 @@ def train_student(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 def _train(job: TrainingJob, config: dict[str, Any], method_objects: list[Method], device: torch.device
            ) -> dict[str, Any]:
-    from ..index import denoise_with_teacher
-
     settings = config["train"]
     methods = [method.name for method in method_objects]
     torch.manual_seed(job.seed)

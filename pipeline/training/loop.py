@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .. import distributed
 from ..data import atomic_path
@@ -158,8 +159,6 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
     run id matches. Returns the loss history (means over each ``checkpoint_every`` window). A phase with
     ``snapshot`` leaves the state dicts of the models it trained in ``snapshot_dir`` (default
     ``scratch_dir``) as :func:`snapshot_path` names them."""
-    from tqdm.auto import tqdm
-
     for phase in phases:
         unknown = set(phase.trains) - set(models)
         if unknown:

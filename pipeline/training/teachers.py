@@ -12,6 +12,7 @@ import torch
 
 from ..data import read_provenance, read_table
 from ..models import ModelSpec
+from ..scorers import make_scorer
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def calibrated_scale(frame: pd.DataFrame, qrels: dict[str, dict[str, int]],
     that ranks well gets a sharp distribution, a noisy one a flat one, whatever the units of its scores
     (cosine, logits, BM25, z-scored fusions). None when no query qualifies.
     """
+    # scipy: only when a teacher's scale is calibrated
     from scipy.optimize import minimize_scalar
     from scipy.special import logsumexp
 
@@ -117,8 +119,6 @@ def in_batch_teacher_scorers(names: Sequence[str], models: dict[str, dict], embe
                              factors: dict[str, float] | None = None) -> dict[str, InBatchTeacher]:
     """In-batch scorers for the bi-encoder teachers ``names``; ``factors`` are the scale factors their
     cached scores were read with (so that both kinds of teacher score share one scale)."""
-    from ..scorers import make_scorer
-
     teachers = {}
     for name in names:
         model = models.get(name)

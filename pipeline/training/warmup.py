@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from ..data import passage_texts, read_provenance
+from ..embeddings import read_embeddings
 from ..losses import anchored_rank_kl, embedding_mse
 from ..models import BiEncoder, ModelSpec
 from .loop import Phase
@@ -23,8 +24,6 @@ def warmup_phase(settings: dict, teacher_spec: ModelSpec, teacher_shards: Sequen
     the teacher's embeddings of the other side (see :func:`pipeline.losses.anchored_rank_kl`).
     Corpus targets are the teacher's cached embeddings. Every model in ``trains`` (the student, and
     OnMKD's peer) warms up on the same batches; the loss is the sum of theirs."""
-    from ..embeddings import read_embeddings
-
     for path in teacher_shards:
         meta = read_provenance(path)
         if meta.get("model", {}).get("source") != teacher_spec.source or meta.get("include_title") != include_title:
