@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -45,6 +46,13 @@ def method_steps() -> dict[str, str]:
     return {step: f"{cls.__module__}:{function}" for cls in METHODS.values() for step, function in cls.steps.items()}
 
 
+def takes_keyword(function, name: str) -> bool:
+    """Whether ``function`` accepts keyword ``name`` (by name, or through ``**kwargs``: the train step's
+    arguments are a ``TrainingJob``'s)."""
+    parameters = inspect.signature(function).parameters
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     parser.add_argument("step", help=f"one of {', '.join(sorted(STEPS))}, or a method's (its ``steps``)")
@@ -72,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown step {args.step!r}; steps are {sorted(STEPS) + sorted(method_steps())}")
     module_name, function_name = target.split(":")
     function = getattr(importlib.import_module(module_name), function_name)
-    if args.threads is not None and "threads" in function.__code__.co_varnames:
+    if args.threads is not None and takes_keyword(function, "threads"):
         kwargs["threads"] = args.threads
     try:
         function(**kwargs)

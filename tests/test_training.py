@@ -351,6 +351,18 @@ def test_a_step_called_by_hand_validates_its_settings_against_the_schema(setup, 
     assert not (tmp_path / "out").exists()
 
 
+def test_the_command_line_hands_its_threads_to_the_train_step(monkeypatch):
+    """`python -m pipeline train ... --threads N` (rule train): the step's arguments are a TrainingJob's,
+    taken through **kwargs, and the thread count must reach it (a cluster job's cpus-per-task)."""
+    import pipeline.training.driver as driver
+    from pipeline.__main__ import main
+
+    seen = {}
+    monkeypatch.setattr(driver, "train_student", lambda *args, **kwargs: seen.update(kwargs) or {})
+    assert main(["train", json.dumps({"student_dir": "s"}), "--threads", "3"]) == 0
+    assert seen == {"student_dir": "s", "threads": 3}
+
+
 # --------------------------------------------------------------------------------------------------
 # Fine-tuning a configured bi-encoder (models.<name>.finetune)
 # --------------------------------------------------------------------------------------------------
