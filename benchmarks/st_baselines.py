@@ -173,20 +173,25 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
         data = load_data(args.data.resolve(), work / "data")
         init_student({**STUDENT, "source": args.teacher}, str(work / "student0"))
         init_student({**STUDENT, "name": "teacher", "source": args.teacher, "layers": None}, str(work / "teacher"))
-        results = [run_recipe(recipe, seed, data, work / "student0", work, args)
-                   for recipe in args.recipes for seed in args.seeds]
+        results = []
+        for recipe in args.recipes:
+            for seed in args.seeds:
+                results.append(run_recipe(recipe, seed, data, work / "student0", work, args))
+                write_results(args, data, results)  # after each run: a long benchmark stopped keeps what it did
+
+
+def write_results(args, data: dict, results: list[dict]) -> None:
     summary = {}
-    for recipe in args.recipes:
+    for recipe in dict.fromkeys(r["recipe"] for r in results):
         tests = [r["test"]["ndcg@10"] for r in results if r["recipe"] == recipe]
         summary[recipe] = {"test_ndcg@10_mean": float(np.mean(tests)),
                            "test_ndcg@10_sd": float(np.std(tests, ddof=1)) if len(tests) > 1 else None,
-                           "seeds": args.seeds}
+                           "seeds": [r["seed"] for r in results if r["recipe"] == recipe]}
     out = {"benchmark": "sentence-transformers' own recipes on the workflow's 2-layer student (issue 34, item 4)",
            "data": str(args.data), "training_queries": len(data["train"]), "dev_queries": len(data["dev"]),
            "test_queries": len(data["test"]), "student": STUDENT, "runs": results, "summary": summary,
