@@ -34,6 +34,7 @@ STEPS = {
     "select": "pipeline.evaluation:select_final_student",
     "summary": "pipeline.evaluation:summarize",
     "hybrid": "pipeline.hybrid:evaluate_hybrid",
+    "choose_fusion_weights": "pipeline.fusion_weights:choose_fusion_weights",
 }
 
 

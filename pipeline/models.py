@@ -89,6 +89,9 @@ class ModelSpec:
     batch_size: int = 64
     members: dict[str, float] = field(default_factory=dict)  # fusion: member name -> weight
     fusion_normalization: str = "zscore"  # zscore | minmax | none
+    # fusion: a JSON whose ``members`` replace the weights above (chosen on judged training queries:
+    # pipeline/fusion_weights.py); the plan sets it, the config does not
+    weights_path: str | None = None
     bm25: dict[str, Any] = field(default_factory=dict)
     # bi-encoders: the runtime that encodes; "onnx" / "openvino" run an exported graph (pipeline/export.py),
     # the file ``file_name`` inside the source folder

@@ -9,8 +9,10 @@ training can put scores of different kinds on a comparable footing.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 from typing import Any, Collection, Sequence
 
 import numpy as np
@@ -137,16 +139,30 @@ def fuse_scores(member_frames: dict[str, pd.DataFrame], weights: dict[str, float
     return fused[["query_id", "doc_id", "score"]]
 
 
+def fusion_weights(spec: ModelSpec) -> dict[str, float]:
+    """A fusion's member weights: those chosen on judged training queries (``spec.weights_path``, written by
+    pipeline/fusion_weights.py) when it has them, else the configured ones."""
+    if spec.weights_path is None:
+        return dict(spec.members)
+    chosen = json.loads(Path(spec.weights_path).read_text())["members"]
+    if set(chosen) != set(spec.members):
+        raise ValueError(f"{spec.weights_path}: weights for {sorted(chosen)}, but fusion {spec.name!r} has members "
+                         f"{sorted(spec.members)}; remove the file to choose them again")
+    return chosen
+
+
 class FusionScorer(Scorer):
     """A weighted sum of member scorers' per-query-normalised scores (z-score by default)."""
 
     def __init__(self, spec: ModelSpec, members: dict[str, Scorer]):
         self.spec, self.members = spec, members
+        self.weights = fusion_weights(spec)
+        log.info("fusion %s: weights %s", spec.name, self.weights)
 
     def score(self, pairs: pd.DataFrame) -> np.ndarray:
         keys = pairs[["query_id", "doc_id"]]
         frames = {name: keys.assign(score=member.score(pairs)) for name, member in self.members.items()}
-        fused = fuse_scores(frames, self.spec.members, self.spec.fusion_normalization)
+        fused = fuse_scores(frames, self.weights, self.spec.fusion_normalization)
         return keys.merge(fused, on=["query_id", "doc_id"], how="left")["score"].to_numpy(np.float32)
 
 

@@ -1,4 +1,4 @@
-# Models the workflow trains before they serve (models.<name>.finetune): mine their hard negatives on
+# Models the workflow makes before they serve. Fine-tunes (models.<name>.finetune): mine their hard negatives on
 # the training split, fine-tune, save into models/<name>/. Any rule that loads such a model asks for
 # that folder (plan.model_inputs), so it is made first and once.
 
@@ -73,3 +73,33 @@ rule finetune:
         args=lambda wc, input, output: plan.finetune_args(wc.model, input, output),
     shell:
         "python -m pipeline finetune {params.args:q} --threads {threads} > {log} 2>&1"
+
+
+# A fusion whose weights are chosen on the judged training queries (models.<name>.choose_weights, with
+# labels.source qrels or qrels+teacher): every rule that scores with it asks for the choice
+# (plan.model_inputs), so it is made first and once.
+
+
+rule choose_fusion_weights:
+    input:
+        unpack(lambda wc: plan.weight_choice_inputs(wc.model)),
+    output:
+        f"{R}/fusion-weights/{{model}}.json",
+    log:
+        f"{R}/logs/fusion-weights/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/fusion-weights/{{model}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: JOB_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=GPUS,
+    params:
+        # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
+        # that do not derive from input or output, as the job's args do
+        settings=lambda wc: to_json(**plan.weight_choice_settings(wc.model)),
+        args=lambda wc, input, output: plan.weight_choice_args(wc.model, input, output),
+    shell:
+        "python -m pipeline choose_fusion_weights {params.args:q} --threads {threads} > {log} 2>&1"

@@ -45,9 +45,12 @@ class Models:
             return dict(settings, layers=None, source=source, name=name)
         if name not in self.config["models"]:
             raise ConfigError(f"config: unknown model {name!r}; models are {sorted(self.config['models'])}")
-        model = {k: v for k, v in self.config["models"][name].items() if k != "finetune"}
+        # what the workflow does before the model serves (fine-tune it, choose its weights) is not the model's
+        model = {k: v for k, v in self.config["models"][name].items() if k not in ("finetune", "choose_weights")}
         if self.finetuned(name):  # from then on the model is the workflow's own fine-tuned copy
             return dict(model, source=self.finetuned_model_dir(name), layers=None, name=name)
+        if self.chooses_weights(name):  # every job scoring with it reads the weights chosen on judged queries
+            return dict(model, weights_path=self.fusion_weights_path(name), name=name)
         return dict(model, name=name)
 
     def kind(self, name: str) -> str | None:
@@ -98,6 +101,8 @@ class Models:
         role, it, phase = self.role_of(name)
         if role == "student":
             return [f"{self.root}/students/it{it}"]
+        if self.chooses_weights(name):
+            return [self.fusion_weights_path(name)]
         return [self.finetuned_model_dir(name)] if self.finetuned(name) else []
 
     def scorer_inputs(self, name: str) -> list[str]:
@@ -138,6 +143,40 @@ class Models:
             provenance={"finetuned": name},
         )
 
+    # -- fusions whose weights are chosen on the judged training queries (``models.<name>.choose_weights``)
+
+    def chooses_weights(self, name: str) -> bool:
+        """Whether the run chooses the fusion ``name``'s weights: it asks to, and judged training queries are read."""
+        model = self.config["models"].get(name, {})
+        return model.get("kind") == "fusion" and model.get("choose_weights") is not None and self.judged_training
+
+    def fusion_weights_path(self, name: str) -> str:
+        return f"{self.root}/fusion-weights/{name}.json"
+
+    def weight_choice_inputs(self, name: str) -> dict[str, Any]:
+        """What choosing the fusion's weights reads: the data, the prepared train split's judgments (sampled
+        as the dev split is), the test split's query ids, and what its members score with."""
+        members = self.model(name)["members"]
+        return {"corpus": self.data["corpus"], "queries": self.data["queries"],
+                "qrels": self.prepared_qrels(self.config["splits"]["train"]), "test": self.data["qrels_test"],
+                "shards": [p for shards in self.embedding_shards(members).values() for p in shards],
+                "models": [p for m in members for p in self.scorer_inputs(m)]}
+
+    def weight_choice_settings(self, name: str) -> dict[str, Any]:
+        """What decides the choice, without paths: the rule's tracked params."""
+        model = {k: v for k, v in self.model(name).items() if k != "weights_path"}
+        return {"model": model, "models": self.models_of(name),
+                **self.config["models"][name]["choose_weights"], "seed": self.config["seed"],
+                "train_queries": self.config["splits"]["train_queries"],
+                "rerank_depth": self.config["evaluate"]["rerank_depth"], "include_title": self.config["include_title"]}
+
+    def weight_choice_args(self, name: str, input, output) -> str:
+        members = self.model(name)["members"]
+        return self.to_json(**self.weight_choice_settings(name), queries_path=input.queries,
+                            corpus_path=input.corpus, qrels_path=input.qrels, test_qrels_path=input.test,
+                            out_path=output[0], embedding_shards=self.embedding_shards(members),
+                            device=self.config["device"])
+
     # -- exports for serving (``export``) -----------------------------------------------------------
 
     def export_dir(self, name: str) -> str:
@@ -158,6 +197,13 @@ class Models:
                 problems += self._finetune_problems(name)
             if model["kind"] in ("bi-encoder", "cross-encoder") and not model.get("source"):
                 problems.append(f"models.{name}: a {model['kind']} needs a source")
+            if model.get("choose_weights") is not None and model["kind"] != "fusion":
+                problems.append(f"models.{name}.choose_weights: only a fusion's weights are chosen; {name!r} is a "
+                                f"{model['kind']}")
+            elif model.get("choose_weights") is not None:
+                step = model["choose_weights"]["step"]
+                if abs(round(1 / step) * step - 1) > 1e-9:
+                    problems.append(f"models.{name}.choose_weights.step: {step} does not divide 1 (0.5, 0.25, 0.1)")
             if model["kind"] == "fusion":
                 if not model.get("members"):
                     problems.append(f"models.{name}: a fusion needs members")
