@@ -559,6 +559,7 @@ def test_label_free_preset_on_a_test_only_collection_reads_no_judgment(tmp_path,
     snakemake(runs["judged"], "--cores", "2")
     out = runs["judged"] / "results/tiny"
     assert not (out / "data/qrels-train.parquet").exists(), "no training split is read"
+    assert not (out / "fusion-weights").exists(), "no judged query to choose the fusion's weights on: they stay"
     report = json.loads((out / "data/labels.json").read_text())
     assert report["teacher"] == "fusion" and report["pseudo_queries"] == 40, "the preset's teacher labels"
     assert report["labelled_queries"] == 64 + 40, "the 64 queries the test split does not judge, and the pseudo-queries"
