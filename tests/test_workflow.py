@@ -275,9 +275,14 @@ def test_prod_preset_end_to_end_lists_its_stages_and_rounds(tmp_path, tiny_beir,
     assert counts["train"] == 3 and counts["prod_confusing"] == 1
     # the round scores the student's list with the previous student and the fusion
     assert counts["score"] == 4
+    assert counts["choose_fusion_weights"] == 1, "the preset's fusion weights are chosen on the judged training queries"
 
     snakemake(workdir, "--cores", "2")
     out = workdir / "results" / "tiny"
+    weights = json.loads((out / "fusion-weights/fusion.json").read_text())
+    assert weights["queries"] > 0 and len(weights["grid"]) == 11 and sum(weights["members"].values()) == pytest.approx(1)
+    assert f"fusion fusion: weights {weights['members']}" in (out / "logs/score/it2-fusion.log").read_text(), \
+        "the teacher scores with the chosen weights"
     report = json.loads((out / "it3/confusing.json").read_text())
     assert report["queries"] == 51 and report["student"] == "student-it2" and report["teacher"] == "fusion"
     trained = json.loads((out / "students/it3/training.json").read_text())
