@@ -124,7 +124,7 @@ class Interrupt(Exception):
     pass
 
 
-def two_model_phase(seen: list, interrupt_at: int | None = None) -> Phase:
+def two_model_phase(seen: list, interrupt_at: int | None = None, name: str = "mutual") -> Phase:
     texts = [f"text number {i} about topic {i % 3}" for i in range(24)]
 
     def batches(epoch):
@@ -141,7 +141,7 @@ def two_model_phase(seen: list, interrupt_at: int | None = None) -> Phase:
         loss = ((a - b) ** 2).sum(-1).mean() - 0.1 * (a[:, 0].mean() + b[:, 1].mean())
         return loss, {"gap": float(((a - b) ** 2).sum(-1).mean().detach())}
 
-    return Phase("mutual", 2, 1e-3, 0.01, 0.1, batches, step, trains=("student", "peer"))
+    return Phase(name, 2, 1e-3, 0.01, 0.1, batches, step, trains=("student", "peer"))
 
 
 def two_models(tiny_bert):
@@ -175,6 +175,32 @@ def test_two_model_phase_trains_both_and_resumes_exactly(tiny_bert, tmp_path):
     for name in reference:
         for p, q in zip(reference[name].parameters(), resumed[name].parameters()):
             assert torch.equal(p, q), f"{name}: resumed weights differ"
+
+
+def test_a_job_killed_between_two_phases_resumes_the_second_with_its_own_optimiser(tiny_bert, tmp_path):
+    """Killed after the first phase's end-of-phase checkpoint and before the second phase's first checkpoint
+    (a short phase never writes one), the resumed job trains the second phase from its start with a fresh
+    optimiser and schedule, as the uninterrupted job did: the first phase's schedule, at its end (learning
+    rate 0 for a phase as long), must not carry over (it did: the second phase then left the student as the
+    first phase made it)."""
+    reference = two_models(tiny_bert)
+    history = run_phases(reference, [two_model_phase([]), two_model_phase([], name="second")], str(tmp_path / "ref"),
+                         "run", 1.0, 50, 5, seed=7)
+    killed = two_models(tiny_bert)
+    with pytest.raises(Interrupt):
+        run_phases(killed, [two_model_phase([]), two_model_phase([], interrupt_at=0, name="second")],
+                   str(tmp_path / "scratch"), "run", 1.0, 50, 5, seed=7)
+    after_first = {n: [p.detach().clone() for p in m.parameters()] for n, m in killed.items()}
+    resumed, seen = two_models(tiny_bert), []
+    history_resumed = run_phases(resumed, [two_model_phase([]), two_model_phase(seen, name="second")],
+                                 str(tmp_path / "scratch"), "run", 1.0, 50, 5, seed=7)
+    assert seen == list(range(12)), "the second phase ran whole"
+    assert history_resumed == history
+    for name in reference:
+        assert any(not torch.equal(p, q) for p, q in zip(resumed[name].parameters(), after_first[name])), \
+            f"{name}: the second phase moved it"
+        for p, q in zip(reference[name].parameters(), resumed[name].parameters()):
+            assert torch.equal(p, q), f"{name}: resumed weights differ from the uninterrupted job's"
 
 
 def test_a_phase_must_train_known_models(tiny_bert):

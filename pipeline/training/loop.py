@@ -189,7 +189,10 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
         optimisers = _Optimisers(models, phase, total, use_scaler)
         start = 0
         if resumed is not None and phase_index == resumed["phase"]:
-            optimisers.load_state_dict(resumed["optimisation"])
+            # a checkpoint at a phase's start (the one the previous phase leaves) holds no optimiser state:
+            # the phase starts with fresh optimisers and schedules, as it does in an uninterrupted job
+            if resumed["optimisation"] is not None:
+                optimisers.load_state_dict(resumed["optimisation"])
             set_random_states(resumed["random"][distributed.rank()] if distributed.world_size() > 1
                               else resumed["random"])
             start = resumed["step"]
@@ -236,19 +239,20 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
                 torch.save({name: models[name].state_dict() for name in phase.trains}, tmp)
         state["phase"], state["step"] = phase_index + 1, 0
         resumed = None
-        if checkpoint:
-            _save_checkpoint(checkpoint, run_id, phase_index + 1, 0, models, optimisers, state)
+        if checkpoint:  # the finished phase's optimisers are not the next phase's: none saved
+            _save_checkpoint(checkpoint, run_id, phase_index + 1, 0, models, None, state)
     return state["history"]
 
 
 def _save_checkpoint(path: Path, run_id: str, phase: int, step: int, models: Mapping[str, nn.Module],
-                     optimisers: _Optimisers, state: dict[str, Any]) -> None:
-    """Rank 0 writes; the random states are every process's (their dropout streams differ), by rank."""
+                     optimisers: _Optimisers | None, state: dict[str, Any]) -> None:
+    """Rank 0 writes; the random states are every process's (their dropout streams differ), by rank.
+    ``optimisers`` None: a checkpoint at a phase's start, which resumes with fresh ones."""
     states = distributed.gather_objects(random_states())
     if not distributed.is_main():
         return
     with atomic_path(path) as tmp:
         torch.save({"run_id": run_id, "phase": phase, "step": step,
                     "models": {name: model.state_dict() for name, model in models.items()},
-                    "optimisation": optimisers.state_dict(), "random": states if len(states) > 1 else states[0],
+                    "optimisation": optimisers.state_dict() if optimisers is not None else None, "random": states if len(states) > 1 else states[0],
                     "history": state["history"]}, tmp)
