@@ -124,7 +124,8 @@ def mnrl_dataset(data: dict, miner, max_score: float):
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
-    pairs = [(data["queries"][q], data["passages"][data["corpus_ids"].index(d)])
+    position = {doc_id: i for i, doc_id in enumerate(data["corpus_ids"])}
+    pairs = [(data["queries"][q], data["passages"][position[d]])
              for q, docs in sorted(data["train"].items()) for d, r in sorted(docs.items()) if r > 0]
     pairs_set = Dataset.from_dict({"query": [q for q, _ in pairs], "passage": [p for _, p in pairs]})
     return mine_hard_negatives(pairs_set, miner, corpus=data["passages"], range_min=10, range_max=50,
