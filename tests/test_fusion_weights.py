@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.data import read_table
-from pipeline.fusion_weights import choose_fusion_weights, choose_weights, weight_grid
+from pipeline.fusion_weights import choose_fusion_weights, choose_weights, one_standard_error_choice, weight_grid
 from pipeline.models import ModelSpec
 from pipeline.plan import Plan
 from pipeline.scorers import fuse_scores, fusion_weights, score_candidates
@@ -40,6 +40,21 @@ def test_the_best_weighting_wins_and_a_tie_goes_to_the_nearest_configured():
     assert choose_weights(pairs, qrels, {"good": 1.0, "bad": 0.0}, 0.25, "zscore")[0] == {"good": 1.0, "bad": 0.0}
     assert choose_weights(pairs, qrels, {"good": 3.0, "bad": 1.0}, 0.25, "zscore")[0] == {"good": 0.75, "bad": 0.25}, \
         "configured weights are compared once normalised to sum 1"
+
+
+def test_the_one_standard_error_rule_keeps_the_nearest_weighting_a_noisy_difference_cannot_tell_from_the_best():
+    """Rows are weightings, columns queries. A (mean 0.85) is best. D (0.80) differs from it by
+    (0.4, 0, -0.4, 0.2): mean 0.05, sd sqrt(0.35 / 3) = 0.3416, standard error 0.1708, so it is within one.
+    C is A less 0.1 on every query: mean difference 0.1, standard error 0, so it is not, though nearest."""
+    per_query = np.array([[1.0, 1.0, 0.6, 0.8],   # A
+                          [0.6, 1.0, 1.0, 0.6],   # D
+                          [0.9, 0.9, 0.5, 0.7]])  # C
+    chosen, errors = one_standard_error_choice(per_query, distance=np.array([1.0, 0.5, 0.0]))
+    assert chosen == 1
+    np.testing.assert_allclose(errors, [0.0, np.sqrt(0.35 / 3) / 2, 0.0], atol=1e-12)
+    assert one_standard_error_choice(per_query, distance=np.array([0.0, 0.5, 1.0]))[0] == 0, "the best, when nearest"
+    assert one_standard_error_choice(per_query[:, :1], distance=np.array([1.0, 0.5, 0.0]))[0] == 0, \
+        "one query: no standard error, the best"
 
 
 def test_a_fusion_scores_with_its_chosen_weights(tmp_path):
@@ -79,8 +94,11 @@ def test_the_choice_on_the_fixture_reads_only_the_sampled_judged_training_querie
     test_ids = set(judged_queries(read_table(f"{data_dir}/qrels-test.parquet")))
     sample, _, _ = choose_queries(judged_queries(read_table(prepared["qrels-train"])), test_ids, 3, 12, 0.0, 0, 0)
     assert result["query_ids"] == sample and len(sample) == 12 and not set(sample) & test_ids
-    best = max(f["ndcg@10"] for f in result["grid"])
-    assert len(result["grid"]) == 5 and [f["ndcg@10"] for f in result["grid"] if f["members"] == result["members"]] == [best]
+    kept = next(f for f in result["grid"] if f["members"] == result["members"])
+    assert len(result["grid"]) == 5 and kept["within_one_standard_error"]
+    nearer = [f for f in result["grid"] if f["within_one_standard_error"]
+              and abs(f["members"]["bi"] - 0.5) < abs(kept["members"]["bi"] - 0.5)]
+    assert nearer == [], "no weighting within one standard error of the best is nearer the configured 0.5/0.5"
     assert json.loads((tmp_path / "mix.json").read_text())["members"] == result["members"]
 
     candidates = f"{data_dir}/../candidates.parquet"  # fixtures.prepare_with_candidates: BM25's
