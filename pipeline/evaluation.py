@@ -134,12 +134,18 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
         else {"encode_docs_per_s": None, "params": None, "size_mb": None}
     # a reranker (cross-encoder, fusion) scores every pair of the first stage's top rerank_depth
     reranked = sum(len(docs) for docs in run.values()) if spec.kind not in ("bi-encoder", "bm25") else None
+    fused = {}
+    if spec.kind == "fusion":  # the weights it ranked with: configured, or chosen on judged training queries
+        # torch (through .scorers): only a fusion's row needs it
+        from .scorers import fusion_weights
+
+        fused = {"fusion_weights": fusion_weights(spec), "fusion_weights_chosen": spec.weights_path is not None}
     result = {"model": role, "name": spec.name, "iteration": iteration, "phase": phase, "split": split, **metrics,
               "retrieve_s": round(seconds, 3),
               "rerank_pairs_per_s": round(reranked / max(seconds, 1e-9), 1) if reranked else None,
               "encode_docs_per_s": stats["encode_docs_per_s"], "params": stats["params"], "size_mb": stats["size_mb"],
               "queries": len(query_ids), "depth": depth, "source": spec.source, "kind": spec.kind,
-              "backend": spec.backend}
+              "backend": spec.backend, **fused}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_trec_run(run, out / "run.trec", tag=spec.name)
@@ -222,6 +228,11 @@ def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, exp
     if final:
         lines += ["", f"Final student: **{final['selected']}** ({final['reason']}); dev {final['metric']} per "
                       "student: " + ", ".join(f"{k} {_cell(v)}" for k, v in final["dev"].items())]
+    for row in rows:
+        if row.get("fusion_weights"):
+            how = "chosen on the judged training queries" if row.get("fusion_weights_chosen") else "configured"
+            lines += ["", f"Fusion {row['name']}: weights " + ", ".join(f"{m} {w:g}" for m, w in row["fusion_weights"].items())
+                      + f" ({how})"]
     described = [dict(entry, reports=[json.loads(Path(p).read_text()) for p in entry.get("reports", [])])
                  for entry in iterations]
     if described:

@@ -38,6 +38,23 @@ def test_summary_orders_teacher_then_iterations(tmp_path):
     assert json.loads((tmp_path / "s.json").read_text())["experiment"] == "exp"
 
 
+def test_the_summary_says_each_fusions_weights_and_whether_they_were_chosen(tmp_path):
+    rows = [{"model": "teacher", "name": "fusion", "iteration": None, "ndcg@10": 0.8, "fusion_weights": {"a": 0.75, "b": 0.25},
+             "fusion_weights_chosen": True},
+            {"model": "baseline", "name": "even", "iteration": None, "ndcg@10": 0.7, "fusion_weights": {"a": 0.5, "b": 0.5},
+             "fusion_weights_chosen": False},
+            {"model": "student", "name": "s1", "iteration": 1, "ndcg@10": 0.6}]
+    paths = []
+    for row in rows:
+        paths.append(str(tmp_path / f"{row['name']}.json"))
+        (tmp_path / f"{row['name']}.json").write_text(json.dumps(row))
+    summarize(paths, str(tmp_path / "s.md"), str(tmp_path / "s.json"), "exp")
+    table = (tmp_path / "s.md").read_text()
+    assert "Fusion fusion: weights a 0.75, b 0.25 (chosen on the judged training queries)" in table
+    assert "Fusion even: weights a 0.5, b 0.5 (configured)" in table
+    assert "Fusion s1" not in table
+
+
 def metric_file(tmp_path, name, split, ndcg, iteration, phase=None, role="student"):
     path = tmp_path / f"{split}-{name}.json"
     path.write_text(json.dumps({"model": role, "name": name, "iteration": iteration, "phase": phase, "split": split,

@@ -112,6 +112,13 @@ def test_the_choice_on_the_fixture_reads_only_the_sampled_judged_training_querie
     expected = fuse_scores(members, result["members"]).merge(scored, on=["query_id", "doc_id"])
     np.testing.assert_allclose(expected.score_x, expected.score_y, rtol=1e-5)
 
+    from pipeline.evaluation import evaluate_model
+
+    row = evaluate_model({**fusion, "weights_path": str(tmp_path / "mix.json")}, "teacher", None, prepared["queries"],
+                         f"{data_dir}/qrels-test.parquet", prepared["corpus"], str(tmp_path / "eval"), depth=20,
+                         embedding_shards={"bi": [str(shard)]}, models=models, device="cpu", rerank_depth=20)
+    assert row["fusion_weights"] == result["members"] and row["fusion_weights_chosen"], "its row says what it ranked with"
+
     few = choose_fusion_weights(out_path=str(tmp_path / "few.json"), train_queries=3, min_queries=5, **common)
     assert few["members"] == {"bi": 0.5, "bm25": 0.5} and few["grid"] == [] and "fewer than" in few["reason"]
 
