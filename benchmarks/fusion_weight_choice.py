@@ -27,12 +27,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.data import load_qrels, load_queries, read_table  # noqa: E402
-from pipeline.evaluation import judged_queries, ranked_pairs  # noqa: E402
-from pipeline.fusion_weights import METRIC, choose_fusion_weights, choose_weights  # noqa: E402
-from pipeline.lexical import BM25  # noqa: E402
-from pipeline.models import ModelSpec  # noqa: E402
-from pipeline.scorers import make_scorer  # noqa: E402
+from pipeline.data import load_qrels, load_queries  # noqa: E402
+from pipeline.evaluation import judged_queries  # noqa: E402
+from pipeline.fusion_weights import METRIC, choose_fusion_weights, choose_weights, member_scores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,15 +39,9 @@ def test_grid(run: Path, choice: dict) -> dict:
     models = {name: dict(settings, name=name) for name, settings in yaml.safe_load((ROOT / "config.yaml").read_text())["models"].items()}
     qrels = load_qrels(run / "data/qrels-test.parquet")
     query_ids = sorted(judged_queries(qrels))
-    queries = load_queries(run / "data/queries.parquet")
-    corpus = str(run / "data/corpus.parquet")
-    ranked_ids, _ = BM25.from_corpus(read_table(corpus)).search([queries[q] for q in query_ids], choice["first_stage_depth"])
-    pairs = ranked_pairs(query_ids, ranked_ids)
     shards = {m: sorted(glob.glob(str(run / f"embeddings/{m}/*.parquet"))) for m in choice["configured"]}
-    for name in choice["configured"]:
-        scorer = make_scorer(ModelSpec.from_config(name, models[name]), models, queries, corpus, shards, device="cpu",
-                             doc_ids=set(pairs["doc_id"]))
-        pairs[name] = scorer.score(pairs)
+    pairs = member_scores(list(choice["configured"]), models, query_ids, load_queries(run / "data/queries.parquet"),
+                          str(run / "data/corpus.parquet"), shards, True, "cpu", choice["first_stage_depth"])
     _, figures = choose_weights(pairs, qrels, choice["configured"], choice["step"], choice["normalization"])
     return {"queries": len(query_ids), "grid": figures}
 

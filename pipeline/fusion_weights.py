@@ -110,6 +110,22 @@ def choose_weights(pairs: pd.DataFrame, qrels: dict[str, dict[str, int]], config
     return dict(grid[chosen]), figures
 
 
+def member_scores(members: Sequence[str], models: dict[str, dict[str, Any]], query_ids: Sequence[str],
+                  queries: dict[str, str], corpus_path: str, embedding_shards: dict[str, Sequence[str]],
+                  include_title: bool, device, depth: int) -> pd.DataFrame:
+    """BM25's top ``depth`` of each query (the first stage, as :func:`pipeline.evaluation.retrieve`'s for a
+    fusion), with a score column per member: what every weighting of the grid is fused from."""
+    bm25 = BM25.from_corpus(read_table(corpus_path), include_title=include_title)
+    ranked_ids, _ = bm25.search([queries[q] for q in query_ids], depth)
+    pairs = ranked_pairs(query_ids, ranked_ids)
+    doc_ids = set(pairs["doc_id"])
+    for name in members:
+        member = make_scorer(ModelSpec.from_config(name, models[name]), models, queries, corpus_path,
+                             embedding_shards, include_title, device, doc_ids)
+        pairs[name] = member.score(pairs)
+    return pairs
+
+
 def choose_fusion_weights(model: dict[str, Any], models: dict[str, dict[str, Any]], queries_path: str,
                           corpus_path: str, qrels_path: str, test_qrels_path: str, out_path: str, seed: int,
                           train_queries: int | None = None, step: float = 0.25, min_queries: int = 5,
@@ -134,15 +150,8 @@ def choose_fusion_weights(model: dict[str, Any], models: dict[str, dict[str, Any
         log.warning("%s: %s", spec.name, result["reason"])
         return result
     began = time.perf_counter()
-    queries = load_queries(queries_path)
-    bm25 = BM25.from_corpus(read_table(corpus_path), include_title=include_title)  # the first stage, as retrieve()'s
-    ranked_ids, _ = bm25.search([queries[q] for q in query_ids], rerank_depth)
-    pairs = ranked_pairs(query_ids, ranked_ids)
-    doc_ids = set(pairs["doc_id"])
-    for name in spec.members:
-        member = make_scorer(ModelSpec.from_config(name, models[name]), models, queries, corpus_path,
-                             embedding_shards or {}, include_title, resolve_device(device), doc_ids)
-        pairs[name] = member.score(pairs)
+    pairs = member_scores(list(spec.members), models, query_ids, load_queries(queries_path), corpus_path,
+                          embedding_shards or {}, include_title, resolve_device(device), rerank_depth)
     chosen, figures = choose_weights(pairs, qrels, dict(spec.members), step, spec.fusion_normalization)
     best = max(f[METRIC] for f in figures)
     kept = next(f[METRIC] for f in figures if f["members"] == chosen)

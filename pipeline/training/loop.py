@@ -254,5 +254,5 @@ def _save_checkpoint(path: Path, run_id: str, phase: int, step: int, models: Map
     with atomic_path(path) as tmp:
         torch.save({"run_id": run_id, "phase": phase, "step": step,
                     "models": {name: model.state_dict() for name, model in models.items()},
-                    "optimisation": optimisers.state_dict() if optimisers is not None else None, "random": states if len(states) > 1 else states[0],
-                    "history": state["history"]}, tmp)
+                    "optimisation": optimisers.state_dict() if optimisers is not None else None,
+                    "random": states if len(states) > 1 else states[0], "history": state["history"]}, tmp)
