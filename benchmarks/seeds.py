@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from pipeline.evaluation import _cell  # noqa: E402
+from pipeline.significance import paired_seed_test  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -65,11 +66,13 @@ def summarise(rows: list[dict]) -> dict:
     keys = ("it1_ndcg@10", "ndcg@10", "mrr@10", "recall@100", "wall_s", "encode_speedup")
     median = {k: statistics.median(r[k] for r in rows) for k in keys if all(r[k] is not None for r in rows)}
     finals = [r["ndcg@10"] for r in rows]
-    return {"median": median, "min_ndcg@10": min(finals), "max_ndcg@10": max(finals)}
+    return {"median": median, "min_ndcg@10": min(finals), "max_ndcg@10": max(finals),
+            "mean_ndcg@10": statistics.mean(finals), "sd_ndcg@10": statistics.stdev(finals) if len(finals) > 1 else None}
 
 
 def paired(groups: dict[str, list[dict]]) -> list[dict]:
-    """Each later configuration against the first, seed by seed (the seeds both ran)."""
+    """Each later configuration against the first, seed by seed (the seeds both ran), with the paired t-test
+    over the seeds (:func:`pipeline.significance.paired_seed_test`; None under two common seeds)."""
     (base_name, base), *others = groups.items()
     base_by_seed = {r["seed"]: r for r in base}
     out = []
@@ -77,9 +80,12 @@ def paired(groups: dict[str, list[dict]]) -> list[dict]:
         common = [r for r in rows if r["seed"] in base_by_seed]
         diffs = [r["ndcg@10"] - base_by_seed[r["seed"]]["ndcg@10"] for r in common]
         if diffs:
+            test = paired_seed_test({r["seed"]: base_by_seed[r["seed"]]["ndcg@10"] for r in common},
+                                    {r["seed"]: r["ndcg@10"] for r in common})
             out.append({"configuration": name, "against": base_name, "seeds": [r["seed"] for r in common],
                         "ndcg@10_differences": diffs, "median_difference": statistics.median(diffs),
-                        "higher_in": sum(d > 0 for d in diffs)})
+                        "mean_difference": test["mean_difference"], "higher_in": sum(d > 0 for d in diffs),
+                        "p_t_seeds": test["p_t"]})
     return out
 
 
@@ -119,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     for entry in result["paired"]:
         diffs = ", ".join(f"{d:+.4f}" for d in entry["ndcg@10_differences"])
         print(f"\n{entry['configuration']} - {entry['against']}, per seed {entry['seeds']}: {diffs} "
-              f"(median {entry['median_difference']:+.4f}, higher in {entry['higher_in']} of {len(entry['seeds'])})")
+              f"(median {entry['median_difference']:+.4f}, mean {entry['mean_difference']:+.4f}, higher in "
+              f"{entry['higher_in']} of {len(entry['seeds'])}, seed-paired t p {_cell(entry['p_t_seeds'])})")
     return 0
 
 

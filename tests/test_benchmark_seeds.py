@@ -2,9 +2,11 @@
 
 import importlib.util
 import json
+import statistics
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
 SPEC = importlib.util.spec_from_file_location("bench_seeds", Path(__file__).resolve().parents[1] / "benchmarks" / "seeds.py")
 seeds = importlib.util.module_from_spec(SPEC)
@@ -48,6 +50,11 @@ def test_medians_and_paired_differences(results, capsys):
     assert pair["seeds"] == [13, 7]
     assert pair["ndcg@10_differences"] == pytest.approx([0.01, -0.01])
     assert pair["higher_in"] == 1
+    # the seed-paired t-test on those two pairs, scipy's own
+    assert pair["p_t_seeds"] == pytest.approx(stats.ttest_rel([0.64, 0.62], [0.63, 0.63]).pvalue)
+    assert pair["mean_difference"] == pytest.approx(0.0)
+    assert a["mean_ndcg@10"] == pytest.approx((0.64 + 0.62 + 0.65) / 3)
+    assert a["sd_ndcg@10"] == pytest.approx(statistics.stdev([0.64, 0.62, 0.65]))
     assert "| **a, median** |" in capsys.readouterr().out
 
 
