@@ -10,7 +10,7 @@ from pipeline.config import ConfigError, complete, section_defaults
 from pipeline.losses import Batch, CompositeLoss, StudentScores
 from pipeline.methods import get_method
 from pipeline.methods.base import Needs, merge_needs
-from pipeline.methods.standard import Standard, recipe_terms, warmup_teacher
+from pipeline.methods.standard import Standard, recipe_terms, resolve_warmup_texts, warmup_teacher
 from pipeline.models import BiEncoder, ModelSpec
 from pipeline.plan import Plan
 from pipeline.training import Phase, run_phases
@@ -40,6 +40,13 @@ def test_standard_asks_for_its_teacher_and_warmup_teacher():
     assert other.models == ("w",) and other.embeddings == (), "no corpus texts"
     in_batch = standard.plan(plan_of(train={"kd_in_batch": True}, warmup={"epochs": 0}), 2)
     assert in_batch.models == in_batch.embeddings == ("t",)
+
+
+def test_warmup_texts_auto_adds_the_sentences_only_where_the_teacher_labels_training_queries():
+    judged = ["corpus", "train_queries", "titles"]
+    assert resolve_warmup_texts("auto", "qrels") == judged
+    assert resolve_warmup_texts("auto", "qrels+teacher") == resolve_warmup_texts("auto", "teacher") == judged + ["sentences"]
+    assert resolve_warmup_texts(["titles"], "teacher") == ["titles"], "a list given stays as it is"
 
 
 def test_needs_merge_in_config_order():

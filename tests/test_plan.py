@@ -318,3 +318,26 @@ def test_the_all_methods_preset_composes_and_what_cannot_compose_is_refused_sayi
     with pytest.raises(ConfigError, match="iteration 3: prod and mta4dpr each choose the candidates the iteration "
                                           "trains on; they do not compose"):
         Plan(complete(prod_and_mta4dpr)).check()
+
+
+def test_the_warmup_adds_the_corpus_sentences_where_the_teacher_labels_training_queries(tmp_path):
+    """warmup.texts: auto (the default) follows labels.source, which auto chooses from the number of judged
+    training queries: the corpus passages' sentences join the warm-up's texts where the teacher labels
+    training queries (few judged queries, or none), not where the judged ones are many; a list given stays;
+    the train job reads the resolved list."""
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(3)))
+    judged_texts = ["corpus", "train_queries", "titles"]
+    few = Plan(config(data_dir=str(tmp_path)))
+    assert few.config["labels"]["source"] == "qrels+teacher"
+    assert [few.iteration(it)["warmup"]["texts"] for it in (1, 2)] == [judged_texts + ["sentences"]] * 2
+    args = json.loads(few.train_args(1, SimpleNamespace(**few.train_inputs(1)), ["out"]))
+    assert args["config"]["warmup"]["texts"] == judged_texts + ["sentences"]
+    many = Plan(config(data_dir=str(tmp_path), labels={"few_judged_queries": 3}))
+    assert many.config["labels"]["source"] == "qrels" and many.iteration(1)["warmup"]["texts"] == judged_texts
+    assert Plan(config(labels={"source": "teacher"})).iteration(1)["warmup"]["texts"] == judged_texts + ["sentences"]
+    given = Plan(config(data_dir=str(tmp_path), warmup={"epochs": 1, "texts": ["corpus", "titles"]}))
+    assert given.iteration(1)["warmup"]["texts"] == ["corpus", "titles"]
+    with pytest.raises(ConfigError, match="warmup.texts"):
+        Plan(config(warmup={"epochs": 1, "texts": "some"}))

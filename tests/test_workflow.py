@@ -570,6 +570,8 @@ def test_label_free_preset_on_a_test_only_collection_reads_no_judgment(tmp_path,
     assert report["labelled_queries"] == 64 + 40, "the 64 queries the test split does not judge, and the pseudo-queries"
     splits = json.loads((out / "data/splits.json").read_text())
     assert splits["labels"] == "teacher" and splits["dev_queries"] == 13
+    assert "texts ['corpus', 'train_queries', 'titles', 'sentences']" in (out / "logs/train/it1.log").read_text(), \
+        "warmup.texts: auto adds the corpus sentences where the teacher labels the training queries"
     assert not any(q.startswith("pseudo:") for q in splits["dev_query_ids"])
     summary = json.loads((out / "summary.json").read_text())
     assert {r["name"] for r in summary["rows"]} == {"fusion", "student-it0", "student-it1-warmup", "student-it1"}

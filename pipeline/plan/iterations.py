@@ -12,6 +12,7 @@ from typing import Any
 from ..config import ConfigError, complete
 from ..methods import Method, get_method
 from ..methods.base import Needs, merge_needs, recipe_problems
+from ..methods.standard import resolve_warmup_texts
 from .arguments import deep_merge
 
 
@@ -40,7 +41,10 @@ class Iterations:
             override = deep_merge(scheduled[it - 1] if it <= len(scheduled) else {},
                                   self.config["overrides"].get(str(it), {}))
             base = {k: v for k, v in self.config.items() if k != "overrides"}
-            self._iteration_configs[it] = complete(deep_merge(base, override), where=f"overrides.{it}")
+            c = complete(deep_merge(base, override), where=f"overrides.{it}")
+            # warmup.texts: auto, resolved here so that the train job (and the needs of its methods) read a list
+            c["warmup"]["texts"] = resolve_warmup_texts(c["warmup"]["texts"], self.config["labels"]["source"])
+            self._iteration_configs[it] = c
         return self._iteration_configs[it]
 
     def schedule(self) -> list[dict[str, Any]]:
