@@ -48,6 +48,8 @@ from .data import QRELS_SCHEMA, QUERIES_SCHEMA, InputError, load_queries, read_p
 
 log = logging.getLogger(__name__)
 
+#: the ``labels.source`` values under which the teacher labels training queries (few judged queries, or none)
+TEACHER_LABEL_SOURCES = ("teacher", "qrels+teacher")
 #: the ids of pseudo-queries start with this (``pseudo:title:d12``, ``pseudo:span:d40``)
 PSEUDO_PREFIX = "pseudo:"
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

@@ -71,7 +71,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..labels import corpus_sentences
+from ..labels import TEACHER_LABEL_SOURCES, corpus_sentences
 from .base import LossTerm, Method, Needs, PlanView, TrainingRun, register
 
 log = logging.getLogger(__name__)
@@ -85,21 +85,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: warmup.texts: auto: these, and the corpus passages' sentences where the teacher labels training queries
 JUDGED_WARMUP_TEXTS = ("corpus", "train_queries", "titles")
-#: the label sources under which the teacher labels training queries (few judged queries, or none)
-TEACHER_LABELS = ("teacher", "qrels+teacher")
 
 
 def resolve_warmup_texts(texts: str | list[str], label_source: str) -> list[str]:
     """``warmup.texts`` as the warm-up reads it: a list stays as it is; ``auto`` is the corpus, the training
     queries and the titles, with the corpus passages' sentences added where the teacher labels training
-    queries (``label_source`` in :data:`TEACHER_LABELS`). There the judged queries are few or none, and the
-    sentences give the warm-up's query side thousands of short texts: MED with 15 judged queries, warm-up
-    0.7831 test nDCG@10 against 0.7058 (benchmarks/README.md, issue 35). The workflow resolves it once per
-    iteration config (:meth:`pipeline.plan.Plan.iteration`); a step called by hand with ``auto`` gets the
-    judged-queries texts (it does not know the label source)."""
+    queries (``label_source`` in :data:`pipeline.labels.TEACHER_LABEL_SOURCES`). There the judged queries are
+    few or none, and the sentences give the warm-up's query side thousands of short texts: MED with 15 judged
+    queries, warm-up 0.7831 test nDCG@10 against 0.7058 (benchmarks/README.md, issue 35). The workflow resolves
+    it once per iteration config (:meth:`pipeline.plan.Plan.iteration`); a step called by hand with ``auto``
+    gets the judged-queries texts (it does not know the label source)."""
     if texts != "auto":
         return list(texts)
-    return [*JUDGED_WARMUP_TEXTS, *(["sentences"] if label_source in TEACHER_LABELS else [])]
+    return [*JUDGED_WARMUP_TEXTS, *(["sentences"] if label_source in TEACHER_LABEL_SOURCES else [])]
 
 
 def warmup_teacher(config: dict[str, Any], iteration: int) -> str | None:
@@ -139,7 +137,7 @@ class Standard(Method):
         warm = [teacher] if teacher else []
         in_batch = self.teachers(c) if c["train"]["kd_in_batch"] else []
         return Needs(scorers=self.teachers(c), models=warm + in_batch,
-                     embeddings=(warm if "corpus" in resolve_warmup_texts(c["warmup"]["texts"], "qrels") else [])
+                     embeddings=(warm if "corpus" in c["warmup"]["texts"] else [])
                      + in_batch,
                      snapshots=["warmup"] if teacher and c["train"]["epochs"] > 0 else [])
 

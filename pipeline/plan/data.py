@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import count_judged_queries
+from ..labels import TEACHER_LABEL_SOURCES
 
 
 def download_name(url: str) -> str:
@@ -70,7 +71,7 @@ class DataAndLabels:
         self.judged_training = labels["source"] in ("qrels", "qrels+teacher")
         #: a teacher labels queries (labels.source: teacher, qrels+teacher): every query with qrels+teacher
         #: but the judged ones, which keep their judgments
-        self.teacher_labelled = labels["source"] in ("teacher", "qrels+teacher")
+        self.teacher_labelled = labels["source"] in TEACHER_LABEL_SOURCES
         #: every split prepare validates: train (when judged training queries are read), test and a named dev split
         self.prepared_splits = sorted({*([splits["train"]] if self.judged_training else []), splits["test"],
                                        *filter(None, [splits["dev"]["split"]])})
