@@ -1,3 +1,7 @@
 """Iterative knowledge distillation for dense passage retrieval: the functions behind the workflow's rules."""
 
 __version__ = "0.1.0"
+
+#: the environment variable that carries a job's precision (``python -m pipeline STEP --precision P``) to
+#: :mod:`pipeline.precision`, which reads it when first imported
+PRECISION_ENVVAR = "PIPELINE_PRECISION"

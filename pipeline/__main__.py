@@ -16,6 +16,8 @@ import logging
 import os
 import sys
 
+from . import PRECISION_ENVVAR
+
 STEPS = {
     "download": "pipeline.data:download_beir",
     "prepare": "pipeline.data:prepare_dataset",
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get("PIPELINE_DATA_DIR"),
                         help="the BEIR folder, for {data_dir} in the arguments (default: $PIPELINE_DATA_DIR)")
     parser.add_argument("--threads", type=int, default=None, help="threads for torch/FAISS")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                        help="what the models' matrix products compute in (config precision; default auto)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -83,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     function = getattr(importlib.import_module(module_name), function_name)
     if args.threads is not None and takes_keyword(function, "threads"):
         kwargs["threads"] = args.threads
+    if args.precision is not None:
+        # process-wide, as torch's threads: every model the step loads computes in it; through the
+        # environment, which pipeline.precision reads when first imported, so that a step that loads no model
+        # does not import torch for it
+        os.environ[PRECISION_ENVVAR] = args.precision
+        if "pipeline.precision" in sys.modules:  # imported already (main called in-process): tell it too
+            sys.modules["pipeline.precision"].set_precision(args.precision)
     try:
         function(**kwargs)
     except (InputError, ConfigError) as err:

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .models import ModelSpec, autocast, layer_list, resolve_source, truncate_layers
+from .models import ModelSpec, layer_list, resolve_source, truncate_layers
+from .precision import autocast
 
 
 class CrossEncoder(nn.Module):

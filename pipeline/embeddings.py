@@ -50,6 +50,7 @@ def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, 
     (a model exported already, ``student-it2.onnx``, runs its own backend either way)."""
     # torch: only to encode; the index and the scorers read embeddings without it
     from .models import BiEncoder, ModelSpec, resolve_device, set_threads
+    from .precision import precision_used
     from .runtime import load_encoder, onnx_encoder
 
     set_threads(threads)
@@ -74,6 +75,8 @@ def encode_corpus_shard(corpus_path: str, model: dict[str, Any], out_path: str, 
     provenance = {
         "model": spec.to_dict(), "shard": shard, "num_shards": num_shards, "rows": [start, stop],
         "include_title": include_title, "device": str(device_), "threads": threads,
+        # an exported graph (ONNX, OpenVINO) runs as it was exported; PyTorch as this process's precision says
+        "precision": precision_used(device_) if encoder.spec.backend == "torch" else None,
         "backend": encoder.spec.backend, "export_s": exported_s,
         "dim": int(embeddings.shape[1]), "seconds": seconds,
         "docs_per_s": len(texts) / seconds if seconds > 0 else None,

@@ -8,7 +8,6 @@ the sentence-transformers module files, so the folder loads in both ``transforme
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import logging
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .data import sha256_file
+from .precision import autocast
 from .sources import PACKAGED_MODELS
 
 log = logging.getLogger(__name__)
@@ -57,14 +57,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def autocast(device: torch.device):
-    """bf16 (or fp16) autocast on CUDA; a no-op on CPU where fp32 is faster and exact."""
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
 
 
 def set_threads(threads: int | None) -> None:

@@ -160,6 +160,7 @@ if plan.teacher_labelled:
             runtime=60,
             gpu=GPUS,
         params:
+            precision=PRECISION,
             # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
             # that do not derive from input or output, as the job's args do
             settings=lambda wc: to_json(
@@ -171,4 +172,4 @@ if plan.teacher_labelled:
             ),
             args=lambda wc, input, output: plan.labelling_args(input, output),
         shell:
-            "python -m pipeline label {params.args:q} --threads {threads} > {log} 2>&1"
+            "python -m pipeline label {params.args:q} --threads {threads} --precision {params.precision} > {log} 2>&1"

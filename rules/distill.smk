@@ -20,6 +20,7 @@ rule mine:
         runtime=60,
         gpu=GPUS,
     params:
+        precision=PRECISION,
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
         settings=lambda wc: to_json(
@@ -41,7 +42,7 @@ rule mine:
             provenance={"iteration": int(wc.it)},
         ),
     shell:
-        "python -m pipeline mine {params.args:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline mine {params.args:q} --threads {threads} --precision {params.precision} > {log} 2>&1"
 
 
 rule score:
@@ -65,6 +66,7 @@ rule score:
         runtime=240,
         gpu=GPUS,
     params:
+        precision=PRECISION,
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
         settings=lambda wc: to_json(
@@ -84,7 +86,7 @@ rule score:
             provenance={"iteration": int(wc.it)},
         ),
     shell:
-        "python -m pipeline score {params.args:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline score {params.args:q} --threads {threads} --precision {params.precision} > {log} 2>&1"
 
 
 rule train:
@@ -109,10 +111,11 @@ rule train:
         # one GPU per data-parallel process (train.processes)
         gpu=lambda wc: GPUS * plan.train_processes(wc.it),
     params:
+        precision=PRECISION,
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
         settings=lambda wc: plan.train_settings(wc.it),
         args=lambda wc, input, output: plan.train_args(wc.it, input, output),
         launcher=lambda wc: plan.train_launcher(wc.it),
     shell:
-        "python {params.launcher} {params.args:q} --threads {threads} > {log} 2>&1"
+        "python {params.launcher} {params.args:q} --threads {threads} --precision {params.precision} > {log} 2>&1"

@@ -42,6 +42,7 @@ rule encode:
         runtime=120,
         gpu=GPUS,
     params:
+        precision=PRECISION,
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
         # (the backend only when not the default: runs made before it existed keep their params, so no rerun)
@@ -63,7 +64,7 @@ rule encode:
             backend=config["encode"]["backend"],
         ),
     shell:
-        "python -m pipeline encode {params.args:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline encode {params.args:q} --threads {threads} --precision {params.precision} > {log} 2>&1"
 
 
 rule index:

@@ -23,6 +23,7 @@ rule evaluate:
         runtime=60,
         gpu=GPUS,
     params:
+        precision=PRECISION,
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
         settings=lambda wc: to_json(
@@ -52,7 +53,7 @@ rule evaluate:
             device=config["device"],
         ),
     shell:
-        "python -m pipeline evaluate {params.args:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline evaluate {params.args:q} --threads {threads} --precision {params.precision} > {log} 2>&1"
 
 
 rule select_student:
@@ -102,6 +103,7 @@ if plan.hybrid:
             runtime=60,
             gpu=GPUS,
         params:
+            precision=PRECISION,
             # the settings alone, not derived from input or output (Snakemake reruns a job on those only)
             settings=lambda wc: to_json(
                 **config["hybrid"],
@@ -111,7 +113,7 @@ if plan.hybrid:
             ),
             args=lambda wc, input, output: plan.hybrid_args(input, output),
         shell:
-            "python -m pipeline hybrid {params.args:q} --threads {threads} > {log} 2>&1"
+            "python -m pipeline hybrid {params.args:q} --threads {threads} --precision {params.precision} > {log} 2>&1"
 
 
 rule summary:

@@ -21,6 +21,7 @@ rule mine_for_finetune:
         runtime=60,
         gpu=GPUS,
     params:
+        precision=PRECISION,
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
         settings=lambda wc: to_json(
@@ -42,7 +43,7 @@ rule mine_for_finetune:
             provenance={"finetune": wc.model},
         ),
     shell:
-        "python -m pipeline mine {params.args:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline mine {params.args:q} --threads {threads} --precision {params.precision} > {log} 2>&1"
 
 
 rule finetune:
@@ -65,6 +66,7 @@ rule finetune:
         runtime=240,
         gpu=GPUS,
     params:
+        precision=PRECISION,
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
         settings=lambda wc: to_json(
@@ -72,7 +74,7 @@ rule finetune:
         ),
         args=lambda wc, input, output: plan.finetune_args(wc.model, input, output),
     shell:
-        "python -m pipeline finetune {params.args:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline finetune {params.args:q} --threads {threads} --precision {params.precision} > {log} 2>&1"
 
 
 # A fusion whose weights are chosen on the judged training queries (models.<name>.choose_weights, with
@@ -97,9 +99,10 @@ rule choose_fusion_weights:
         runtime=60,
         gpu=GPUS,
     params:
+        precision=PRECISION,
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
         settings=lambda wc: to_json(**plan.weight_choice_settings(wc.model)),
         args=lambda wc, input, output: plan.weight_choice_args(wc.model, input, output),
     shell:
-        "python -m pipeline choose_fusion_weights {params.args:q} --threads {threads} > {log} 2>&1"
+        "python -m pipeline choose_fusion_weights {params.args:q} --threads {threads} --precision {params.precision} > {log} 2>&1"

@@ -10,6 +10,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import write_beir, write_tiny_bert  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def float32_models(monkeypatch):
+    """In-process tests assert float32 arithmetic (against sentence-transformers, ONNX, hand computations),
+    so they run in float32 whatever the CPU; the bf16 path has its own tests (test_precision.py), and the
+    workflow's jobs compute in the config's precision (auto)."""
+    from pipeline import precision
+
+    monkeypatch.setattr(precision, "_precision", "fp32")
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
     return write_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", layers=3)

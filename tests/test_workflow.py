@@ -13,10 +13,12 @@ from types import SimpleNamespace
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 from pipeline.data import read_provenance
 from pipeline.evaluation import METRICS
+from pipeline.precision import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
@@ -132,7 +134,8 @@ def test_bad_input_stops_at_prepare_with_file_and_line(tmp_path, tiny_beir, tiny
 
 
 def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
-    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, hybrid={"lexical": "bm25"})
+    # float32: the exports are checked against PyTorch's arithmetic (the other runs take precision: auto)
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, hybrid={"lexical": "bm25"}, precision="fp32")
     result = snakemake(workdir, "--cores", "2")
     out = workdir / "results" / "tiny"
     assert "| student | 2 | student-it2" in result.stdout, "the run ends by printing the summary"
@@ -218,6 +221,13 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     # nothing changed: nothing to do
     again = snakemake(workdir, "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    assert training1["precision"] == read_provenance(out / "embeddings/tiny-teacher/shard-0-of-2.parquet")["precision"] \
+        == "fp32"
+    # another precision computes other numbers: every model job reruns, the data preparation does not
+    changed = job_counts(snakemake(workdir, "--cores", "2", "-n", "--config", "precision=auto").stdout)
+    ran = job_counts(result.stdout)
+    assert changed["encode"] == ran["encode"] and changed["evaluate"] == ran["evaluate"] and changed["train"] == 2
+    assert "prepare" not in changed and "split_training_queries" not in changed
 
 
 def test_finetuned_teachers_are_made_once_and_serve_everywhere(tmp_path, tiny_beir, tiny_bert):
@@ -291,6 +301,8 @@ def test_prod_preset_end_to_end_lists_its_stages_and_rounds(tmp_path, tiny_beir,
     assert trained["selection"] == "prod-confusing" and trained["config"]["train"]["lr"] == 2.0e-5
     stage2 = json.loads((out / "students/it2/training.json").read_text())
     assert stage2["config"]["train"]["w_lwf"] == 1.0 and "lwf" in stage2["history"][-1]
+    # precision: auto, resolved by the job on this machine's CPU
+    assert stage2["precision"] == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
     assert stage2["teachers"] == ["fusion"] and stage2["teacher_scales"]["fusion"] > 0
     summary = (out / "summary.md").read_text()
     assert "- it3: PROD round 1 of 1: teacher fusion on confusing queries of the student; " in summary

@@ -29,6 +29,7 @@ from ..index import denoise_with_teacher
 from ..methods import Method, get_method
 from ..methods.base import TrainingRun
 from ..models import BiEncoder, ModelSpec, load_student_spec, resolve_device, set_threads
+from ..precision import precision_used
 from .loop import Phase, fingerprint, loop_models, run_phases, snapshot_path
 from .sampling import build_examples, synthetic_rows
 from .teachers import read_teacher_scores
@@ -164,6 +165,7 @@ def _train(job: TrainingJob, config: dict[str, Any], method_objects: list[Method
                    "teachers": list(job.score_paths), "teacher_scales": teacher_factors, "examples": len(examples),
                    "candidates_before_denoise": before, "selection": selection,
                    "candidates_after_denoise": len(candidates), "seconds": seconds, "device": str(device),
+                   "precision": precision_used(device),
                    "history": history, "initialised_from": job.student_dir,
                    "snapshots": [phase.name for phase in snapshots], "reports": reports, **provenance}
         if not distributed.is_main():  # rank 0 saves; the other processes' students are the same

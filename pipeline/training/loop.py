@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..data import atomic_path
+from ..precision import autocast_dtype
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,8 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
             log.info("ignoring %s: it belongs to another run", checkpoint)
 
     device = next(iter(models.values())).device
-    use_scaler = device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    # fp16 autocast (a CUDA GPU without bf16) needs its loss scaled; bf16 and float32 do not
+    use_scaler = autocast_dtype(device) == torch.float16
     # the seed draws dropout only (batches come from seeded generators): data-parallel processes draw
     # their own masks, rank 0 those of a one-process run
     torch.manual_seed(seed + distributed.rank())
