@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 
-from . import PRECISION_ENVVAR
+from . import PRECISION_ENVVAR, PRECISIONS
 
 STEPS = {
     "download": "pipeline.data:download_beir",
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get("PIPELINE_DATA_DIR"),
                         help="the BEIR folder, for {data_dir} in the arguments (default: $PIPELINE_DATA_DIR)")
     parser.add_argument("--threads", type=int, default=None, help="threads for torch/FAISS")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="what the models' matrix products compute in (config precision; default auto)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -19,10 +19,8 @@ import os
 
 import torch
 
-from . import PRECISION_ENVVAR
+from . import PRECISION_ENVVAR, PRECISIONS
 
-#: config ``precision``: what the models' matrix products compute in (schemas/config.schema.yaml)
-PRECISIONS = ("auto", "fp32", "bf16")
 #: this process's precision: ``--precision`` through the environment, or :func:`set_precision`
 _precision = os.environ.get(PRECISION_ENVVAR, "auto")
 if _precision not in PRECISIONS:
@@ -44,7 +42,9 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        # torch's own CPU feature probes (private; absent from a build that lacks them: no native bf16)
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
     return False
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import PRECISION_ENVVAR, precision
+from pipeline import PRECISION_ENVVAR, PRECISIONS, precision
+from pipeline.config import schema
 from pipeline.__main__ import main
 from pipeline.data import prepare_dataset, read_provenance, read_table
 from pipeline.losses import StudentScores
@@ -37,6 +38,7 @@ def test_fp32_is_float32_everywhere_and_bf16_is_asked_for_explicitly(monkeypatch
         precision.autocast_dtype(CUDA)
     with pytest.raises(ValueError, match="precision must be one of"):
         precision.set_precision("fp16")
+    assert schema()["properties"]["precision"]["enum"] == list(PRECISIONS), "the config's values are the code's"
 
 
 def test_bf16_embeddings_and_loss_stay_close_to_float32(tiny_bert):
