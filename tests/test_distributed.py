@@ -89,10 +89,11 @@ def train_args(setup, student: str, out, processes: int, scratch=None, **setting
 
 
 def torchrun(args: dict, processes: int = 2, **popen) -> subprocess.Popen:
-    """The train step as the workflow's train rule starts it with ``train.processes`` of 2."""
+    """The train step as the workflow's train rule starts it with ``train.processes`` of 2 (in float32, as the
+    in-process runs it is compared with: tests/conftest.py)."""
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
                              "--nproc-per-node", str(processes), "-m", "pipeline", "train", json.dumps(args),
-                             "--threads", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "--threads", "2", "--precision", "fp32"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, **popen)
 
 
