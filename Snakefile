@@ -74,7 +74,7 @@ DATA = plan.data
 # What each model job asks for; Snakemake lowers it to --cores on one machine, and a cluster profile
 # can lower it further (max-threads) or per rule (set-threads).
 JOB_THREADS = config["threads"]
-# What a model job's matrix products compute in (`--precision`; pipeline.models resolves auto on the node
+# What a model job's matrix products compute in (`--precision`; pipeline.precision resolves auto on the node
 # that runs the job): a param of every model rule, so that a change reruns the jobs, whose results differ.
 PRECISION = config["precision"]
 # Snakemake never assigns GPU ids; `device: cuda` asks the scheduler for one GPU per model job.

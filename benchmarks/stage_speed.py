@@ -136,8 +136,8 @@ def prepare(data_dir: str, work: Path, queries: int, passages: int, threads: int
     keep_docs = judged | set(rng.choice(others, size=max(0, passages - len(judged)), replace=False))
     write_table(corpus[corpus.doc_id.isin(keep_docs)].reset_index(drop=True), work / "corpus.parquet",
                 read_provenance(work / "data/corpus.parquet"), CORPUS_SCHEMA)
-    write_table(qrels.reset_index(drop=True), work / "qrels.parquet", read_provenance(work / "data/qrels-train.parquet"),
-                QRELS_SCHEMA)
+    write_table(qrels.reset_index(drop=True), work / "qrels.parquet",
+                read_provenance(work / "data/qrels-train.parquet"), QRELS_SCHEMA)
     paths = {"corpus": str(work / "corpus.parquet"), "qrels": str(work / "qrels.parquet"),
              "queries": str(work / "data/queries.parquet"), "candidates": str(work / "candidates.parquet"),
              "scores": str(work / "scores.parquet"), "student": str(work / "student0")}

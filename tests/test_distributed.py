@@ -93,8 +93,8 @@ def torchrun(args: dict, processes: int = 2, **popen) -> subprocess.Popen:
     in-process runs it is compared with: tests/conftest.py)."""
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
                              "--nproc-per-node", str(processes), "-m", "pipeline", "train", json.dumps(args),
-                             "--threads", "2", "--precision", "fp32"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **popen)
+                             "--threads", "2", "--precision", "fp32"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
 def weights(folder) -> dict[str, torch.Tensor]:
