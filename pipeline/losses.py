@@ -25,7 +25,8 @@ class Batch:
     ``passage_texts`` is row-major ``B*G``; a passage may be synthetic (not in the corpus).
     ``teacher_scores`` maps a teacher/assistant name to ``[B, G]`` scaled scores;
     ``teacher_batch_scores`` (bi-encoder teachers only) to ``[B, B*G]``: every query against every passage
-    of the batch, for in-batch distillation.
+    of the batch, for in-batch distillation; ``teacher_embeddings`` (the same teachers) to their
+    ``([B, d], [B*G, d])`` embeddings of the batch's queries and passages.
     """
 
     query_ids: list[str]
@@ -34,6 +35,7 @@ class Batch:
     group_size: int
     teacher_scores: dict[str, torch.Tensor] = field(default_factory=dict)
     teacher_batch_scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    teacher_embeddings: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     weights: torch.Tensor | None = None  # [B] per-instance weights (None = all 1)
     #: [B, G] True where a group's passage was made for its query (ADAM's dark examples): not judged, so
     #: label losses (NLL) neither reward nor penalise it; distillation terms use it like any candidate
@@ -46,6 +48,7 @@ class Batch:
     def to(self, device: torch.device) -> "Batch":
         self.teacher_scores = {k: v.to(device) for k, v in self.teacher_scores.items()}
         self.teacher_batch_scores = {k: v.to(device) for k, v in self.teacher_batch_scores.items()}
+        self.teacher_embeddings = {k: (q.to(device), p.to(device)) for k, (q, p) in self.teacher_embeddings.items()}
         if self.weights is not None:
             self.weights = self.weights.to(device)
         if self.synthetic is not None:
@@ -173,6 +176,32 @@ def embedding_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     if student.shape[-1] != teacher.shape[-1]:
         raise ValueError(f"embedding MSE needs equal sizes: student {student.shape[-1]}, teacher {teacher.shape[-1]}")
     return ((student.float() - teacher.float()) ** 2).sum(-1)
+
+
+class EmbeddingMSE:
+    r"""The warm-up's embedding MSE kept through distillation: each query's and each of its candidates'
+    student embeddings pulled toward a bi-encoder teacher's embeddings of the same texts, averaged over
+    the query's ``1 + G`` texts:
+
+    .. math:: \mathcal{L} = \frac{1}{1+G}\Big(\lVert E_S(q) - E_T(q) \rVert_2^2
+              + \sum_{j=1}^{G} \lVert E_S(p_j) - E_T(p_j) \rVert_2^2\Big)
+
+    (:func:`embedding_mse` per text). A regulariser toward the space the warm-up pulled the student
+    into, where the label and score terms only see a handful of candidates per query (issue 35: the
+    phases after the warm-up take away what it gave). ``teacher`` names the entry of
+    ``Batch.teacher_embeddings``.
+    """
+
+    def __init__(self, teacher: str = "teacher"):
+        self.teacher = teacher
+
+    def __call__(self, out: StudentScores, batch: Batch) -> torch.Tensor:
+        if self.teacher not in batch.teacher_embeddings:
+            raise ValueError(f"embedding MSE needs teacher {self.teacher!r}'s embeddings of the batch")
+        queries, passages = batch.teacher_embeddings[self.teacher]
+        per_query = embedding_mse(out.query_embeddings, queries)
+        per_passage = embedding_mse(out.passage_embeddings, passages).view(batch.size, -1)
+        return (per_query + per_passage.sum(-1)) / (1 + per_passage.shape[-1])
 
 
 def anchored_rank_kl(student: torch.Tensor, teacher: torch.Tensor, anchors: torch.Tensor, scale: float = 20.0) -> torch.Tensor:

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from pipeline.config import section_defaults
-from pipeline.losses import (Batch, CompositeLoss, ContrastiveNLL, ListwiseKL, MarginMSE, StudentScores,
-                             anchored_rank_kl, embedding_mse, kl_divergence)
+from pipeline.losses import (Batch, CompositeLoss, ContrastiveNLL, EmbeddingMSE, ListwiseKL, MarginMSE,
+                             StudentScores, anchored_rank_kl, embedding_mse, kl_divergence)
 from pipeline.methods.standard import recipe_terms
 
 
@@ -54,6 +54,25 @@ def test_kl_matches_hand_computation_and_temperature_squared():
     got = ListwiseKL(temperature=T)(scores_for(student), one_query_batch(teacher))
     assert got.item() == pytest.approx(expected, rel=1e-5)
     assert kl_divergence(torch.tensor([teacher]), torch.tensor([teacher])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_embedding_mse_through_distillation_averages_each_query_and_its_candidates():
+    # two queries, groups of 2; student and teacher embeddings in 2 dimensions
+    student_q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    student_p = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
+    teacher_q = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
+    teacher_p = torch.tensor([[1.0, 2.0], [0.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    batch = Batch(["a", "b"], ["a", "b"], ["p0", "n0", "p1", "n1"], group_size=2,
+                  teacher_embeddings={"w": (teacher_q, teacher_p)})
+    got = EmbeddingMSE(teacher="w")(StudentScores(student_q, student_p, scale=20.0), batch)
+    # query a: |(1,0)-(0,0)|^2 = 1, p0: |(0,-2)|^2 = 4, n0: 0  -> 5/3
+    # query b: 0, p1: 0, n1: |(2,0)|^2 = 4                     -> 4/3
+    assert got.tolist() == pytest.approx([5 / 3, 4 / 3])
+    terms = recipe_terms({**section_defaults("train"), "w_embedding_mse": 0.5}, ["t"], "w")
+    assert terms["embedding_mse:w"][0] == 0.5 and isinstance(terms["embedding_mse:w"][1], EmbeddingMSE)
+    assert not any(name.startswith("embedding_mse") for name in recipe_terms(section_defaults("train"), ["t"]))
+    with pytest.raises(ValueError, match="needs teacher 'other'"):
+        EmbeddingMSE(teacher="other")(StudentScores(student_q, student_p, 20.0), batch)
 
 
 def test_margin_mse_matches_hand_computation():

@@ -40,6 +40,10 @@ def test_standard_asks_for_its_teacher_and_warmup_teacher():
     assert other.models == ("w",) and other.embeddings == (), "no corpus texts"
     in_batch = standard.plan(plan_of(train={"kd_in_batch": True}, warmup={"epochs": 0}), 2)
     assert in_batch.models == in_batch.embeddings == ("t",)
+    anchored = standard.plan(plan_of(train={"w_embedding_mse": 1.0}, warmup={"epochs": 1, "teacher": "w"}), 2)
+    assert anchored.models == anchored.embeddings == ("w",), "iteration 2 keeps the warm-up teacher's embeddings"
+    both = standard.plan(plan_of(train={"w_embedding_mse": 1.0, "kd_in_batch": True}, warmup={"epochs": 0}), 2)
+    assert both.models == both.embeddings == ("t",), "one teacher serves both, loaded once"
 
 
 def test_warmup_texts_auto_adds_the_sentences_only_where_the_teacher_labels_training_queries():

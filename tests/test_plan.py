@@ -171,6 +171,8 @@ def test_finetune_needs_judged_training_queries(tmp_path):
     ({"teacher": "bm25"}, "warmup needs a bi-encoder teacher"),
     ({"warmup": {"epochs": 0}, "teacher": "ce", "train": {"kd_in_batch": True}},
      "kd_in_batch needs bi-encoder teachers; 'ce' is not one"),
+    ({"warmup": {"epochs": 0}, "teacher": "ce", "train": {"w_embedding_mse": 1.0}},
+     "train.w_embedding_mse needs a bi-encoder warm-up teacher; set warmup.teacher (got 'ce')"),
     ({"models": {"f": {"kind": "fusion", "members": {"ghost": 1.0}}, "t": {"kind": "bi-encoder", "source": "s"}},
       "teacher": "t"}, "models.f.members: unknown model 'ghost'"),
     ({"models": {"t": {"kind": "bi-encoder"}}, "teacher": "t"}, "models.t: a bi-encoder needs a source"),

@@ -286,6 +286,32 @@ def test_in_batch_distillation_scores_the_whole_batch_with_the_teacher(setup, tm
     assert not (tmp_path / "student2").exists()
 
 
+def test_embedding_mse_keeps_the_student_near_the_warmup_teacher_through_distillation(setup, tmp_path):
+    root, data, teacher = setup
+    shards = {"teacher": [str(root / "teacher-emb.parquet")]}
+    plain = train(setup, tmp_path / "plain", settings={"epochs": 3})
+    anchored = train(setup, tmp_path / "anchored", settings={"epochs": 3, "w_embedding_mse": 5.0},
+                     models={"teacher": teacher}, embedding_shards=shards)
+    first, last = anchored["history"][0], anchored["history"][-1]
+    assert "embedding_mse:teacher" in first and "embedding_mse:teacher" not in plain["history"][0]
+    assert first["embedding_mse:teacher"] > 0 and last["embedding_mse:teacher"] > 0
+    # the 1-layer cut starts near the tiny teacher (0.0007 on the corpus); distillation moves it away
+    # (0.58 without the term), the term keeps it near (0.026 at weight 5)
+    from pipeline.data import passage_texts, read_table
+    from pipeline.embeddings import read_embeddings
+
+    ids, target = read_embeddings(shards["teacher"])
+    texts = passage_texts(read_table(data["corpus"]).set_index("doc_id").loc[ids].reset_index(), True)
+
+    def distance(path):
+        student = BiEncoder.load(ModelSpec("s", source=str(path)))
+        return float(((student.encode(texts, is_query=False) - target) ** 2).sum(-1).mean())
+
+    assert distance(tmp_path / "anchored") < distance(tmp_path / "plain") / 5
+    with pytest.raises(ValueError, match="must be a bi-encoder with cached corpus embeddings"):
+        train(setup, tmp_path / "unanchored", settings={"w_embedding_mse": 1.0})
+
+
 # --------------------------------------------------------------------------------------------------
 # Composition: a second method adds a loss term to standard's phase and a phase of its own
 # --------------------------------------------------------------------------------------------------

@@ -9,20 +9,23 @@ teacher's embeddings without labels, then trains on each training query's group
         + \sum_{t} \omega_t \big(w_{kd}\,T^2\,\mathrm{KL}(\mathrm{softmax}(t/T)\,\|\,\mathrm{softmax}(s/T))
         + w_{mse}\,\mathrm{MarginMSE}(s, t)\big)
         + w_{lwf}\,T^2\,\mathrm{KL}(\mathrm{softmax}(s_{old}/T)\,\|\,\mathrm{softmax}(s/T))
+        + w_{emb}\,\frac{1}{1+G}\sum_{x \in \{q, p^+, n_1 .. n_k\}} \lVert E_S(x) - E_W(x) \rVert^2
 
 with ``s`` the student's scaled similarities, ``t`` each teacher's scores on the student's scale
 (:func:`pipeline.training.teachers.teacher_scale`) and ``ω_t`` the ``teacher_weights`` (1 each by
 default) and ``s_old`` the scores of a frozen copy of the student as it was when distillation began
 (after the warm-up, or the previous iteration's student; learning without forgetting,
-:mod:`pipeline.training.regularisers`). The warm-up minimises ``w_embedding_mse·||E_S(x) - E_T(x)||² + w_rank_kl·KL`` of the ranking
-of the teacher's other-side embeddings (:func:`pipeline.losses.anchored_rank_kl`) over corpus passages,
-training queries and titles.
+:mod:`pipeline.training.regularisers`); ``E_W`` the warm-up teacher's embeddings (``warmup.teacher``, else
+the teacher: the space the warm-up pulled the student into, kept through distillation with
+``w_embedding_mse``; :class:`pipeline.losses.EmbeddingMSE`). The warm-up minimises
+``w_embedding_mse·||E_S(x) - E_T(x)||² + w_rank_kl·KL`` of the ranking of the teacher's other-side
+embeddings (:func:`pipeline.losses.anchored_rank_kl`) over corpus passages, training queries and titles.
 
 Settings (config sections):
     - ``teacher``: the model whose scores of the mined candidates the student learns from.
-    - ``train``: ``w_nll``, ``w_kd``, ``w_mse``, ``w_lwf``, ``temperature``, ``teacher_weights``, ``kd_in_batch``
-      (the KL over every passage of the batch, scored by a bi-encoder teacher from its cached corpus
-      embeddings), batch and group sizes, optimiser, ``denoise``.
+    - ``train``: ``w_nll``, ``w_kd``, ``w_mse``, ``w_lwf``, ``w_embedding_mse``, ``temperature``,
+      ``teacher_weights``, ``kd_in_batch`` (the KL over every passage of the batch, scored by a bi-encoder
+      teacher from its cached corpus embeddings), batch and group sizes, optimiser, ``denoise``.
     - ``warmup``: ``epochs``, ``iterations`` (which iterations warm up), ``teacher`` (a bi-encoder;
       default the teacher), ``texts`` (``auto``: the corpus, training queries and titles, and the corpus
       passages' sentences where the teacher labels training queries), ``w_embedding_mse``, ``w_rank_kl``,
@@ -40,7 +43,8 @@ References:
 
 Requirements:
     - judged training queries (``splits.train``) and a teacher score artifact for the mined candidates;
-    - a bi-encoder warm-up teacher with the student's embedding size; bi-encoder teachers for ``kd_in_batch``.
+    - a bi-encoder warm-up teacher with the student's embedding size (also for ``w_embedding_mse``);
+      bi-encoder teachers for ``kd_in_batch``.
 
 Inputs:
     +------------------------------------+-----------------------------------------+
@@ -100,6 +104,15 @@ def resolve_warmup_texts(texts: str | list[str], label_source: str) -> list[str]
     return [*JUDGED_WARMUP_TEXTS, *(["sentences"] if label_source in TEACHER_LABEL_SOURCES else [])]
 
 
+def embedding_teacher(train: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """The bi-encoder whose embeddings ``train.w_embedding_mse`` keeps the student near through
+    distillation (the warm-up's teacher: ``warmup.teacher``, else the teacher), or None when the term is off
+    (``train``: the section the phase trains with)."""
+    if train["w_embedding_mse"] <= 0 or train["epochs"] <= 0:
+        return None
+    return config["warmup"]["teacher"] or config["teacher"]
+
+
 def warmup_teacher(config: dict[str, Any], iteration: int) -> str | None:
     """The bi-encoder the warm-up of ``iteration`` distils from, or None when it does not warm up."""
     warmup = config["warmup"]
@@ -129,13 +142,17 @@ class Standard(Method):
         if c["train"]["kd_in_batch"]:
             problems += [f"train.kd_in_batch needs bi-encoder teachers; {name!r} is not one"
                          for name in self.teachers(c) if plan.kind(name) != "bi-encoder"]
+        anchor = embedding_teacher(c["train"], c)
+        if anchor and plan.kind(anchor) != "bi-encoder":
+            problems.append(f"train.w_embedding_mse needs a bi-encoder warm-up teacher; set warmup.teacher "
+                            f"(got {anchor!r})")
         return problems
 
     def plan(self, view: PlanView, it: int) -> Needs:
         c = view.iteration(it)
         teacher = warmup_teacher(c, it)
         warm = [teacher] if teacher else []
-        in_batch = self.teachers(c) if c["train"]["kd_in_batch"] else []
+        in_batch = self.live_teacher_names(c["train"], c)
         return Needs(scorers=self.teachers(c), models=warm + in_batch,
                      embeddings=(warm if "corpus" in c["warmup"]["texts"] else [])
                      + in_batch,
@@ -196,29 +213,42 @@ class Standard(Method):
         # the warmed-up student is a candidate of its own for the final student (chosen on dev)
         return [dataclasses.replace(warm_phase, snapshot=run.train["epochs"] > 0)]
 
+    def live_teacher_names(self, train: dict[str, Any], config: dict[str, Any]) -> list[str]:
+        """The bi-encoders that see every text of a batch: the teachers for ``train.kd_in_batch``, the
+        warm-up teacher for ``train.w_embedding_mse``."""
+        if train["epochs"] <= 0:
+            return []
+        names = self.teachers(config) if train["kd_in_batch"] else []
+        anchor = embedding_teacher(train, config)
+        return list(dict.fromkeys(names + ([anchor] if anchor else [])))
+
     def in_batch_teachers(self, run: "TrainingRun") -> dict:
-        """Live scorers of every passage of a batch for ``train.kd_in_batch`` (none when it is off)."""
+        """Live bi-encoder teachers of every text of a batch (:meth:`live_teacher_names`; none without
+        ``train.kd_in_batch`` or ``train.w_embedding_mse``)."""
         # torch: not at parse time (the Snakefile imports this module)
         from ..training.teachers import in_batch_teacher_scorers
 
         settings = run.train
-        if not (settings["kd_in_batch"] and settings["epochs"] > 0):
+        names = self.live_teacher_names(settings, run.config)
+        if not names:
             return {}
-        return in_batch_teacher_scorers(self.teachers(run.config), run.models, run.embedding_shards, settings,
+        return in_batch_teacher_scorers(names, run.models, run.embedding_shards, settings,
                                         run.queries, run.corpus_path, [e.query_id for e in run.examples],
                                         run.synthetic_texts, run.include_title, run.device, run.teacher_factors)
 
     def loss_terms(self, run: "TrainingRun", phase: str) -> dict[str, tuple[float, LossTerm]]:
         if phase != "distill":
             return {}
-        return recipe_terms(run.train, self.teachers(run.config))
+        return recipe_terms(run.train, self.teachers(run.config), embedding_teacher(run.train, run.config))
 
 
-def recipe_terms(settings: dict[str, Any], teachers: list[str]) -> dict[str, tuple[float, LossTerm]]:
-    """``w_nll·NLL + Σ_t ω_t (w_kd·KL_T + w_mse·MarginMSE) + w_lwf·KL_T(s_old, s)`` as named, weighted
-    per-query terms."""
+def recipe_terms(settings: dict[str, Any], teachers: list[str],
+                 embedding_target: str | None = None) -> dict[str, tuple[float, LossTerm]]:
+    """``w_nll·NLL + Σ_t ω_t (w_kd·KL_T + w_mse·MarginMSE) + w_lwf·KL_T(s_old, s)
+    + w_embedding_mse·MSE(E_S, E_W)`` as named, weighted per-query terms (the last with the bi-encoder
+    ``embedding_target``, when given)."""
     # torch: not at parse time (the Snakefile imports this module)
-    from ..losses import ContrastiveNLL, ListwiseKL, MarginMSE
+    from ..losses import ContrastiveNLL, EmbeddingMSE, ListwiseKL, MarginMSE
     from ..training.regularisers import PREVIOUS_STUDENT
 
     terms: dict[str, tuple[float, LossTerm]] = {
@@ -231,4 +261,7 @@ def recipe_terms(settings: dict[str, Any], teachers: list[str]) -> dict[str, tup
                                ListwiseKL(settings["temperature"], teacher=name, in_batch=settings["kd_in_batch"]))
         terms[f"margin_mse:{name}"] = (settings["w_mse"] * share, MarginMSE(teacher=name))
     terms["lwf"] = (settings["w_lwf"], ListwiseKL(settings["temperature"], teacher=PREVIOUS_STUDENT))
+    if embedding_target:
+        terms[f"embedding_mse:{embedding_target}"] = (settings["w_embedding_mse"],
+                                                      EmbeddingMSE(teacher=embedding_target))
     return terms

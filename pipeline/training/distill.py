@@ -18,10 +18,11 @@ def batch_builder(settings: dict, examples: list[Example], doc_text: dict[str, s
                   frozen_scorers: Sequence[str] = (),
                   instance_weights: Callable[[Batch, int], torch.Tensor] | None = None):
     """``(models, rows, global_step) -> Batch``: a batch of ``[(query, group)]`` rows with its teachers'
-    cached scores, in-batch teacher scores, synthetic-passage mask, the live scores of ``frozen_scorers``
-    (untrained bi-encoders among the loop's models, e.g. a frozen copy of the student,
-    :mod:`.regularisers`) and the queries' ``instance_weights``, on the student's device. Every phase
-    over mined groups (the standard ``distill``, OnMKD's peers) builds its batches with it."""
+    cached scores, the in-batch teachers' embeddings of its texts and scores of every pair, synthetic-passage
+    mask, the live scores of ``frozen_scorers`` (untrained bi-encoders among the loop's models, e.g. a
+    frozen copy of the student, :mod:`.regularisers`) and the queries' ``instance_weights``, on the
+    student's device. Every phase over mined groups (the standard ``distill``, OnMKD's peers) builds its
+    batches with it."""
     in_batch_teachers = in_batch_teachers or {}
     synthetic_ids = {d for example in examples for d in example.synthetic}
     scale = float(settings["similarity_scale"])
@@ -37,11 +38,14 @@ def batch_builder(settings: dict, examples: list[Example], doc_text: dict[str, s
             group_size=settings["group_size"],
             teacher_scores={name: torch.tensor([[lookup[(q, d)] for d in group] for q, group in rows])
                             for name, lookup in teacher_scores.items()},
-            teacher_batch_scores={name: teacher([q for q, _ in rows], doc_ids)
-                                  for name, teacher in in_batch_teachers.items()},
+            teacher_embeddings={name: teacher.embeddings([q for q, _ in rows], doc_ids)
+                                for name, teacher in in_batch_teachers.items()},
             synthetic=torch.tensor([[d in synthetic_ids for d in group] for _, group in rows])
             if synthetic_ids else None,
-        ).to(device)
+        )
+        batch.teacher_batch_scores = {name: in_batch_teachers[name].scores(*embeddings)
+                                      for name, embeddings in batch.teacher_embeddings.items()}
+        batch.to(device)
         for scorer in frozen_scorers:
             batch.teacher_scores[scorer] = frozen_group_scores(models[scorer], batch, scale, max_passage)
         if instance_weights is not None:

@@ -98,8 +98,9 @@ def read_teacher_scores(score_paths: dict[str, str], settings: dict, qrels: dict
 
 
 class InBatchTeacher:
-    """A bi-encoder teacher's scores for every (query, passage) pair of a batch, from its cached corpus
-    embeddings (synthetic passages are encoded as they come), times the teacher's scale factor."""
+    """A bi-encoder teacher's embeddings of a batch's queries and passages and its scores for every
+    (query, passage) pair, from its cached corpus embeddings (synthetic passages are encoded as they
+    come), the scores times the teacher's scale factor."""
 
     def __init__(self, scorer, factor: float, query_ids: Sequence[str], synthetic: dict[str, str]):
         self.scorer, self.factor, self.synthetic = scorer, factor, synthetic
@@ -107,10 +108,18 @@ class InBatchTeacher:
         self.query_row = {q: i for i, q in enumerate(ids)}
         self.query_embeddings = torch.from_numpy(scorer.query_embeddings(ids))
 
-    def __call__(self, query_ids: Sequence[str], doc_ids: Sequence[str]) -> torch.Tensor:
+    def embeddings(self, query_ids: Sequence[str], doc_ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([B, d], [N, d])``: the teacher's embeddings of the queries and of the passages."""
         q = self.query_embeddings[[self.query_row[x] for x in query_ids]]
         p = torch.from_numpy(self.scorer.passage_embeddings(doc_ids, [self.synthetic.get(d) for d in doc_ids]))
-        return self.factor * q @ p.T
+        return q, p
+
+    def scores(self, queries: torch.Tensor, passages: torch.Tensor) -> torch.Tensor:
+        """``[B, N]`` scaled scores of the teacher's query and passage embeddings."""
+        return self.factor * queries @ passages.T
+
+    def __call__(self, query_ids: Sequence[str], doc_ids: Sequence[str]) -> torch.Tensor:
+        return self.scores(*self.embeddings(query_ids, doc_ids))
 
 
 def in_batch_teacher_scorers(names: Sequence[str], models: dict[str, dict], embedding_shards: dict[str, Sequence[str]],
@@ -124,8 +133,8 @@ def in_batch_teacher_scorers(names: Sequence[str], models: dict[str, dict], embe
         model = models.get(name)
         if model is None or model.get("kind") != "bi-encoder" or name not in embedding_shards:
             kind = model.get("kind") if model else "unknown"
-            raise ValueError(f"train.kd_in_batch: teacher {name!r} ({kind}) must be a bi-encoder with cached corpus "
-                             "embeddings; in-batch pairs have no cached scores")
+            raise ValueError(f"train.kd_in_batch / train.w_embedding_mse: teacher {name!r} ({kind}) must be a "
+                             "bi-encoder with cached corpus embeddings; in-batch pairs have no cached scores")
         scorer = make_scorer(ModelSpec.from_config(name, model), models, queries, corpus_path, embedding_shards,
                              include_title, device)
         factor = (factors or {}).get(name)
