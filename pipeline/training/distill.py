@@ -27,6 +27,7 @@ def batch_builder(settings: dict, examples: list[Example], doc_text: dict[str, s
     synthetic_ids = {d for example in examples for d in example.synthetic}
     scale = float(settings["similarity_scale"])
     max_passage = settings.get("max_passage_length")
+    score_every_pair = bool(settings.get("kd_in_batch"))
 
     def build(models, rows, global_step: int) -> Batch:
         device = models["student"].device
@@ -43,8 +44,9 @@ def batch_builder(settings: dict, examples: list[Example], doc_text: dict[str, s
             synthetic=torch.tensor([[d in synthetic_ids for d in group] for _, group in rows])
             if synthetic_ids else None,
         )
-        batch.teacher_batch_scores = {name: in_batch_teachers[name].scores(*embeddings)
-                                      for name, embeddings in batch.teacher_embeddings.items()}
+        if score_every_pair:  # the in-batch KL's targets; the embedding MSE reads the embeddings alone
+            batch.teacher_batch_scores = {name: in_batch_teachers[name].scores(*embeddings)
+                                          for name, embeddings in batch.teacher_embeddings.items()}
         batch.to(device)
         for scorer in frozen_scorers:
             batch.teacher_scores[scorer] = frozen_group_scores(models[scorer], batch, scale, max_passage)
