@@ -12,7 +12,9 @@ OUT=${BENCH_OUT:-benchmarks/results/scifact-export.json}
 BIN=.venv/bin
 RUN=results/$EXP
 [ -f "$RUN/final.json" ] || { echo "no finished run in $RUN: bash benchmarks/scifact.sh first" >&2; exit 2; }
-SMK=("$BIN/snakemake" --cores all --config data_dir="$DATA" experiment="$EXP")
+# both formats evaluated (the default evaluates the quantized one only: export.evaluate auto)
+SMK=("$BIN/snakemake" --cores all --config data_dir="$DATA" experiment="$EXP"
+     'export={"formats": ["onnx", "onnx-int8"], "evaluate": ["onnx", "onnx-int8"]}')
 "${SMK[@]}" --touch "$RUN/final.json" $(ls -d "$RUN"/eval/test/*/metrics.json | grep -v '\.onnx') > /dev/null 2>&1
 "${SMK[@]}"
 "${SMK[@]}" --dry-run > "$RUN/second-run-export.txt" 2>&1
@@ -43,7 +45,8 @@ jobs = {"export": job(f"export/student-it{last}.tsv")}
 for row in (r for r in rows if r is not pytorch):
     jobs[row["name"]] = {stage: job(f"{stage}/{row['name']}{suffix}.tsv")
                          for stage, suffix in (("encode", "-0-of-1"), ("index", ""), ("evaluate", ""))}
-result = {"run": str(run), "rows": rows, "export": {"formats": exported["formats"], "versions": exported["versions"]},
+result = {"run": str(run), "rows": rows,
+          "export": {"formats": exported["formats"], "check": exported.get("check"), "versions": exported["versions"]},
           "jobs": jobs,
           "second_run_does_nothing": "Nothing to be done" in (run / "second-run-export.txt").read_text()}
 Path(out).write_text(json.dumps(result, indent=2) + "\n")

@@ -200,13 +200,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _export_format_line(export: dict[str, Any], fmt: str, evaluated: set[str]) -> str:
+    """One format of an export for the summary: its size, its check against PyTorch, whether it has a row."""
+    name, check = f"{export['model']['name']}.{fmt}", export.get("check") or {}
+    line = f"{fmt} {_cell(export['formats'][fmt]['size_mb'])} MB"
+    if fmt in check:
+        line += (f", lowest cosine to PyTorch fp32 {check[fmt]['min_cosine']:.6f} over {check['passages']} "
+                 "passages")
+    return line + (f" (evaluated: row {name})" if name in evaluated else " (not evaluated: export.evaluate)")
+
+
 def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, experiment: str,
               dev_metric_paths: Sequence[str] = (), final_path: str | None = None,
               iterations: Sequence[dict[str, Any]] = (), training_paths: dict[str, str] | None = None,
-              figures: dict[str, str] | None = None) -> list[dict]:
+              figures: dict[str, str] | None = None, export_paths: Sequence[str] = ()) -> list[dict]:
     """Gather per-model test metrics into a table (teachers first, then the students in the order the run
     made them), with each student's dev figure and the final student marked; then what each iteration was
-    (``iterations``: ``{"iteration", "label", "reports": [JSON paths whose "summary" line is shown]}``).
+    (``iterations``: ``{"iteration", "label", "reports": [JSON paths whose "summary" line is shown]}``),
+    and each export's formats with their check against PyTorch (``export_paths``: export.json files).
     With ``figures`` (paths of "table", "ndcg", "quality_speed", "training"), also the report's table and
     figures (:func:`pipeline.report.make_report_figures`), from each iteration's ``training_paths``."""
     rows = [json.loads(Path(p).read_text()) for p in metric_paths]
@@ -233,6 +244,11 @@ def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, exp
             how = "chosen on the judged training queries" if row.get("fusion_weights_chosen") else "configured"
             lines += ["", f"Fusion {row['name']}: weights " + ", ".join(f"{m} {w:g}" for m, w in row["fusion_weights"].items())
                       + f" ({how})"]
+    exports = [dict(json.loads(Path(p).read_text()), folder=str(Path(p).parent)) for p in export_paths]
+    evaluated = {row["name"] for row in rows}
+    for export in exports:
+        lines += ["", f"Export {export['model']['name']} (`{export['folder']}`): " + "; ".join(
+            _export_format_line(export, fmt, evaluated) for fmt in export["formats"])]
     described = [dict(entry, reports=[json.loads(Path(p).read_text()) for p in entry.get("reports", [])])
                  for entry in iterations]
     if described:
@@ -243,7 +259,7 @@ def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, exp
     table = "\n".join(lines) + "\n"
     with atomic_path(out_markdown) as tmp:
         tmp.write_text(table)
-    summary = {"experiment": experiment, "rows": rows, "final": final, "iterations": described}
+    summary = {"experiment": experiment, "rows": rows, "final": final, "iterations": described, "exports": exports}
     write_json(summary, out_json)
     if figures:
         # matplotlib (through .report): only in the summary step

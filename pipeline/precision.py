@@ -36,6 +36,18 @@ def set_precision(precision: str) -> None:
     _precision = precision
 
 
+@contextlib.contextmanager
+def computing_in(precision: str):
+    """This process's precision set to ``precision`` for the block, and back after it."""
+    global _precision
+    previous = _precision
+    set_precision(precision)
+    try:
+        yield
+    finally:
+        _precision = previous
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bf16 matrices in hardware: CUDA GPUs that support bf16, CPUs with
     AVX512-BF16 or AMX (a 2-core Zen 4: 5x its float32 matmul throughput, benchmarks/README.md)."""

@@ -124,6 +124,7 @@ rule summary:
         final=f"{R}/final.json",
         reports=[path for it in plan.iterations for path in plan.reports(it)],
         students=[f"{R}/students/it{it}" for it in plan.iterations],
+        exports=plan.export_dirs(),
     output:
         markdown=f"{R}/summary.md",
         json=f"{R}/summary.json",
@@ -149,6 +150,7 @@ rule summary:
                 {"iteration": it, "label": plan.describe(it), "reports": plan.reports(it)} for it in plan.iterations
             ],
             training_paths={f"it{it}": f"{path}/training.json" for it, path in zip(plan.iterations, input.students)},
+            export_paths=[f"{path}/export.json" for path in input.exports],
             figures={
                 "table": output.table,
                 "ndcg": output.ndcg,

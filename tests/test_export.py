@@ -98,6 +98,33 @@ def test_bad_exports_are_refused_before_any_work(tiny_bert, tmp_path, monkeypatc
     assert not (tmp_path / "o").exists()
 
 
+def test_the_export_job_checks_each_graph_against_pytorch_in_float32(tiny_bert, tiny_beir, tmp_path, monkeypatch):
+    """export.json's ``check``: each format's lowest cosine and largest difference to the PyTorch model in
+    float32 on the corpus's first passages, whatever precision the process runs in (here bf16 where the
+    CPU has it), as computed independently from the exported graphs."""
+    from pipeline import precision
+    from pipeline.data import passage_texts, read_rows
+    from tests.fixtures import prepare_with_candidates
+
+    corpus = prepare_with_candidates(tiny_beir, tmp_path)["corpus"]
+    model = {"name": "student", "kind": "bi-encoder", "source": str(tiny_bert), "layers": 2, "max_passage_length": 48}
+    monkeypatch.setattr(precision, "_precision", "bf16")
+    export.export_model(model, str(tmp_path / "out"), ["onnx", "onnx-int8"], corpus_path=corpus)
+    assert precision._precision == "bf16", "the check leaves the process's precision as it found it"
+    check = json.loads((tmp_path / "out/export.json").read_text())["check"]
+    texts = passage_texts(read_rows(corpus, 0, export.CHECK_PASSAGES))
+    assert check["passages"] == len(texts) > 2 and check["against"] == "pytorch fp32"
+    monkeypatch.setattr(precision, "_precision", "fp32")
+    reference = BiEncoder.load(ModelSpec.from_config("student", model)).encode(texts, is_query=False)
+    for fmt in ("onnx", "onnx-int8"):
+        got = load_encoder(exported_spec(model, tmp_path / "out", fmt)).encode(texts, is_query=False)
+        cosine = (got * reference).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(reference, axis=1)
+        assert check[fmt]["min_cosine"] == pytest.approx(cosine.min(), abs=1e-6)
+        assert check[fmt]["max_abs_diff"] == pytest.approx(np.abs(got - reference).max(), abs=1e-6)
+    assert check["onnx"]["min_cosine"] > 0.99999 and check["onnx"]["max_abs_diff"] < 1e-4
+    assert check["onnx-int8"]["max_abs_diff"] > check["onnx"]["max_abs_diff"], "quantized: close, not equal"
+
+
 def test_the_corpus_encodes_through_onnx_as_through_pytorch(tiny_bert, tiny_beir, tmp_path):
     """``encode.backend: onnx``: the encode job exports the model in memory and writes the same embeddings."""
     from pipeline.data import read_provenance

@@ -103,9 +103,9 @@ def test_prepared_splits_include_a_named_dev_split():
 def test_evaluated_models():
     plan = Plan(config(overrides={"2": {"teacher": "other"}}))
     assert plan.evaluated_models() == ["other", "teacher", "student-it0", "student-it1-warmup", "student-it1",
-                                       "student-it2", "student-it2.onnx", "student-it2.onnx-int8"], \
-        "iteration 1 keeps its warmed-up student; the last student is exported in the default formats"
-    assert plan.students() == plan.evaluated_models()[2:-2]
+                                       "student-it2", "student-it2.onnx-int8"], \
+        "iteration 1 keeps its warmed-up student; the last student's quantized export is evaluated"
+    assert plan.students() == plan.evaluated_models()[2:-1]
     assert Plan(config(train={"epochs": 0})).students() == ["student-it0", "student-it1", "student-it2"], \
         "a warm-up-only iteration's student is its warmed-up student"
     assert plan.metrics("student-it1", "dev") == "results/x/eval/dev/student-it1/metrics.json"
@@ -237,7 +237,8 @@ def test_snakemake_validate_and_complete_fill_the_same_defaults(tmp_path):
 
 def test_exported_models_are_their_model_run_by_another_backend():
     plan = Plan(config())
-    assert plan.exported_models() == ["student-it2.onnx", "student-it2.onnx-int8"]
+    assert plan.exported_models() == ["student-it2.onnx-int8"], "export.evaluate: auto, the quantized format"
+    assert plan.export_dirs() == ["results/x/export/student-it2"], "both formats exported, and checked"
     int8 = plan.model("student-it2.onnx-int8")
     assert int8 == dict(plan.model("student-it2"), source="results/x/export/student-it2", backend="onnx",
                         file_name="onnx/model_qint8.onnx", name="student-it2.onnx-int8")
@@ -247,7 +248,19 @@ def test_exported_models_are_their_model_run_by_another_backend():
     assert plan.eval_inputs("student-it2.onnx")["index"] == "results/x/index/student-it2.onnx"
     assert plan.model("teacher.onnx")["source"] == "results/x/export/teacher", "a teacher exports too"
     assert Plan(config(export={"formats": []})).exported_models() == []
-    assert Plan(config(iterations=1, export={"formats": ["onnx"]})).exported_models() == ["student-it1.onnx"]
+    assert Plan(config(export={"formats": []})).export_dirs() == []
+    assert Plan(config(iterations=1, export={"formats": ["onnx"]})).exported_models() == []
+    assert Plan(config(iterations=1, export={"formats": ["onnx"], "evaluate": ["onnx"]})).exported_models() == \
+        ["student-it1.onnx"]
+    assert Plan(config(export={"formats": ["onnx-int8", "onnx"], "evaluate": ["onnx", "onnx-int8"]})).exported_models() \
+        == ["student-it2.onnx-int8", "student-it2.onnx"], "in the order of export.formats"
+
+
+def test_evaluating_a_format_that_is_not_exported_is_refused():
+    problems = Plan(config(export={"formats": ["onnx"], "evaluate": ["onnx-int8"]})).problems()
+    assert problems == ["export.evaluate: 'onnx-int8' is not exported (export.formats: ['onnx'])"]
+    with pytest.raises(ConfigError, match=r"export\.evaluate"):
+        config(export={"evaluate": "all"})
 
 
 def test_an_unknown_export_format_lists_the_allowed_ones():

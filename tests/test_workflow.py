@@ -180,17 +180,22 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     for row in summary["rows"]:
         assert 0.0 <= row["ndcg@10"] <= 1.0 and row["encode_docs_per_s"] > 0 and row["params"] > 0
         assert row["size_mb"] > 0
-    # the last student exported for serving, each format evaluated like any model, after the student
+    # the last student exported for serving in both formats, each checked against PyTorch in the export
+    # job; the quantized one (export.evaluate: auto) evaluated like any model, after the student
     names = [row["name"] for row in summary["rows"]]
-    assert names[-4:] == ["student-it2", "student-it2.onnx", "student-it2.onnx-int8", "hybrid"]
-    pytorch, fp32, int8 = summary["rows"][-4:-1]
-    assert fp32["backend"] == int8["backend"] == "onnx" and pytorch["backend"] == "torch"
-    assert abs(fp32["ndcg@10"] - pytorch["ndcg@10"]) < 1e-3, "ONNX fp32 retrieves as PyTorch does"
+    assert names[-3:] == ["student-it2", "student-it2.onnx-int8", "hybrid"]
+    pytorch, int8 = summary["rows"][-3:-1]
+    assert int8["backend"] == "onnx" and pytorch["backend"] == "torch"
     assert int8["size_mb"] < pytorch["size_mb"] / 2
     exported = json.loads((out / "export/student-it2/export.json").read_text())
     assert set(exported["formats"]) == {"onnx", "onnx-int8"}
+    assert exported["check"]["onnx"]["min_cosine"] > 0.99999, "ONNX fp32 computes what PyTorch does"
     assert (out / "export/student-it2/onnx/model_qint8.onnx").is_file()
-    assert "| student-it2.onnx-int8 |" in (out / "summary.md").read_text()
+    assert summary["exports"][0]["check"] == exported["check"]
+    text = (out / "summary.md").read_text()
+    assert "| student-it2.onnx-int8 |" in text and "(evaluated: row student-it2.onnx-int8)" in text
+    assert re.search(r"Export student-it2 \(`.*export/student-it2`\): onnx [\d.]+ MB, lowest cosine to PyTorch "
+                     r"fp32 [\d.]+ over \d+ passages \(not evaluated: export.evaluate\); onnx-int8 ", text)
     # the final student fused with BM25: its weight chosen on dev, a row at the student's encode speed, and
     # the export folder serves the same scores (the student encoding the candidates itself)
     hybrid = summary["rows"][-1]

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import ConfigError, complete
 from ..export import FORMATS as EXPORT_FORMATS
+from ..export import QUANTIZED_FORMATS
 from ..export import missing_backends
 
 # the student after iteration K, or after one of its phases (``student-it1-warmup``: students/it1/warmup)
@@ -182,10 +183,21 @@ class Models:
     def export_dir(self, name: str) -> str:
         return f"{self.root}/export/{name}"
 
+    def export_dirs(self) -> list[str]:
+        """The export folders the run makes: the last iteration's student's, when it has formats."""
+        return [self.export_dir(f"student-it{self.config['iterations']}")] if self.config["export"]["formats"] else []
+
     def exported_models(self) -> list[str]:
-        """The last iteration's student in each configured format, each evaluated like any model."""
+        """The last iteration's student in each format ``export.evaluate`` names (``auto``: the quantized
+        ones), each evaluated like any model; the others are checked in the export job only."""
         last = f"student-it{self.config['iterations']}"
-        return [f"{last}.{fmt}" for fmt in self.config["export"]["formats"]]
+        return [f"{last}.{fmt}" for fmt in self.evaluated_export_formats()]
+
+    def evaluated_export_formats(self) -> list[str]:
+        formats, evaluate = self.config["export"]["formats"], self.config["export"]["evaluate"]
+        if evaluate == "auto":
+            return [fmt for fmt in formats if fmt in QUANTIZED_FORMATS]
+        return [fmt for fmt in formats if fmt in evaluate]
 
     # -- checks -------------------------------------------------------------------------------------
 
@@ -215,7 +227,11 @@ class Models:
 
     def student_problems(self) -> list[str]:
         problems = [] if self.config["student"]["kind"] == "bi-encoder" else ["student.kind: the student must be a bi-encoder"]
-        return problems + missing_backends(self.config["export"]["formats"])
+        export = self.config["export"]
+        if export["evaluate"] != "auto":
+            problems += [f"export.evaluate: {fmt!r} is not exported (export.formats: {export['formats']})"
+                         for fmt in export["evaluate"] if fmt not in export["formats"]]
+        return problems + missing_backends(export["formats"])
 
     def _finetune_problems(self, name: str) -> list[str]:
         where, models = f"models.{name}.finetune", self.config["models"]
