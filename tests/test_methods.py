@@ -14,6 +14,7 @@ from pipeline.methods.standard import Standard, recipe_terms, resolve_warmup_tex
 from pipeline.models import BiEncoder, ModelSpec
 from pipeline.plan import Plan
 from pipeline.training import Phase, run_phases
+from pipeline.training.loop import set_dropout
 from pipeline.training.regularisers import PREVIOUS_STUDENT
 
 
@@ -186,6 +187,36 @@ def test_two_model_phase_trains_both_and_resumes_exactly(tiny_bert, tmp_path):
     for name in reference:
         for p, q in zip(reference[name].parameters(), resumed[name].parameters()):
             assert torch.equal(p, q), f"{name}: resumed weights differ"
+
+
+def test_each_phase_trains_with_its_own_dropout_and_none_keeps_the_models(tiny_bert, tmp_path):
+    """``Phase.dropout`` (train.dropout, warmup.dropout): every dropout layer of the trained models at that
+    probability while the phase trains, attention's included; None gives each layer back its own (the
+    fixture's config: 0.1), also after a phase that changed it."""
+    seen = {}
+
+    def phase(name, dropout):
+        base = two_model_phase([], name=name)
+
+        def step(models, batch, global_step):
+            seen.setdefault(name, set()).update(
+                layer.p for model in models.values() for layer in model.modules() if isinstance(layer, torch.nn.Dropout))
+            if name == "off":  # training mode, yet the same texts give the same embeddings: no dropout at all
+                assert torch.equal(models["student"].embed(batch, is_query=True), models["student"].embed(batch, is_query=True))
+            return base.step(models, batch, global_step)
+
+        return Phase(name, 1, 1e-3, 0.01, 0.1, base.batches, step, trains=base.trains, dropout=dropout)
+
+    models = two_models(tiny_bert)
+    run_phases(models, [phase("off", 0.0), phase("own", None), phase("heavy", 0.5)], str(tmp_path / "s"), "run",
+               1.0, 50, 5, seed=7)
+    assert seen == {"off": {0.0}, "own": {0.1}, "heavy": {0.5}}
+    student = models["student"]
+    student.train()
+    set_dropout(student, None, {layer: 0.1 for layer in student.modules() if isinstance(layer, torch.nn.Dropout)})
+    batch = ["text number 1 about topic 1", "text number 2 about topic 2"]
+    assert not torch.equal(student.embed(batch, is_query=True), student.embed(batch, is_query=True)), \
+        "with the fixture's own dropout, training mode draws masks (so the 'off' phase's equality means something)"
 
 
 def test_a_job_killed_between_two_phases_resumes_the_second_with_its_own_optimiser(tiny_bert, tmp_path):

@@ -68,6 +68,21 @@ def test_warmup_phase_runs_before_distillation(setup, tmp_path):
     assert "embedding_mse" in summary["history"][0]
 
 
+def test_the_warmup_and_the_distillation_train_with_their_own_dropout_settings(setup, tmp_path, monkeypatch):
+    """warmup.dropout and train.dropout reach their phases (pipeline.training.loop.set_dropout)."""
+    from pipeline.config import complete_section
+    from pipeline.training import loop
+
+    root, data, teacher = setup
+    calls, real = [], loop.set_dropout
+    monkeypatch.setattr(loop, "set_dropout", lambda model, p, own: (calls.append(p), real(model, p, own)))
+    train(setup, tmp_path / "student1", settings={"epochs": 1, "dropout": 0.5},
+          warmup={"epochs": 1, "batch_size": 8, "max_passage_length": 32, "dropout": 0.0},
+          models={"teacher": teacher}, embedding_shards={"teacher": [str(root / "teacher-emb.parquet")]})
+    assert calls == [0.0, 0.5]
+    assert complete_section("train", {})["dropout"] is None and complete_section("warmup", {})["dropout"] is None
+
+
 def test_warmup_on_a_sample_of_a_large_corpus(setup):
     """``warmup.max_passages``: a seeded sample of that many corpus passages (their teacher embeddings
     read alone), the same for the same seed; null: every passage."""

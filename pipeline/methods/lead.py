@@ -261,4 +261,4 @@ def lead_phase(run: "TrainingRun", method: Lead) -> "Phase":
     return Phase("distill", settings["epochs"], settings["lr"], settings["weight_decay"], settings["warmup_ratio"],
                  group_batches(run.examples, settings["group_size"], settings["batch_size"], run.seed), step,
                  trains=trains, on_start=take_copy, report={"lead": report},
-                 adds={**({ONLINE_TEACHER: teacher} if joint else {}), **adds})
+                 adds={**({ONLINE_TEACHER: teacher} if joint else {}), **adds}, dropout=settings.get("dropout"))

@@ -258,4 +258,4 @@ def mutual_phase(run: "TrainingRun", method: Onmkd) -> "Phase":
 
     return Phase("distill", settings["epochs"], settings["lr"], settings["weight_decay"], settings["warmup_ratio"],
                  group_batches(run.examples, settings["group_size"], settings["batch_size"], run.seed), step,
-                 trains=PEERS)
+                 trains=PEERS, dropout=settings.get("dropout"))

@@ -86,7 +86,7 @@ def distill_phase(settings: dict, examples: list[Example], doc_text: dict[str, s
 
     return Phase(name, settings["epochs"], settings["lr"], settings["weight_decay"], settings["warmup_ratio"],
                  group_batches(examples, settings["group_size"], settings["batch_size"], seed), step,
-                 on_start=on_start)
+                 on_start=on_start, dropout=settings.get("dropout"))
 
 
 @torch.no_grad()

@@ -59,6 +59,9 @@ class Phase:
     saves: Mapping[str, str] = field(default_factory=dict)
     #: what the phase's method measured while building it, by method name (``training.json``'s ``reports``)
     report: Mapping[str, Any] = field(default_factory=dict)
+    #: the dropout probability of every dropout layer of the models the phase trains, while it trains
+    #: (``train.dropout``, ``warmup.dropout``); None keeps each layer's own (its checkpoint's config)
+    dropout: float | None = None
 
     def total_steps(self) -> int:
         return sum(len(self.batches(e)) for e in range(self.epochs))
@@ -153,6 +156,14 @@ def snapshot_path(folder: str | Path, phase: Phase) -> Path:
     return Path(folder) / f"snapshot-{phase.name}.pt"
 
 
+def set_dropout(model: nn.Module, probability: float | None, own: Mapping[nn.Module, float]) -> None:
+    """Every dropout layer of ``model`` at ``probability``, or back at its own (``own``) for None. BERT's
+    attention reads its layer's ``p`` at each call, so this reaches the attention dropout too."""
+    for layer in model.modules():
+        if isinstance(layer, nn.Dropout):
+            layer.p = own[layer] if probability is None else probability
+
+
 def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir: str | None, run_id: str,
                max_grad_norm: float, checkpoint_every: int, max_bad_steps: int, seed: int,
                snapshot_dir: str | None = None) -> list[dict[str, Any]]:
@@ -184,6 +195,9 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
     # the seed draws dropout only (batches come from seeded generators): data-parallel processes draw
     # their own masks, rank 0 those of a one-process run
     torch.manual_seed(seed + distributed.rank())
+    # each dropout layer's own probability, which a phase without a dropout setting trains with
+    own_dropout = {layer: layer.p for model in models.values() for layer in model.modules()
+                   if isinstance(layer, nn.Dropout)}
     for phase_index, phase in enumerate(phases):
         if phase_index < state["phase"] or phase.epochs <= 0:
             continue
@@ -202,6 +216,7 @@ def run_phases(models: Mapping[str, nn.Module], phases: list[Phase], scratch_dir
             phase.on_start(models)
         for name in phase.trains:
             models[name].train()
+            set_dropout(models[name], phase.dropout, own_dropout)
         bad_steps, step, window = 0, 0, []
         progress = tqdm(total=total, initial=start, desc=phase.name, mininterval=10.0,
                         disable=not distributed.is_main())

@@ -75,4 +75,5 @@ def warmup_phase(settings: dict, teacher_spec: ModelSpec, teacher_shards: Sequen
                 parts[f"{prefix}rank_kl"] = float(rank.detach())
         return loss, parts
 
-    return Phase(name, settings["epochs"], settings["lr"], 0.01, 0.05, batches, step, trains=tuple(trains))
+    return Phase(name, settings["epochs"], settings["lr"], 0.01, 0.05, batches, step, trains=tuple(trains),
+                 dropout=settings.get("dropout"))
