@@ -31,7 +31,7 @@ STEPS = {
     "score": "pipeline.scorers:score_candidates",
     "train": "pipeline.training.driver:train_student",
     "finetune": "pipeline.training.finetune:finetune_model",
-    "export": "pipeline.export:export_model",
+    "export": "pipeline.runtime:export_checked",
     "evaluate": "pipeline.evaluation:evaluate_splits",
     "select": "pipeline.evaluation:select_final_student",
     "summary": "pipeline.evaluation:summarize",

@@ -15,8 +15,8 @@ The fp32 graph comes from torch's TorchScript exporter (``dynamo=False``: a sing
 batch and sequence axes) with eager attention (the SDPA path exports into slower masking code); int8 is
 ONNX Runtime's ``quantize_dynamic`` of that graph (per-channel weights: lowest cosine to fp32 0.988 on
 SciFact passages against 0.90 per tensor, benchmarks/README.md). The export job checks every graph
-against the PyTorch model in float32 on the corpus's first passages (:func:`check_against_pytorch`,
-``export.json``'s ``check``); the workflow evaluates the formats ``export.evaluate`` names (by default the
+against the PyTorch model in float32 on the corpus's first passages
+(:func:`pipeline.runtime.check_against_pytorch`, ``export.json``'s ``check``); the workflow evaluates the formats ``export.evaluate`` names (by default the
 quantized ones, whose rankings may move) as their own models (``student-it2.onnx-int8``) through the same
 encode, index and evaluate rules, with the backend an option of the encoder (:mod:`pipeline.runtime` runs
 the graphs). ONNX fp32 computes what PyTorch does (the check: cosine 1 to within 1e-6), so evaluating it
@@ -34,7 +34,7 @@ import os
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -50,8 +50,6 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 #: formats whose numbers differ from the model's beyond rounding: ``export.evaluate: auto`` evaluates these
 QUANTIZED_FORMATS = ("onnx-int8",)
-#: the corpus's first passages each graph encodes in the export job, against the PyTorch model in float32
-CHECK_PASSAGES = 64
 #: the Python packages each backend needs, and how to install them
 BACKEND_PACKAGES = {"onnx": (("onnxruntime", "onnx"), "pip install onnxruntime onnx"),
                     "openvino": (("openvino",), "pip install openvino")}
@@ -120,10 +118,11 @@ def convert_openvino(fp32: Path, xml: Path) -> None:
 
 
 def export_model(model: dict[str, Any], out_dir: str, formats: list[str], threads: int | None = None,
-                 corpus_path: str | None = None, include_title: bool = True) -> dict[str, Any]:
+                 check: Callable[[Any, Path, list[str]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Export the bi-encoder ``model`` (settings as the plan gives them) into ``out_dir`` in ``formats``;
-    the folder appears whole or not at all. With ``corpus_path``, each graph is checked against the
-    PyTorch model on the corpus's first :data:`CHECK_PASSAGES` passages (``export.json``'s ``check``)."""
+    the folder appears whole or not at all. ``check(encoder, folder, formats)``, run on the written folder
+    before it is moved into place, gives ``export.json``'s ``check`` (the workflow's step,
+    :func:`pipeline.runtime.export_checked`, runs the graphs against the PyTorch model)."""
     # torch: not at parse time (the Snakefile imports this module)
     from .models import BiEncoder, ModelSpec, set_threads
 
@@ -154,43 +153,12 @@ def export_model(model: dict[str, Any], out_dir: str, formats: list[str], thread
         for fmt in formats:
             files[fmt] = {"backend": FORMATS[fmt][0], "file_name": FORMATS[fmt][1],
                           **graph_size(tmp / FORMATS[fmt][1])}
-        check = None
-        if corpus_path is not None and formats:
-            from .data import passage_texts, read_rows
-
-            texts = passage_texts(read_rows(corpus_path, 0, CHECK_PASSAGES), include_title)
-            check = check_against_pytorch(encoder, tmp, formats, texts)
-        write_json({"model": spec.to_dict(), "formats": files, "check": check,
+        write_json({"model": spec.to_dict(), "formats": files,
+                    "check": check(encoder, tmp, formats) if check is not None and formats else None,
                     "seconds": round(time.perf_counter() - began, 2), "versions": versions(formats)},
                    tmp / "export.json")
     log.info("exported %s to %s: %s", spec.name, out_dir, {f: v["size_mb"] for f, v in files.items()})
     return files
-
-
-def check_against_pytorch(encoder, folder: Path, formats: list[str], texts: list[str]) -> dict[str, Any]:
-    """Each graph in ``folder`` against ``encoder`` (PyTorch, computing in float32 whatever the run's
-    precision: the function the graphs were exported from) on the passages ``texts``: the lowest cosine
-    and the largest absolute difference of their embeddings. What a graph that computes the model's
-    function gives (ONNX fp32: cosine 1 to within 1e-6) and what quantization costs (int8: ~0.99)."""
-    # torch, onnxruntime (through .runtime): only in the export step
-    from dataclasses import replace
-
-    from .precision import computing_in
-    from .runtime import ExportedBiEncoder
-
-    with computing_in("fp32"):
-        reference = encoder.encode(texts, is_query=False)
-    check: dict[str, Any] = {"passages": len(texts), "against": "pytorch fp32"}
-    for fmt in formats:
-        backend, file_name = FORMATS[fmt]
-        graph = ExportedBiEncoder.load(replace(encoder.spec, source=str(folder), backend=backend,
-                                               file_name=file_name, layers=None), "cpu")
-        embeddings = graph.encode(texts, is_query=False)
-        cosines = (embeddings * reference).sum(1) / (np.linalg.norm(embeddings, axis=1)
-                                                      * np.linalg.norm(reference, axis=1))
-        check[fmt] = {"min_cosine": float(cosines.min()),
-                      "max_abs_diff": float(np.abs(embeddings - reference).max())}
-    return check
 
 
 def versions(formats) -> dict[str, str]:

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import export
+from pipeline import export, runtime
 from pipeline.models import BiEncoder, ModelSpec
 from pipeline.runtime import ExportedBiEncoder, load_encoder
 
@@ -109,10 +109,10 @@ def test_the_export_job_checks_each_graph_against_pytorch_in_float32(tiny_bert, 
     corpus = prepare_with_candidates(tiny_beir, tmp_path)["corpus"]
     model = {"name": "student", "kind": "bi-encoder", "source": str(tiny_bert), "layers": 2, "max_passage_length": 48}
     monkeypatch.setattr(precision, "_precision", "bf16")
-    export.export_model(model, str(tmp_path / "out"), ["onnx", "onnx-int8"], corpus_path=corpus)
+    runtime.export_checked(model, str(tmp_path / "out"), ["onnx", "onnx-int8"], corpus_path=corpus)
     assert precision._precision == "bf16", "the check leaves the process's precision as it found it"
     check = json.loads((tmp_path / "out/export.json").read_text())["check"]
-    texts = passage_texts(read_rows(corpus, 0, export.CHECK_PASSAGES))
+    texts = passage_texts(read_rows(corpus, 0, runtime.CHECK_PASSAGES))
     assert check["passages"] == len(texts) > 2 and check["against"] == "pytorch fp32"
     monkeypatch.setattr(precision, "_precision", "fp32")
     reference = BiEncoder.load(ModelSpec.from_config("student", model)).encode(texts, is_query=False)
