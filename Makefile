@@ -1,4 +1,4 @@
-# make run [DATA=/path/to/beir/folder] [CONFIG=configs/<preset>.yaml] [CORES=all]
+# make run [DATA=/path/to/beir/folder] [CONFIG=configs/<preset>.yaml] [SEEDS=13,7,21] [CORES=all]
 #                                                    the default experiment (config.yaml, a preset over it)
 # make test                                          the test suite
 # make bench                                         SciFact benchmark -> benchmarks/results/
@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 DATA ?=
 CONFIG ?=
+SEEDS ?=
 SNAKEMAKE_ARGS ?=
 
 .PHONY: run test bench clean-results
@@ -21,10 +22,12 @@ $(BIN)/.installed: requirements.txt
 # --cache: the teacher's work (corpus encoding, index, scores) is reused by later experiments (README)
 # CONFIG: config files merged over config.yaml, in order (config.yaml named too: the Snakefile's own
 # `configfile:` is read from the working directory, which SNAKEMAKE_ARGS=--directory may move)
+# SEEDS: the experiment once per seed (`seeds`), in the one --config (a second --config replaces the first)
 run: $(BIN)/.installed
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --cache --show-failed-logs \
 	    $(if $(CONFIG),--configfile $(CURDIR)/config.yaml $(abspath $(CONFIG))) \
-	    $(if $(DATA),--config data_dir=$(abspath $(DATA))) $(SNAKEMAKE_ARGS)
+	    $(if $(DATA)$(SEEDS),--config $(if $(DATA),data_dir=$(abspath $(DATA))) $(if $(SEEDS),seeds=[$(SEEDS)])) \
+	    $(SNAKEMAKE_ARGS)
 
 # --durations: the slowest tests, what to cut when CI nears its 25 minutes. -n: pytest-xdist workers (a
 # workflow test is mostly process start-up, which the other worker fills); worksteal: a worker that runs out

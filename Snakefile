@@ -22,6 +22,9 @@ from pipeline.plan import Plan  # noqa: E402
 configfile: "config.yaml"
 
 
+# `--config seeds=[13,7,21]` gives Snakemake's list of strings; a config file's list is of integers
+if isinstance(config.get("seeds"), list):
+    config["seeds"] = [int(seed) if isinstance(seed, str) and seed.isdigit() else seed for seed in config["seeds"]]
 validate(config, "schemas/config.schema.yaml")
 # each method's settings: its section, validated by schemas/methods/<method>.schema.yaml
 for section, section_schema in method_sections().items():
@@ -41,9 +44,11 @@ OUTPUT_CACHE = os.environ.setdefault(LOCATION_ENVVAR, os.path.abspath(f"{config[
 if workflow.workflow_settings.cache is not None:
     os.makedirs(OUTPUT_CACHE, exist_ok=True)
 plan.check()  # cross-field checks: fail at parse time, before any job runs
-if plan.label_source_reason and workflow.is_main_process:  # labels.source: auto
+# what the parse says once, not again for each seed's run (seeds, below)
+SAYS = workflow.is_main_process and not config["seed_of"]
+if plan.label_source_reason and SAYS:  # labels.source: auto
     print(f"labels: {config['labels']['source']} ({plan.label_source_reason})", file=sys.stderr)
-if plan.schedule() and workflow.is_main_process:  # a method sets the iterations (PROD): say what each is
+if plan.schedule() and SAYS:  # a method sets the iterations (PROD): say what each is
     print("\n".join(f"iteration {it}: {plan.describe(it)}" for it in plan.iterations), file=sys.stderr)
 
 # Where a job runs, which is not what it computes, reaches its shell through the environment (shell.prefix):
@@ -53,14 +58,15 @@ if plan.schedule() and workflow.is_main_process:  # a method sets the iterations
 # - the package's folder (PYTHONPATH): jobs run `python -m pipeline` from the working directory (maybe
 #   --directory elsewhere, maybe a cluster node);
 # - the experiment's and the data's folders (PIPELINE_ROOT, PIPELINE_DATA_DIR), which `python -m pipeline` puts
-#   in place of the `{root}` and `{data_dir}` tokens of its arguments. Not `params`: Snakemake reruns a job
+#   in place of the `{root}` and `{data_dir}` tokens of its arguments (with seeds, the experiment's folder: a
+#   further seed's paths are {root}/seed-K/..., so that every seed's run sets the same shell prefix). Not `params`: Snakemake reruns a job
 #   whose params change and its between-workflow cache keys a job by them (never by file names), so a folder
 #   in params would re-run a moved checkout and key teacher work by experiment (pipeline.plan.ROOT_TOKEN).
 # So `snakemake --lint` has nothing to say (tests/test_workflow.py fails on any lint).
 CONDA_ENV = os.path.join(workflow.basedir, "environment.yml")
 JOB_ENVIRONMENT = {  # shell words
     "PYTHONPATH": shlex.quote(workflow.basedir) + "${PYTHONPATH:+:$PYTHONPATH}",
-    "PIPELINE_ROOT": shlex.quote(plan.root),
+    "PIPELINE_ROOT": shlex.quote(plan.shared_root),
     "PIPELINE_DATA_DIR": shlex.quote(plan.data_dir),
 }
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
@@ -105,14 +111,57 @@ for method_rules in plan.method_rules():
     include: method_rules
 
 
+# seeds: the experiment once per further seed, each its own run of this Snakefile in seed-K/ (a module with
+# the seed's config, pipeline.plan.Plan.seed_configs) whose plan reads what the seed does not change from
+# this run's folder, so that Snakemake's DAG makes it once. The data rules are left out of the seeds' runs:
+# their outputs are the shared ones, which a second rule would make ambiguous.
+for seed_config in plan.seed_configs():
+    seed_run = f"seed_{seed_config['seed']}_"
+
+    module:
+        name: seed_run
+        snakefile:
+            "Snakefile"
+        config:
+            seed_config
+
+    use rule * from seed_run exclude all, seeds, download, prepare, split_training_queries, pseudo_queries, label_with_teacher as seed_run*
+
+
+if config["seeds"]:
+
+    rule seeds:
+        # each model's mean, sd and per-seed figures over the seeds' runs (pipeline/seeds.py)
+        input:
+            [f"{root}/summary.json" for root in plan.seed_roots().values()],
+        output:
+            markdown=report(f"{R}/seeds.md", caption="../report/seeds.rst", category="Summary"),
+            json=f"{R}/seeds.json",
+        log:
+            f"{R}/logs/seeds.log",
+        conda:
+            CONDA_ENV
+        params:
+            args=lambda wc, input, output: to_json(
+                summary_paths={str(seed): f"{root}/summary.json" for seed, root in plan.seed_roots().items()},
+                out_markdown=output.markdown,
+                out_json=output.json,
+                experiment=config["experiment"],
+                shared_from_seed=config["seed"],
+            ),
+        shell:
+            "python -m pipeline seeds {params.args:q} > {log} 2>&1"
+
+
 rule all:
     default_target: True
     input:
         # the summary's table and figures too: Snakemake reruns a job for the missing outputs asked for only
         rules.summary.output,
+        rules.seeds.output if config["seeds"] else [],
 
 
 onsuccess:
-    summary = f"{R}/summary.md"
-    if os.path.exists(summary):
-        print(open(summary).read())
+    for summary in (f"{R}/summary.md", f"{R}/seeds.md"):
+        if os.path.exists(summary):
+            print(open(summary).read())

@@ -35,6 +35,7 @@ STEPS = {
     "evaluate": "pipeline.evaluation:evaluate_splits",
     "select": "pipeline.evaluation:select_final_student",
     "summary": "pipeline.evaluation:summarize",
+    "seeds": "pipeline.seeds:summarize_seeds",
     "hybrid": "pipeline.hybrid:evaluate_hybrid",
     "choose_fusion_weights": "pipeline.fusion_weights:choose_fusion_weights",
 }

@@ -13,8 +13,8 @@ teacher that encodes, once).
 Experiments are compared only on the same data: the same passages (ids) and the same test judgments, read
 from each run's prepared Parquet files. Anything else is refused, saying which run differs and how.
 
-One configuration run at several seeds is one experiment: ``NAME=RUN,RUN,...`` (each run's seed read from
-its ``data/splits.json``). Its row holds the mean of its final students' figures, their standard deviation
+One configuration run at several seeds is one experiment: a run made with ``seeds`` (its folder), or
+``NAME=RUN,RUN,...`` (each run's seed read from its summary or its ``data/splits.json``). Its row holds the mean of its final students' figures, their standard deviation
 and each seed's figure; its per-query figures are the seeds' mean per query.
 
     python -m pipeline.compare default=results/s13,results/s7,results/s21 lead=results/l13,results/l7,results/l21 --out cmp
@@ -88,8 +88,8 @@ def significance_mark(tests: dict[str, Any] | None, level: float = 0.05) -> str:
 def data_fingerprint(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """What makes two runs' evaluations comparable: their passage ids and their test judgments."""
     split = judged_split(summary)
-    corpus_ids = pq.read_table(run / "data" / "corpus.parquet", columns=["doc_id"]).column("doc_id").to_pylist()
-    qrels = pq.read_table(run / "data" / f"qrels-{split}.parquet").to_pylist()
+    corpus_ids = pq.read_table(data_dir(run) / "corpus.parquet", columns=["doc_id"]).column("doc_id").to_pylist()
+    qrels = pq.read_table(data_dir(run) / f"qrels-{split}.parquet").to_pylist()
     judgments = sorted((str(q["query_id"]), str(q["doc_id"]), int(q["relevance"])) for q in qrels)
     return {"passages": len(corpus_ids),
             "passage_ids": hashlib.sha256("\n".join(sorted(map(str, corpus_ids))).encode()).hexdigest(),
@@ -111,7 +111,7 @@ def experiment_row(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
                   for p in sorted(run.glob("students/it*/training.json")))
     # the span from the prepared data to the last evaluation and the final student's choice (lstat: an
     # output served by --cache is a link made when it was served; the summary is redrawn by report changes)
-    started = (run / "data" / "report.json").lstat().st_mtime
+    started = (data_dir(run) / "report.json").lstat().st_mtime
     ended = max(p.lstat().st_mtime for p in [run / "final.json", *run.glob("eval/*/*/metrics.json")])
     return {"experiment": summary["experiment"], "run": str(run), "final": final_name,
             **{k: final.get(k) for k in ("ndcg@10", "mrr@10", "recall@100", "encode_docs_per_s", "params",
@@ -122,17 +122,32 @@ def experiment_row(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_experiment(argument: str) -> tuple[str | None, list[Path]]:
-    """``RUN``, or ``NAME=RUN,RUN,...`` (one configuration at several seeds): its name and its runs."""
+    """``RUN``, or ``NAME=RUN,RUN,...`` (one configuration at several seeds): its name and its runs. A RUN
+    that ran at several seeds itself (``seeds``: its ``seeds.json``) is its seeds' runs, under its name."""
     name, sep, runs = argument.partition("=")
     if sep and name and "/" not in name:
         return name, [Path(r) for r in runs.split(",") if r]
-    return None, [Path(argument)]
+    run = Path(argument)
+    if (run / "seeds.json").is_file():
+        seeds = json.loads((run / "seeds.json").read_text())
+        return seeds["experiment"], [run] + [run / f"seed-{seed}" for seed in seeds["seeds"][1:]]
+    return None, [run]
+
+
+def data_dir(run: Path) -> Path:
+    """A run's prepared data: its own, or for one seed's run of ``seeds`` (``seed-K/``), the experiment's,
+    which every seed shares."""
+    if not (run / "data").is_dir() and (run.parent / "seeds.json").is_file():
+        return run.parent / "data"
+    return run / "data"
 
 
 def run_seed(run: Path) -> int | None:
-    """The seed a run trained with (its ``data/splits.json``)."""
+    """The seed a run trained with (its summary's, or its ``data/splits.json``'s)."""
+    summary = run / "summary.json"
+    seed = json.loads(summary.read_text()).get("seed") if summary.is_file() else None
     path = run / "data" / "splits.json"
-    return json.loads(path.read_text()).get("seed") if path.is_file() else None
+    return seed if seed is not None or not path.is_file() else json.loads(path.read_text()).get("seed")
 
 
 def seeds_row(name: str | None, members: list[dict[str, Any]], seeds: list[int | None]) -> dict[str, Any]:
@@ -164,7 +179,7 @@ def per_query_ndcg(run: Path, summary: dict[str, Any], model: str) -> dict[str, 
     trec = run / "eval" / split / model / "run.trec"
     if not trec.is_file():
         raise InputError(trec, f"missing: the per-query tests read {model}'s ranking of the {split} queries")
-    return per_query_metrics(load_qrels(run / "data" / f"qrels-{split}.parquet"), read_trec_run(trec))["ndcg@10"]
+    return per_query_metrics(load_qrels(data_dir(run) / f"qrels-{split}.parquet"), read_trec_run(trec))["ndcg@10"]
 
 
 def significance_against(rows: list[dict[str, Any]], per_query: list[dict[str, float]], baseline: int,

@@ -213,13 +213,15 @@ def _export_format_line(export: dict[str, Any], fmt: str, evaluated: set[str]) -
 def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, experiment: str,
               dev_metric_paths: Sequence[str] = (), final_path: str | None = None,
               iterations: Sequence[dict[str, Any]] = (), training_paths: dict[str, str] | None = None,
-              figures: dict[str, str] | None = None, export_paths: Sequence[str] = ()) -> list[dict]:
+              figures: dict[str, str] | None = None, export_paths: Sequence[str] = (),
+              seed: int | None = None) -> list[dict]:
     """Gather per-model test metrics into a table (teachers first, then the students in the order the run
     made them), with each student's dev figure and the final student marked; then what each iteration was
     (``iterations``: ``{"iteration", "label", "reports": [JSON paths whose "summary" line is shown]}``),
     and each export's formats with their check against PyTorch (``export_paths``: export.json files).
     With ``figures`` (paths of "table", "ndcg", "quality_speed", "training"), also the report's table and
-    figures (:func:`pipeline.report.make_report_figures`), from each iteration's ``training_paths``."""
+    figures (:func:`pipeline.report.make_report_figures`), from each iteration's ``training_paths``. ``seed``:
+    the run's, recorded for ``pipeline.compare``."""
     rows = [json.loads(Path(p).read_text()) for p in metric_paths]
     dev_rows = {row["name"]: row for row in (json.loads(Path(p).read_text()) for p in dev_metric_paths)}
     final = json.loads(Path(final_path).read_text()) if final_path else None
@@ -259,7 +261,8 @@ def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, exp
     table = "\n".join(lines) + "\n"
     with atomic_path(out_markdown) as tmp:
         tmp.write_text(table)
-    summary = {"experiment": experiment, "rows": rows, "final": final, "iterations": described, "exports": exports}
+    summary = {"experiment": experiment, "seed": seed, "rows": rows, "final": final, "iterations": described,
+               "exports": exports}
     write_json(summary, out_json)
     if figures:
         # matplotlib (through .report): only in the summary step

@@ -59,7 +59,7 @@ rule evaluate:
 rule select_student:
     input:
         dev=[plan.metrics(m, "dev") for m in plan.students()],
-        splits=f"{R}/data/splits.json",
+        splits=f"{plan.shared_root}/data/splits.json",
     output:
         f"{R}/final.json",
     log:
@@ -145,7 +145,8 @@ rule summary:
             final_path=input.final,
             out_markdown=output.markdown,
             out_json=output.json,
-            experiment=config["experiment"],
+            experiment=plan.experiment_name,
+            seed=config["seed"],
             iterations=[
                 {"iteration": it, "label": plan.describe(it), "reports": plan.reports(it)} for it in plan.iterations
             ],

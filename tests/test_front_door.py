@@ -123,6 +123,20 @@ def test_make_run_on_the_fixture_runs_to_the_summary_then_has_nothing_to_do_then
     assert (exported / "export.json").is_file() and (exported / "model.safetensors").is_file()
 
 
+def test_make_run_with_seeds_passes_them_beside_the_data_folder(tmp_path, tiny_beir, tiny_bert):
+    """`make run DATA=... SEEDS=13,7` puts both in one --config (a second --config would replace the first):
+    the dry run prepares the fixture's folder and trains seed 7's students in seed-7/."""
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    override = workdir / "tiny.yaml"
+    override.write_text(yaml.safe_dump(tiny_override(tiny_bert)))
+    result = make_run(workdir, f"DATA={tiny_beir}", f"CONFIG={override}", "SEEDS=13,7", snakemake_args="-n")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"input: {tiny_beir}/corpus.jsonl" in result.stdout
+    assert "rule seed_7_train:" in result.stdout and "output: results/front-door/seed-7/students/it1" in result.stdout
+    assert "output: results/front-door/seeds.md" in result.stdout
+
+
 # The README's commands and the tests that run them as CI can (on the fixture, a local server instead of the
 # network); a command CI cannot run says so in the README's "What CI runs".
 README_COMMANDS = {
@@ -141,6 +155,9 @@ README_COMMANDS = {
         "test_make_run_on_the_fixture_runs_to_the_summary_then_has_nothing_to_do_then_reports_and_exports"],
     ".venv/bin/python -m pipeline.compare results/minilm-l6-to-l2 results/prod --out results/comparison": [
         "test_workflow.py::test_a_second_experiment_reuses_the_teachers_work_and_compares_with_the_first_in_one_report"],
+    "make run DATA=/path/to/beir SEEDS=13,7,21": [
+        "test_make_run_with_seeds_passes_them_beside_the_data_folder",
+        "test_workflow.py::test_seeds_added_to_a_finished_run_train_only_the_new_seed_and_summarise_both"],
     'make run DATA=/path/to/beir SNAKEMAKE_ARGS="results/minilm-l6-to-l2/export/student-it1"': [
         "test_make_run_on_the_fixture_runs_to_the_summary_then_has_nothing_to_do_then_reports_and_exports"],
 }

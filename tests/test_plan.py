@@ -356,3 +356,42 @@ def test_the_warmup_adds_the_corpus_sentences_where_the_teacher_labels_training_
     assert given.iteration(1)["warmup"]["texts"] == ["corpus", "titles"]
     with pytest.raises(ConfigError, match="warmup.texts"):
         Plan(config(warmup={"epochs": 1, "texts": "some"}))
+
+
+def test_seeds_share_what_the_seed_does_not_change_and_keep_each_students_own():
+    plan = Plan(config(seeds=[7, 21, 5], mine={"miner": "student"}, hybrid={"lexical": "bm25"}))
+    assert plan.config["seed"] == 7, "the first seed is the experiment's own"
+    assert plan.seed_roots() == {7: "results/x", 21: "results/x/seed-21", 5: "results/x/seed-5"}
+    configs = plan.seed_configs()
+    assert [c["seed"] for c in configs] == [21, 5] and all(c["seeds"] is None for c in configs)
+    seed = Plan(configs[0])
+    assert not seed.problems(), seed.problems()
+    assert (seed.root, seed.shared_root, seed.experiment_name) == ("results/x/seed-21", "results/x", "x/seed-21")
+    shared, own = "results/x/", "results/x/seed-21/"
+    # the data, the teacher, the untrained student, iteration 1's BM25 candidates and their teacher scores
+    for path in [*seed.data.values(), plan.metrics("teacher"), *seed.shards("teacher"), seed.index_dir("teacher"),
+                 seed.model("student-it0")["source"], seed.mined_candidates(1), seed.scores_path(1, "teacher"),
+                 seed.train_inputs(1)["student"], *seed.train_inputs(1)["scores"]]:
+        assert path.startswith(shared) and not path.startswith(own), path
+    assert seed.metrics("teacher") == plan.metrics("teacher")
+    # the trained students and what they enter into: iteration 2's candidates (the student mines), their
+    # scores, the final choice, the hybrid, the export
+    for path in [seed.model("student-it1")["source"], seed.model("student-it1-warmup")["source"],
+                 seed.metrics("student-it2", "dev"), *seed.shards("student-it1"), seed.mined_candidates(2),
+                 seed.scores_path(2, "teacher"), seed.train_inputs(2)["student"], seed.hybrid_inputs()["final"],
+                 seed.metrics("hybrid"), seed.export_dir("student-it2"), seed.metrics("student-it2.onnx-int8")]:
+        assert path.startswith(own), path
+    # one token for every seed's folders (one shell prefix): a seed's own paths are {root}/seed-21/...
+    args = json.loads(seed.train_args(2, SimpleNamespace(**seed.train_inputs(2)), ["results/x/seed-21/students/it2"]))
+    assert args["student_dir"] == f"{ROOT_TOKEN}/seed-21/students/it1" and args["out_dir"].startswith(ROOT_TOKEN + "/seed-21/")
+    assert args["seed"] == 21 + 2 and args["provenance"]["experiment"] == "x/seed-21"
+    assert expand_tokens(args, "results/x", None)["student_dir"] == "results/x/seed-21/students/it1"
+    # without seeds, nothing moves
+    one = Plan(config())
+    assert one.shared_root == one.root == "results/x" and one.seed_configs() == [] and one.seed_roots() == {13: "results/x"}
+    assert one.scores_path(2, "teacher") == "results/x/it2/scores/teacher.parquet"
+    # a config does not set seed_of beside seeds
+    with pytest.raises(ConfigError, match="seed_of: set by the workflow"):
+        Plan(dict(configs[0], seeds=[1, 2])).check()
+    with pytest.raises(ConfigError, match="non-unique|unique"):
+        complete(dict(config(), seeds=[3, 3]))

@@ -730,3 +730,66 @@ def test_all_methods_preset_end_to_end_trains_onmkd_peers_on_adam_dark_examples_
     assert "crosswise:last" in last and "kept_fraction" in last  # between the peers; ADAM's self-paced share
     summary = json.loads((out / "summary.json").read_text())
     assert {"student-it1", "student-it1-peer"} <= {r["name"] for r in summary["rows"]}
+
+
+def test_seeds_dry_run_makes_what_a_seed_does_not_change_once(tmp_path, tiny_beir, tiny_bert):
+    """`seeds: [13, 7]`, two iterations: the data, the teacher's work, the untrained student and iteration
+    1's candidates and scores are jobs of the first seed's run only; the second seed trains, mines
+    (iteration 2: its own student mines), scores and evaluates its own students."""
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, seeds=[13, 7], encode={"shards": 1})
+    output = snakemake(workdir, "--cores", "2", "-n").stdout
+    counts = job_counts(output)
+    assert counts["prepare"] == counts["split_training_queries"] == counts["init_student"] == 1
+    assert counts["mine"] == counts["score"] == counts["train"] == 2
+    assert counts["seed_7_mine"] == counts["seed_7_score"] == 1 and counts["seed_7_train"] == 2
+    assert counts["seeds"] == 1 and counts["summary"] == counts["seed_7_summary"] == 1
+    assert not any(name.startswith("seed_7_") and name.split("seed_7_")[1] in
+                   ("prepare", "split_training_queries", "init_student") for name in counts)
+    outputs = re.findall(r"output: (.+)", output)
+    seed_outputs = [path for line in outputs for path in line.split(", ") if "results/tiny/seed-7/" in path]
+    assert seed_outputs and not [p for p in seed_outputs if re.search(r"/(data|it1|embeddings/tiny-teacher|"
+                                                                      r"embeddings/student-it0|index/tiny-teacher)/", p)]
+    # the teacher and the untrained student evaluated once; each seed its own warm-up, it1, it2, int8 export
+    assert counts["evaluate"] == 2 + 4 and counts["seed_7_evaluate"] == 4
+
+
+def test_seeds_added_to_a_finished_run_train_only_the_new_seed_and_summarise_both(tmp_path, one_iteration_run):
+    """The finished one-iteration run (seed 13) asked again with `seeds: [13, 7]`: nothing of seed 13's run
+    runs again, seed 7 trains and evaluates its own student (other weights, other figures) on the shared
+    teacher work; seeds.json's mean and sd are those of the two seeds' summaries; compare reads the folder
+    as one experiment at two seeds."""
+    import shutil
+    import statistics
+
+    workdir = tmp_path / "wd"
+    shutil.copytree(one_iteration_run.workdir, workdir, symlinks=True)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    (workdir / "config.yaml").write_text(yaml.safe_dump(dict(config, seeds=[13, 7])))
+    log = snakemake(workdir, "--cores", "2", "--cache", env=one_iteration_run.env).stderr
+    ran = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log))
+    assert ran and all(rule.startswith("seed_7_") or rule in ("seeds", "all") for rule in ran), ran
+    assert {"seed_7_train", "seed_7_evaluate", "seed_7_summary", "seeds"} <= ran
+    first, second = workdir / "results/tiny", workdir / "results/tiny/seed-7"
+    assert not (second / "data").exists() and not (second / "eval/test/tiny-teacher").exists()
+    weights = [(d / "students/it1/model.safetensors").read_bytes() for d in (first, second)]
+    assert weights[0] != weights[1], "the seeds train different students"
+    training = json.loads((second / "students/it1/training.json").read_text())
+    assert training["experiment"] == "tiny/seed-7" and training["seed"] == 7 + 1  # seed + iteration
+    summaries = {seed: json.loads((d / "summary.json").read_text()) for seed, d in ((13, first), (7, second))}
+    assert summaries[7]["seed"] == 7 and summaries[13]["seed"] == 13
+    seeds = json.loads((first / "seeds.json").read_text())
+    assert seeds["seeds"] == [13, 7] and seeds["shared_from_seed"] == 13
+    rows = {row["name"]: row for row in seeds["rows"]}
+    finals = {seed: next(r for r in s["rows"] if r["name"] == s["final"]["selected"])["ndcg@10"]
+              for seed, s in summaries.items()}
+    assert rows["final"]["ndcg@10"]["per_seed"] == {"13": finals[13], "7": finals[7]}
+    assert rows["final"]["ndcg@10"]["mean"] == pytest.approx(statistics.fmean(finals.values()))
+    assert rows["final"]["ndcg@10"]["sd"] == pytest.approx(statistics.stdev(finals.values()))
+    assert rows["tiny-teacher"]["ndcg@10"]["sd"] == 0.0
+    assert "| final | final |" in (first / "seeds.md").read_text()
+    run = dict(cwd=workdir, capture_output=True, text=True, env={**one_iteration_run.env, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run([sys.executable, "-m", "pipeline.compare", "results/tiny", "--out", "cmp"], **run)
+    assert result.returncode == 0, result.stderr
+    compared = json.loads((workdir / "cmp/comparison.json").read_text())["experiments"]
+    assert len(compared) == 1 and compared[0]["seeds"] == 2
+    assert compared[0]["per_seed"] == {"13": finals[13], "7": finals[7]}

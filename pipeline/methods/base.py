@@ -44,7 +44,7 @@ class PlanView(Protocol):
     the config, each iteration's merged settings, and the paths of artifacts."""
 
     config: dict[str, Any]
-    root: str  # the experiment's results folder
+    root: str  # the run's results folder (with seeds, the seed's; a method's own artifacts go there)
     data: dict[str, str]  # the prepared data: corpus, queries, qrels per split
 
     def iteration(self, it: int | str) -> dict[str, Any]:
@@ -56,6 +56,11 @@ class PlanView(Protocol):
     def scored_candidates(self, it: int | str) -> str:
         """The candidates artifact iteration ``it``'s scorers score (for rule inputs: it is the merge of the
         methods' :class:`Needs`, so :meth:`Method.plan` must not ask it)."""
+
+    def scores_path(self, it: int | str, scorer: str) -> str:
+        """Where ``scorer``'s scores of iteration ``it``'s scored candidates are (shared by the seeds of
+        ``seeds`` unless the scorer or the candidates change with the seed; as :meth:`scored_candidates`,
+        not for :meth:`Method.plan`)."""
 
     def metrics(self, name: str, split: str = "test") -> str:
         """The metrics file of model ``name`` on ``split``."""

@@ -307,14 +307,14 @@ def select_inputs(plan: PlanView, it: int | str) -> dict[str, Any]:
     inputs: dict[str, Any] = {
         "candidates": plan.scored_candidates(it),
         "qrels_train": plan.data["qrels_train"],
-        "scores": [f"{plan.root}/it{it}/scores/{name}.parquet" for name in possible_pool(plan, it)],
+        "scores": [plan.scores_path(it, name) for name in possible_pool(plan, it)],
     }
     if carries_pool(plan, it):
         inputs["previous_pool"] = f"{plan.root}/it{it - 1}/mta4dpr/pool.json"
     if dev_members(plan, it):
         inputs["dev"] = [plan.metrics(name, "dev") for name in dev_members(plan, it)]
     if it > 1 and settings["hard_queries"]["weight"] != 1.0:
-        inputs["student_scores"] = f"{plan.root}/it{it}/scores/student-it{it - 1}.parquet"
+        inputs["student_scores"] = plan.scores_path(it, f"student-it{it - 1}")
     return inputs
 
 

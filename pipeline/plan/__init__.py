@@ -13,10 +13,18 @@ build without Snakemake. Torch-free: it runs at parse time, also on every cluste
   (``Iterations``);
 - :mod:`.evaluation` -- the evaluated models and the hybrid (``Evaluation``);
 - :mod:`.arguments` -- the job arguments' JSON and folder tokens.
+
+With ``seeds``, the experiment runs once per seed (the Snakefile loads itself as a module for each seed
+after the first, with :meth:`Plan.seed_configs`). The first seed's run is the experiment's folder, as
+without ``seeds``; each further seed's is ``seed-<K>/`` inside it, whose plan (``seed_of`` set) takes every
+artifact the seed does not change from the experiment's folder (``shared_root``): the data and its splits,
+the teachers' work, the untrained student, iteration 1's candidates and their teacher scores. What a trained
+student enters into (:meth:`Plan.seeded`) is the seed's own.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ..config import ConfigError, complete
@@ -35,7 +43,15 @@ class Plan(DataAndLabels, Models, Iterations, Evaluation):
 
     def __init__(self, config: dict[str, Any]):
         self.config = config
+        if config.get("seeds"):  # the first seed is the experiment's own: `seeds` replaces `seed`
+            config["seed"] = config["seeds"][0]
+        #: this run's folder; with seeds, a further seed's run is a folder inside the experiment's
         self.root = f"{config['results_dir']}/{config['experiment']}"
+        seed_of = config.get("seed_of")
+        #: the folder of what every seed shares (the experiment's: the first seed's run)
+        self.shared_root = f"{seed_of['results_dir']}/{seed_of['experiment']}" if seed_of else self.root
+        #: the experiment's name in summaries (a further seed's run: ``<experiment>/seed-<K>``)
+        self.experiment_name = f"{seed_of['experiment']}/{config['experiment']}" if seed_of else config["experiment"]
         self._forget_iterations()
         self._plan_data()
 
@@ -49,7 +65,43 @@ class Plan(DataAndLabels, Models, Iterations, Evaluation):
 
     def to_json(self, **kwargs) -> str:
         """:func:`to_json` with the experiment's and the data's folders as tokens (:data:`ROOT_TOKEN`)."""
-        return to_json(**replace_prefixes(kwargs, {self.root: ROOT_TOKEN, self.data_dir: DATA_DIR_TOKEN}))
+        return to_json(**replace_prefixes(kwargs, {self.shared_root: ROOT_TOKEN, self.data_dir: DATA_DIR_TOKEN}))
+
+    # -- seeds: the experiment once per seed (``seeds``) --------------------------------------------------
+
+    def seeded(self, name: str) -> bool:
+        """Whether model ``name`` changes with the seed: a student the run trains (not the untrained cut,
+        ``student-it0``), its exports, and the final student fused with BM25 (``hybrid``)."""
+        role, it, _ = self.role_of(name)
+        return name == "hybrid" or (role == "student" and it > 0)
+
+    def folder_of(self, name: str) -> str:
+        """The folder of model ``name``'s artifacts: this seed's when the seed changes it, else the shared one."""
+        return self.root if self.seeded(name) else self.shared_root
+
+    def seeds_own(self, path: str) -> bool:
+        """Whether ``path`` is this seed's own artifact (a further seed's run, inside its folder)."""
+        return self.root != self.shared_root and path.startswith(self.root + "/")
+
+    def seed_configs(self) -> list[dict[str, Any]]:
+        """The config of each seed's run after the first (``seeds``): the same config at that seed, in
+        ``<experiment>/seed-<K>``, taking what the seed does not change from this experiment (``seed_of``)."""
+        seeds = self.config["seeds"]
+        if not seeds:
+            return []
+        seed_of = {"experiment": self.config["experiment"], "results_dir": self.config["results_dir"], "seed": seeds[0]}
+        return [dict(copy.deepcopy(self.config), seed=seed, seeds=None, results_dir=self.root, experiment=f"seed-{seed}",
+                     seed_of=seed_of) for seed in seeds[1:]]
+
+    def seed_roots(self) -> dict[int, str]:
+        """Each seed's run folder (the first seed's is the experiment's); one entry without ``seeds``."""
+        seeds = self.config["seeds"] or [self.config["seed"]]
+        return {seed: self.root if k == 0 else f"{self.root}/seed-{seed}" for k, seed in enumerate(seeds)}
+
+    def seed_problems(self) -> list[str]:
+        if self.config["seeds"] and self.config.get("seed_of"):
+            return ["seed_of: set by the workflow for each seed's run of `seeds`; a config sets seeds, not both"]
+        return []
 
     def problems(self) -> list[str]:
         """Cross-field checks the schema cannot express, for the models and for every iteration; first the
@@ -58,8 +110,8 @@ class Plan(DataAndLabels, Models, Iterations, Evaluation):
             complete(self.config)
         except ConfigError as err:
             return [str(err)]
-        return (self.hybrid_problems() + self.model_problems() + self.data_problems() + self.student_problems()
-                + self.iteration_problems())
+        return (self.seed_problems() + self.hybrid_problems() + self.model_problems() + self.data_problems()
+                + self.student_problems() + self.iteration_problems())
 
     def check(self) -> None:
         """Fail at parse time, before any job runs, with every problem found."""

@@ -1,7 +1,7 @@
 """The plan's data and labels: where the BEIR folder comes from, the prepared data's paths, which source
 labels the training queries (judgments, the teacher, or both) and the labelling job's arguments.
 
-A part of :class:`pipeline.plan.Plan`; it reads the plan's ``config``, ``root``, ``iteration`` (iteration 1's
+A part of :class:`pipeline.plan.Plan`; it reads the plan's ``config``, ``shared_root``, ``iteration`` (iteration 1's
 teacher labels) and ``eval_inputs`` (the labeller retrieves as evaluation does).
 """
 
@@ -52,6 +52,7 @@ class DataAndLabels:
 
     config: dict[str, Any]
     root: str
+    shared_root: str
 
     def _plan_data(self) -> None:
         config = self.config
@@ -75,20 +76,20 @@ class DataAndLabels:
         #: every split prepare validates: train (when judged training queries are read), test and a named dev split
         self.prepared_splits = sorted({*([splits["train"]] if self.judged_training else []), splits["test"],
                                        *filter(None, [splits["dev"]["split"]])})
-        self.prepared_queries = f"{self.root}/data/queries.parquet"
+        self.prepared_queries = f"{self.shared_root}/data/queries.parquet"
         self.pseudo_queries = self.teacher_labelled and labels["pseudo_queries"]["count"] > 0
         self.data = {
-            "corpus": f"{self.root}/data/corpus.parquet",
+            "corpus": f"{self.shared_root}/data/corpus.parquet",
             # the queries every step reads texts from: queries.jsonl's, and pseudo-queries when made
-            "queries": f"{self.root}/data/queries-and-pseudo.parquet" if self.pseudo_queries else self.prepared_queries,
+            "queries": f"{self.shared_root}/data/queries-and-pseudo.parquet" if self.pseudo_queries else self.prepared_queries,
             # what training reads: the train split less the dev queries (and cut to train_queries)
-            "qrels_train": f"{self.root}/data/training-qrels.parquet",
-            "qrels_dev": f"{self.root}/data/dev-qrels.parquet",
+            "qrels_train": f"{self.shared_root}/data/training-qrels.parquet",
+            "qrels_dev": f"{self.shared_root}/data/dev-qrels.parquet",
             "qrels_test": self.prepared_qrels(splits["test"]),
         }
 
     def prepared_qrels(self, split: str) -> str:
-        return f"{self.root}/data/qrels-{split}.parquet"
+        return f"{self.shared_root}/data/qrels-{split}.parquet"
 
     def training_labels(self) -> str:
         """The labelled training queries the dev split is carved from: the judged train split, or the
@@ -97,11 +98,11 @@ class DataAndLabels:
 
     @property
     def teacher_labels(self) -> str:
-        return f"{self.root}/data/qrels-teacher.parquet"
+        return f"{self.shared_root}/data/qrels-teacher.parquet"
 
     @property
     def teacher_graded_labels(self) -> str:
-        return f"{self.root}/data/qrels-teacher-graded.parquet"
+        return f"{self.shared_root}/data/qrels-teacher-graded.parquet"
 
     def graded_dev_labels(self) -> list[str]:
         """The teacher's graded top passages, when they label the dev split (labels.dev_depth > 1 with no

@@ -27,7 +27,7 @@ class Evaluation:
         inputs: dict[str, Any] = {"corpus": self.data["corpus"], "queries": self.data["queries"],
                                   **{f"qrels_{split}": self.data[f"qrels_{split}"] for split in self.EVAL_SPLITS}}
         if self.kind(name) == "bi-encoder":
-            inputs["index"] = f"{self.root}/index/{name}"
+            inputs["index"] = self.index_dir(name)
         inputs["shards"] = [p for shards in self.embedding_shards([name]).values() for p in shards]
         inputs["models"] = self.scorer_inputs(name)
         return inputs
@@ -57,7 +57,7 @@ class Evaluation:
         return "baseline" if name in self.baselines() else self.role_of(name)[0]
 
     def metrics(self, name: str, split: str = "test") -> str:
-        return f"{self.root}/eval/{split}/{name}/metrics.json"
+        return f"{self.folder_of(name)}/eval/{split}/{name}/metrics.json"
 
     # -- the final student fused with BM25 (``hybrid``) --------------------------------------------------
 

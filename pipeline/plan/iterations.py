@@ -1,8 +1,9 @@
 """The plan's iterations: each iteration's config, what its methods need (their :class:`Needs`, merged once),
 its miner, candidates and training job.
 
-A part of :class:`pipeline.plan.Plan`; it reads the plan's ``config``, ``root``, ``data`` and its models'
-part (``kind``, ``embedding_shards``, ``scorer_inputs``, ``models_of``).
+A part of :class:`pipeline.plan.Plan`; it reads the plan's ``config``, ``root`` (this seed's folder),
+``shared_root``, ``seeded``, ``seeds_own``, ``data`` and its models' part (``kind``, ``index_dir``,
+``embedding_shards``, ``scorer_inputs``, ``models_of``).
 """
 
 from __future__ import annotations
@@ -112,14 +113,20 @@ class Iterations:
     def miner_inputs(self, it: int | str) -> list[str]:
         """The index iteration ``it`` mines with, when its miner is a bi-encoder (BM25 needs none)."""
         miner = self.miner_of(it)
-        return [f"{self.root}/index/{miner}"] if self.kind(miner) == "bi-encoder" else []
+        return [self.index_dir(miner)] if self.kind(miner) == "bi-encoder" else []
 
     def mined_candidates(self, it: int | str) -> str:
-        return f"{self.root}/it{int(it)}/candidates.parquet"
+        return f"{self.folder_of(self.miner_of(it))}/it{int(it)}/candidates.parquet"
 
     def scored_candidates(self, it: int | str) -> str:
         """The candidates iteration ``it`` scores: the mined ones, or a method's additions to them (ADAM)."""
         return self.needs(it).scored_candidates or self.mined_candidates(it)
+
+    def scores_path(self, it: int | str, scorer: str) -> str:
+        """Where ``scorer``'s scores of iteration ``it``'s candidates are: the seed's own when the scorer or the
+        candidates are (a further seed's run), else shared."""
+        seeded = self.seeded(scorer) or self.seeds_own(self.scored_candidates(it))
+        return f"{self.root if seeded else self.shared_root}/it{int(it)}/scores/{scorer}.parquet"
 
     def training_candidates(self, it: int | str) -> str:
         """The candidates iteration ``it`` trains on: the scored ones, or a method's selection (PROD's rounds)."""
@@ -133,9 +140,9 @@ class Iterations:
             "corpus": self.data["corpus"],
             "queries": self.data["queries"],
             "qrels_train": self.data["qrels_train"],
-            "student": f"{self.root}/students/it{it - 1}",
+            "student": self.model_inputs(f"student-it{it - 1}")[0],
             "candidates": self.training_candidates(it),
-            "scores": [f"{self.root}/it{it}/scores/{t}.parquet" for t in self.teachers_of(it)],
+            "scores": [self.scores_path(it, t) for t in self.teachers_of(it)],
             "embeddings": [p for shards in self.embedding_shards(self.train_embeddings(it)).values() for p in shards],
             "models": [p for name in dict.fromkeys(self.train_models(it) + self.train_embeddings(it))
                        for p in self.scorer_inputs(name)],
@@ -180,7 +187,7 @@ class Iterations:
             iteration=it,
             scratch_dir=f"{self.root}/scratch/train-it{it}",
             device=self.config["device"],
-            provenance={"iteration": it, "experiment": self.config["experiment"]},
+            provenance={"iteration": it, "experiment": self.experiment_name},
             **self._train_settings(it),
         )
 

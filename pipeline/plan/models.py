@@ -2,8 +2,8 @@
 exported copy), its kind, the embeddings and workflow-made folders scoring with it needs, the fine-tunes
 and the exports.
 
-A part of :class:`pipeline.plan.Plan`; it reads the plan's ``config``, ``root`` and ``peers`` (a peer trained
-beside the student keeps its own settings).
+A part of :class:`pipeline.plan.Plan`; it reads the plan's ``config``, ``shared_root``, ``folder_of`` (a
+seed's own folder, or the shared one) and ``peers`` (a peer trained beside the student keeps its own settings).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ class Models:
     """Named models (``models``, ``student``, ``export``, ``models.<name>.finetune``)."""
 
     config: dict[str, Any]
-    root: str
+    shared_root: str
+    folder_of: Any
 
     def model(self, name: str) -> dict[str, Any]:
         """The settings of a named model, of the student of an iteration (``student-itK``), or of either
@@ -40,7 +41,7 @@ class Models:
         match = STUDENT.match(name)
         if match:
             it, phase = match.groups()
-            source = f"{self.root}/students/it{it}" + (f"/{phase}" if phase else "")
+            source = f"{self.folder_of(name)}/students/it{it}" + (f"/{phase}" if phase else "")
             # a peer trained beside the student (OnMKD's) keeps its own settings (pooling, lengths)
             settings = self.peers(it).get(phase, self.config["student"]) if phase and int(it) > 0 else self.config["student"]
             return dict(settings, layers=None, source=source, name=name)
@@ -88,7 +89,10 @@ class Models:
 
     def shards(self, model: str) -> list[str]:
         n = self.config["encode"]["shards"]
-        return [f"{self.root}/embeddings/{model}/shard-{k}-of-{n}.parquet" for k in range(n)]
+        return [f"{self.folder_of(model)}/embeddings/{model}/shard-{k}-of-{n}.parquet" for k in range(n)]
+
+    def index_dir(self, model: str) -> str:
+        return f"{self.folder_of(model)}/index/{model}"
 
     def embedding_shards(self, names) -> dict[str, list[str]]:
         """Corpus embedding shards of every bi-encoder that scoring with any of ``names`` needs."""
@@ -101,7 +105,7 @@ class Models:
             return [self.export_dir(exported.group(1))]
         role, it, phase = self.role_of(name)
         if role == "student":
-            return [f"{self.root}/students/it{it}"]
+            return [f"{self.folder_of(name)}/students/it{it}"]
         if self.chooses_weights(name):
             return [self.fusion_weights_path(name)]
         return [self.finetuned_model_dir(name)] if self.finetuned(name) else []
@@ -116,7 +120,7 @@ class Models:
         return self.config["models"].get(name, {}).get("finetune") is not None
 
     def finetuned_model_dir(self, name: str) -> str:
-        return f"{self.root}/models/{name}"
+        return f"{self.shared_root}/models/{name}"
 
     def finetune_settings(self, name: str) -> dict[str, Any]:
         return complete(self.config["models"][name]["finetune"], "finetune", where=f"models.{name}.finetune")
@@ -124,7 +128,7 @@ class Models:
     def finetune_miner_inputs(self, name: str) -> list[str]:
         """The index a fine-tune mines its hard negatives with, when its miner is a bi-encoder."""
         miner = self.finetune_settings(name)["miner"]
-        return [f"{self.root}/index/{miner}"] if self.kind(miner) == "bi-encoder" else []
+        return [self.index_dir(miner)] if self.kind(miner) == "bi-encoder" else []
 
     def finetune_args(self, name: str, input, output) -> str:
         """The arguments of the job that fine-tunes ``name``; paths from the job's ``input`` and ``output``."""
@@ -137,7 +141,7 @@ class Models:
             queries_path=input.queries,
             corpus_path=input.corpus,
             settings=self.finetune_settings(name),
-            scratch_dir=f"{self.root}/scratch/finetune-{name}",
+            scratch_dir=f"{self.shared_root}/scratch/finetune-{name}",
             include_title=self.config["include_title"],
             device=self.config["device"],
             seed=self.config["seed"],
@@ -152,7 +156,7 @@ class Models:
         return model.get("kind") == "fusion" and model.get("choose_weights") is not None and self.judged_training
 
     def fusion_weights_path(self, name: str) -> str:
-        return f"{self.root}/fusion-weights/{name}.json"
+        return f"{self.shared_root}/fusion-weights/{name}.json"
 
     def weight_choice_inputs(self, name: str) -> dict[str, Any]:
         """What choosing the fusion's weights reads: the data, the prepared train split's judgments (sampled
@@ -181,7 +185,7 @@ class Models:
     # -- exports for serving (``export``) -----------------------------------------------------------
 
     def export_dir(self, name: str) -> str:
-        return f"{self.root}/export/{name}"
+        return f"{self.folder_of(name)}/export/{name}"
 
     def export_dirs(self) -> list[str]:
         """The export folders the run makes: the last iteration's student's, when it has formats."""

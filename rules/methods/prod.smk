@@ -7,8 +7,8 @@ rule prod_confusing:
         candidates=lambda wc: plan.mined_candidates(wc.it),
         qrels_train=DATA["qrels_train"],
         # the student that mined (its scores of the positives too) and the teacher that reranks its list
-        student_scores=lambda wc: f"{R}/it{wc.it}/scores/student-it{int(wc.it) - 1}.parquet",
-        teacher_scores=lambda wc: f"{R}/it{wc.it}/scores/{plan.iteration(wc.it)['teacher']}.parquet",
+        student_scores=lambda wc: plan.scores_path(wc.it, f"student-it{int(wc.it) - 1}"),
+        teacher_scores=lambda wc: plan.scores_path(wc.it, plan.iteration(wc.it)["teacher"]),
     output:
         candidates=f"{R}/it{{it}}/confusing.parquet",
         report=f"{R}/it{{it}}/confusing.json",
