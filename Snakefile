@@ -135,7 +135,7 @@ if config["seeds"]:
         input:
             [f"{root}/summary.json" for root in plan.seed_roots().values()],
         output:
-            markdown=report(f"{R}/seeds.md", caption="../report/seeds.rst", category="Summary"),
+            markdown=report(f"{R}/seeds.md", caption="report/seeds.rst", category="Summary"),
             json=f"{R}/seeds.json",
         log:
             f"{R}/logs/seeds.log",
@@ -143,7 +143,8 @@ if config["seeds"]:
             CONDA_ENV
         params:
             args=lambda wc, input, output: to_json(
-                summary_paths={str(seed): f"{root}/summary.json" for seed, root in plan.seed_roots().items()},
+                seeds=list(plan.seed_roots()),
+                summary_paths=list(input),
                 out_markdown=output.markdown,
                 out_json=output.json,
                 experiment=config["experiment"],

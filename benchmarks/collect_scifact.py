@@ -89,6 +89,10 @@ def main(run_dir: str, start: str, end: str, out_path: str) -> None:
     if (run / "data" / "labels.json").is_file():  # labels.source: teacher: how the teacher labelled
         result["labels"] = json.loads((run / "data" / "labels.json").read_text())
         result["labels"].update({k: splits[k] for k in ("training_queries", "dev_queries")})
+    if (run / "seeds.json").is_file():  # `seeds`: the rows above are the first seed's; over every seed here
+        seeds = json.loads((run / "seeds.json").read_text())
+        result["seeds"] = {"seeds": seeds["seeds"], "shared_from_seed": seeds["shared_from_seed"],
+                           "rows": seeds["rows"]}
     if os.environ.get("BENCH_NOTE"):  # how the run was made, when it is not scifact.sh's plain run
         result["note"] = os.environ["BENCH_NOTE"]
     Path(out_path).write_text(json.dumps(result, indent=2) + "\n")

@@ -56,10 +56,13 @@ def seed_rows(summaries: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize_seeds(summary_paths: dict[str, str], out_markdown: str, out_json: str, experiment: str,
+def summarize_seeds(seeds: list[int], summary_paths: list[str], out_markdown: str, out_json: str, experiment: str,
                     shared_from_seed: int | None = None) -> list[dict[str, Any]]:
-    """``summary_paths``: seed -> that seed's ``summary.json`` (the first seed's run is the experiment's)."""
-    summaries = {int(seed): json.loads(Path(path).read_text()) for seed, path in summary_paths.items()}
+    """``summary_paths``: each seed's ``summary.json``, in the order of ``seeds`` (the first seed's run is the
+    experiment's). (Two lists, not a mapping: a job's arguments are JSON with sorted keys, "21" before "7".)"""
+    if len(seeds) != len(summary_paths):
+        raise ValueError(f"{len(seeds)} seeds and {len(summary_paths)} summaries")
+    summaries = {int(seed): json.loads(Path(path).read_text()) for seed, path in zip(seeds, summary_paths)}
     rows = seed_rows(summaries)
     seeds = list(summaries)
     header = ["model", "name"] + [f"{TITLES[m]} mean (sd)" for m in METRICS] + [f"nDCG@10 at seed {s}" for s in seeds]
@@ -83,6 +86,6 @@ def summarize_seeds(summary_paths: dict[str, str], out_markdown: str, out_json: 
     with atomic_path(out_markdown) as tmp:
         tmp.write_text(table)
     write_json({"experiment": experiment, "seeds": seeds, "shared_from_seed": shared_from_seed, "rows": rows,
-                "summaries": {str(seed): path for seed, path in summary_paths.items()}}, out_json)
+                "summaries": dict(zip(map(str, seeds), summary_paths))}, out_json)
     print(table)
     return rows

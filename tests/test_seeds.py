@@ -18,11 +18,12 @@ def test_each_model_and_each_seeds_final_student_get_mean_sample_sd_and_per_seed
     summaries = {13: summary("student-it2", **{"student-it1": 0.30, "student-it2": 0.40}),
                  7: summary("student-it1", **{"student-it1": 0.36, "student-it2": 0.34}),
                  21: summary("student-it2", **{"student-it1": 0.33, "student-it2": 0.37})}
-    paths = {}
+    paths = []
     for seed, content in summaries.items():
-        paths[str(seed)] = str(tmp_path / f"{seed}.json")
+        paths.append(str(tmp_path / f"{seed}.json"))
         (tmp_path / f"{seed}.json").write_text(json.dumps(content))
-    rows = summarize_seeds(paths, str(tmp_path / "seeds.md"), str(tmp_path / "seeds.json"), "x", shared_from_seed=13)
+    rows = summarize_seeds([13, 7, 21], paths, str(tmp_path / "seeds.md"), str(tmp_path / "seeds.json"), "x",
+                           shared_from_seed=13)
     by_name = {row["name"]: row for row in rows}
     assert list(by_name) == ["teacher", "student-it1", "student-it2", "final"]
     teacher = by_name["teacher"]["ndcg@10"]
@@ -42,7 +43,9 @@ def test_each_model_and_each_seeds_final_student_get_mean_sample_sd_and_per_seed
     assert written["seeds"] == [13, 7, 21] and written["rows"] == json.loads(json.dumps(rows))
     table = (tmp_path / "seeds.md").read_text()
     assert "| final | final | 0.3767 (0.0208) |" in table and "0.3600 (student-it1)" in table
-    assert "drawn and made at seed 13" in table
+    assert "drawn and made at seed 13" in table and "nDCG@10 at seed 13 | nDCG@10 at seed 7 | nDCG@10 at seed 21" in table
+    with pytest.raises(ValueError, match="2 seeds and 3 summaries"):
+        summarize_seeds([13, 7], paths, str(tmp_path / "a.md"), str(tmp_path / "a.json"), "x")
 
 
 def test_a_model_missing_at_a_seed_has_no_row_and_one_seed_has_no_sd():

@@ -793,3 +793,6 @@ def test_seeds_added_to_a_finished_run_train_only_the_new_seed_and_summarise_bot
     compared = json.loads((workdir / "cmp/comparison.json").read_text())["experiments"]
     assert len(compared) == 1 and compared[0]["seeds"] == 2
     assert compared[0]["per_seed"] == {"13": finals[13], "7": finals[7]}
+    snakemake(workdir, "--cores", "1", "--report", "report.html", env=one_iteration_run.env)
+    page = (workdir / "report.html").read_text()
+    assert "seeds.md" in page and '"rule": "seed_7_train"' in page

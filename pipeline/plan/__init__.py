@@ -90,8 +90,8 @@ class Plan(DataAndLabels, Models, Iterations, Evaluation):
         if not seeds:
             return []
         seed_of = {"experiment": self.config["experiment"], "results_dir": self.config["results_dir"], "seed": seeds[0]}
-        return [dict(copy.deepcopy(self.config), seed=seed, seeds=None, results_dir=self.root, experiment=f"seed-{seed}",
-                     seed_of=seed_of) for seed in seeds[1:]]
+        return [dict(copy.deepcopy(self.config), seed=seed, seeds=None, results_dir=self.root,
+                     experiment=f"seed-{seed}", seed_of=seed_of) for seed in seeds[1:]]
 
     def seed_roots(self) -> dict[int, str]:
         """Each seed's run folder (the first seed's is the experiment's); one entry without ``seeds``."""

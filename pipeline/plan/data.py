@@ -51,7 +51,6 @@ class DataAndLabels:
     """The data folder, the prepared data and the training labels (``data_dir``, ``splits``, ``labels``)."""
 
     config: dict[str, Any]
-    root: str
     shared_root: str
 
     def _plan_data(self) -> None:
