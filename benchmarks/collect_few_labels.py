@@ -37,6 +37,8 @@ def collect(size: str, run: Path) -> dict:
         if warmed else None,
         "wall_s": json.loads(wall.read_text())["wall_s"] if wall.exists() else None,
         "run": str(run),
+        # a run made with `seeds`: the figures above are its first seed's; every seed's here
+        **({"seeds": json.loads((run / "seeds.json").read_text())} if (run / "seeds.json").is_file() else {}),
     }
 
 
