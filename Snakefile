@@ -59,9 +59,10 @@ if plan.schedule() and SAYS:  # a method sets the iterations (PROD): say what ea
 #   --directory elsewhere, maybe a cluster node);
 # - the experiment's and the data's folders (PIPELINE_ROOT, PIPELINE_DATA_DIR), which `python -m pipeline` puts
 #   in place of the `{root}` and `{data_dir}` tokens of its arguments (with seeds, the experiment's folder: a
-#   further seed's paths are {root}/seed-K/..., so that every seed's run sets the same shell prefix). Not `params`: Snakemake reruns a job
-#   whose params change and its between-workflow cache keys a job by them (never by file names), so a folder
-#   in params would re-run a moved checkout and key teacher work by experiment (pipeline.plan.ROOT_TOKEN).
+#   further seed's paths are {root}/seed-K/..., so that every seed's run sets the same shell prefix).
+#   Not `params`: Snakemake reruns a job whose params change and its between-workflow cache keys a job by
+#   them (never by file names), so a folder in params would re-run a moved checkout and key teacher work by
+#   experiment (pipeline.plan.ROOT_TOKEN).
 # So `snakemake --lint` has nothing to say (tests/test_workflow.py fails on any lint).
 CONDA_ENV = os.path.join(workflow.basedir, "environment.yml")
 JOB_ENVIRONMENT = {  # shell words

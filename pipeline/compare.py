@@ -14,8 +14,9 @@ Experiments are compared only on the same data: the same passages (ids) and the 
 from each run's prepared Parquet files. Anything else is refused, saying which run differs and how.
 
 One configuration run at several seeds is one experiment: a run made with ``seeds`` (its folder), or
-``NAME=RUN,RUN,...`` (each run's seed read from its summary or its ``data/splits.json``). Its row holds the mean of its final students' figures, their standard deviation
-and each seed's figure; its per-query figures are the seeds' mean per query.
+``NAME=RUN,RUN,...`` (each run's seed read from its summary or its ``data/splits.json``). Its row holds
+the mean of its final students' figures, their standard deviation and each seed's figure; its per-query
+figures are the seeds' mean per query.
 
     python -m pipeline.compare default=results/s13,results/s7,results/s21 lead=results/l13,results/l7,results/l21 --out cmp
 
