@@ -70,3 +70,24 @@ def test_a_recorded_seed_that_disagrees_is_an_error(results, capsys):
 def test_bad_specs_are_named(results, capsys, spec, message):
     assert seeds.main([spec, "--out", str(results / "x.json")]) == 2
     assert message in capsys.readouterr().err
+
+
+METHODS_SPEC = importlib.util.spec_from_file_location(
+    "compare_methods", Path(__file__).resolve().parents[1] / "benchmarks" / "compare_methods.py")
+compare_methods = importlib.util.module_from_spec(METHODS_SPEC)
+METHODS_SPEC.loader.exec_module(compare_methods)
+
+
+@pytest.mark.parametrize("tests, expected", [
+    (None, "baseline"),
+    ({"mean_difference": 0.012, "p_t_holm": 0.01}, "helps"),
+    ({"mean_difference": -0.03, "p_t_holm": 0.0001}, "hurts"),
+    # a larger difference than the first's, but not significant after Holm: no verdict either way
+    ({"mean_difference": 0.02, "p_t_holm": 0.06}, "cannot be told apart at this scale")])
+def test_the_methods_table_says_what_the_holm_corrected_t_test_says(tests, expected):
+    assert compare_methods.verdict(tests) == expected
+
+
+def test_an_unknown_three_seed_experiment_is_refused_before_comparing(tmp_path):
+    with pytest.raises(SystemExit, match="unknown experiments \\['bench-mine'\\]"):
+        compare_methods.seed_rows([str(tmp_path / "bench-strong-teacher-seeds"), str(tmp_path / "bench-mine")])
