@@ -103,27 +103,23 @@ def seed_rows(run_dirs: list[str]) -> dict:
     unknown = [n for n in names if n not in SEED_RUNS]
     if unknown:
         raise SystemExit(f"error: --seeds: unknown experiments {unknown}; known: {', '.join(SEED_RUNS)}")
-    compare_experiments(run_dirs, str(SEEDS_COMPARISON), baseline=names[0])
-    compared = json.loads((SEEDS_COMPARISON / "comparison.json").read_text())
     rows = []
-    for row in compared["experiments"]:
+    for row in compare_experiments(run_dirs, str(SEEDS_COMPARISON), baseline=names[0]):
         label, preset, result_name = SEED_RUNS[row["experiment"]]
         result_path = RESULTS / result_name
         wall = json.loads(result_path.read_text())["wall_s"] if result_path.is_file() else None
-        tests = row["significance"]
-        seeds = (tests or {}).get("seeds") or {}
+        tests = row["significance"] or {}  # empty for the baseline
+        seeds = tests.get("seeds") or {}
         rows.append({"method": label, "preset": preset, "experiment": row["experiment"],
                      "result": f"benchmarks/results/{result_name}" if wall is not None else None,
                      "final": row["final"], "seeds": sorted(int(k) for k in row["per_seed"]),
-                     "per_seed": row["per_seed"], "ndcg@10": row["ndcg@10"], "ndcg@10_sd": row["ndcg@10_sd"],
-                     "mrr@10": row["mrr@10"], "recall@100": row["recall@100"], "teacher": row["teacher"],
-                     "difference": None if tests is None else tests["mean_difference"],
-                     "improved": None if tests is None else tests["improved"],
-                     "degraded": None if tests is None else tests["degraded"],
-                     "p_t_holm": None if tests is None else tests["p_t_holm"],
-                     "p_wilcoxon_holm": None if tests is None else tests["p_wilcoxon_holm"],
+                     # keyed as in JSON, whether the table was just made or read back
+                     "per_seed": {str(seed): value for seed, value in row["per_seed"].items()},
+                     **{k: row[k] for k in ("ndcg@10", "ndcg@10_sd", "mrr@10", "recall@100", "teacher")},
+                     "difference": tests.get("mean_difference"),
+                     **{k: tests.get(k) for k in ("improved", "degraded", "p_t_holm", "p_wilcoxon_holm")},
                      "p_seeds_holm": seeds.get("p_t_holm"), "higher_in_seeds": seeds.get("higher_in"),
-                     "verdict": verdict(tests),
+                     "verdict": verdict(row["significance"]),
                      # per seed, its train jobs; the whole three-seed run (shared work once)
                      "train_s_per_seed": row["train_s"], "wall_s": wall})
     return {"baseline": names[0], "metric": "test nDCG@10 of each seed's final student (chosen on dev)",
