@@ -135,10 +135,16 @@ def parse_experiment(argument: str) -> tuple[str | None, list[Path]]:
     return None, [run]
 
 
+def seed_of_experiment(run: Path) -> bool:
+    """Whether ``run`` is one seed's run inside an experiment run at several seeds (``seed-K/``), which
+    reads what the seed does not change (the data, the teachers' runs) from the experiment's folder."""
+    return (run.parent / "seeds.json").is_file()
+
+
 def data_dir(run: Path) -> Path:
     """A run's prepared data: its own, or for one seed's run of ``seeds`` (``seed-K/``), the experiment's,
     which every seed shares."""
-    if not (run / "data").is_dir() and (run.parent / "seeds.json").is_file():
+    if not (run / "data").is_dir() and seed_of_experiment(run):
         return run.parent / "data"
     return run / "data"
 
@@ -178,6 +184,8 @@ def per_query_ndcg(run: Path, summary: dict[str, Any], model: str) -> dict[str, 
     """nDCG@10 of each judged test query of ``model``'s TREC run in ``run`` (read back from eval/)."""
     split = judged_split(summary)
     trec = run / "eval" / split / model / "run.trec"
+    if not trec.is_file() and seed_of_experiment(run):  # a model the seed does not change: the shared run
+        trec = run.parent / "eval" / split / model / "run.trec"
     if not trec.is_file():
         raise InputError(trec, f"missing: the per-query tests read {model}'s ranking of the {split} queries")
     return per_query_metrics(load_qrels(data_dir(run) / f"qrels-{split}.parquet"), read_trec_run(trec))["ndcg@10"]

@@ -110,6 +110,17 @@ def choose_weights(pairs: pd.DataFrame, qrels: dict[str, dict[str, int]], config
     return dict(grid[chosen]), figures
 
 
+def judged_training_sample(qrels_path: str, test_qrels_path: str, seed: int,
+                           train_queries: int | None) -> dict[str, dict[str, int]]:
+    """The judgments of the training queries a run may read (``qrels_path``: the prepared train split), cut
+    to the sample of ``splits.train_queries`` that the dev split is carved from (the same seed), never a
+    query the test split judges."""
+    test_ids = set(judged_queries(read_table(test_qrels_path)))
+    sample, _, _ = choose_queries(judged_queries(read_table(qrels_path)), test_ids, seed, train_queries, 0.0, 0, 0)
+    all_qrels = load_qrels(qrels_path)
+    return {q: all_qrels[q] for q in sample if q not in test_ids}
+
+
 def member_scores(members: Sequence[str], models: dict[str, dict[str, Any]], query_ids: Sequence[str],
                   queries: dict[str, str], corpus_path: str, embedding_shards: dict[str, Sequence[str]],
                   include_title: bool, device, depth: int) -> pd.DataFrame:
@@ -135,11 +146,8 @@ def choose_fusion_weights(model: dict[str, Any], models: dict[str, dict[str, Any
     prepared train split; ``test_qrels_path``: its query ids are never used) and write the choice."""
     set_threads(threads)
     spec = ModelSpec.from_config(model["name"], {k: v for k, v in model.items() if k != "weights_path"})
-    test_ids = set(judged_queries(read_table(test_qrels_path)))
-    sample, _, _ = choose_queries(judged_queries(read_table(qrels_path)), test_ids, seed, train_queries, 0.0, 0, 0)
-    query_ids = [q for q in sample if q not in test_ids]
-    all_qrels = load_qrels(qrels_path)
-    qrels = {q: all_qrels[q] for q in query_ids}
+    qrels = judged_training_sample(qrels_path, test_qrels_path, seed, train_queries)
+    query_ids = list(qrels)
     result = {"fusion": spec.name, "configured": dict(spec.members), "normalization": spec.fusion_normalization,
               "metric": METRIC, "queries": len(query_ids), "query_ids": query_ids, "first_stage_depth": rerank_depth,
               "step": step, "grid": []}

@@ -7,9 +7,19 @@ and by BM25, both z-scored per query (or min-max), summed with weights ``w`` and
 
     s(q, d) = w · z_q(student(q, d)) + (1 − w) · z_q(bm25(q, d))
 
-``w`` is chosen on the dev split's judgments over a grid (``hybrid.student_weight: dev``, when the
-training labels are judgments and there is a dev split; ties go to the weight nearest 0.5), or fixed. The
-test split is never read to choose it.
+``w`` is chosen over a grid (``hybrid.student_weight: dev``), or fixed. The test split is never read to
+choose it. With judged training queries (``labels.source: qrels`` or ``qrels+teacher``):
+
+- on the dev split's judgments when there is one (ties go to the weight nearest 0.5);
+- else (too few judged queries to carve a dev split: MED's 15 give 3) on the judged training queries, with
+  the student's teacher standing in for the student, since the student has trained on those queries and
+  its teacher has not. The same one-standard-error rule as a fusion teacher's weights
+  (:func:`pipeline.fusion_weights.one_standard_error_choice`): of the grid's weights whose mean nDCG@10
+  is within one standard error of the best's, the nearest 0.5. On MED (15 judged queries) the even
+  weight put the hybrid below the student alone; MiniLM-L6 fused with BM25 ranks best there with the
+  dense side heavy (benchmarks/README.md).
+
+Without judged training queries (the label-free preset) the even weight is kept.
 
 Writes ``eval/{test,dev}/hybrid/{run.trec,metrics.json}`` (the ``hybrid`` row: the student's encoding
 speed and parameters, since BM25 encodes nothing) and ``export/hybrid/``: ``hybrid.json`` (the weights,
@@ -30,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from .data import atomic_path, load_qrels, load_queries, passage_texts, read_table, write_json
-from .evaluation import METRICS, compute_metrics, judged_queries, ranked_pairs, run_of, write_trec_run
+from .evaluation import METRICS, compute_metrics, judged_queries, per_query_metrics, ranked_pairs, run_of, write_trec_run
+from .fusion_weights import judged_training_sample, one_standard_error_choice
 from .lexical import BM25
 from .models import ModelSpec, resolve_device, set_threads
 from .runtime import load_encoder
@@ -69,16 +80,49 @@ def choose_weight(dev_pairs: pd.DataFrame | None, dev_qrels: dict[str, dict[str,
     return float(best), figures
 
 
+def choose_weight_one_standard_error(pairs: pd.DataFrame, qrels: dict[str, dict[str, int]], grid: Sequence[float],
+                                     normalization: str, metric: str = "ndcg@10") -> tuple[float, dict[str, float]]:
+    """The grid weight the one-standard-error rule keeps on ``qrels`` (of those within one standard error of
+    the best mean nDCG@10, the nearest 0.5), with every weight's figure: for a few judged queries, where
+    the best of the grid is mostly noise."""
+    by_weight = [per_query_metrics(qrels, fused_run(pairs, w, normalization))[metric] for w in grid]
+    query_ids = list(by_weight[0])
+    per_query = np.array([[figures[q] for q in query_ids] for figures in by_weight])
+    chosen, _ = one_standard_error_choice(per_query, np.array([abs(w - 0.5) for w in grid]))
+    return float(grid[chosen]), {f"{w:g}": float(row.mean()) for w, row in zip(grid, per_query)}
+
+
+def stand_in_weight(stand_in: dict[str, Any], bm25: BM25, queries: dict[str, str], corpus_path: str,
+                    test_qrels_path: str, grid: Sequence[float], normalization: str, include_title: bool,
+                    device, depth: int) -> tuple[float | None, dict[str, float], str]:
+    """The student's weight chosen on the judged training queries with ``stand_in`` (the student's teacher:
+    ``{"name", "models", "embedding_shards", "qrels_path", "seed", "train_queries", "min_queries"}``) scoring
+    in the student's place; None (with why) when there are fewer than ``min_queries`` of them."""
+    qrels = judged_training_sample(stand_in["qrels_path"], test_qrels_path, stand_in["seed"], stand_in["train_queries"])
+    name = stand_in["name"]
+    if len(qrels) < stand_in["min_queries"]:
+        return None, {}, (f"{len(qrels)} judged training queries, fewer than {stand_in['min_queries']}, and no "
+                          "judged dev split to choose on")
+    scorer = make_scorer(ModelSpec.from_config(name, stand_in["models"][name]), stand_in["models"], queries,
+                         corpus_path, stand_in["embedding_shards"], include_title, device)
+    pairs = candidate_pairs(bm25, scorer.score, list(qrels), queries, depth)
+    weight, figures = choose_weight_one_standard_error(pairs, qrels, grid, normalization)
+    return weight, figures, (f"no judged dev split: the weight {name} (the student's teacher, which never trained "
+                             f"on them) takes beside BM25 on {len(qrels)} judged training queries, by the "
+                             f"one-standard-error rule over weights {list(grid)}")
+
+
 def evaluate_hybrid(final_path: str, students: dict[str, dict[str, Any]], lexical: dict[str, Any],
                     queries_path: str, corpus_path: str, splits: dict[str, dict[str, str]],
                     student_metrics: dict[str, str], out_dir: str, student_weight: float | str = "dev",
                     grid: Sequence[float] = (0.5,), normalization: str = "zscore", choose_on_dev: bool = True,
-                    rerank_depth: int = 100, include_title: bool = True, device: str = "auto",
-                    threads: int | None = None) -> dict[str, Any]:
+                    stand_in: dict[str, Any] | None = None, rerank_depth: int = 100, include_title: bool = True,
+                    device: str = "auto", threads: int | None = None) -> dict[str, Any]:
     """The final student (``final.json``) fused with ``lexical`` (a BM25 model), evaluated on each of
     ``splits`` (``{"test": {"qrels_path", "out_dir"}, "dev": ...}``) and written for serving into
     ``out_dir``. ``students``: every student's ``{"model": settings, "embedding_shards": [...]}``, of which
-    the final one is used; ``student_metrics``: each student's test metrics.json (its encode speed)."""
+    the final one is used; ``student_metrics``: each student's test metrics.json (its encode speed);
+    ``stand_in``: what chooses the weight when there is no judged dev split (:func:`stand_in_weight`)."""
     set_threads(threads)
     final = json.loads(Path(final_path).read_text())["selected"]
     student = students[final]
@@ -94,10 +138,16 @@ def evaluate_hybrid(final_path: str, students: dict[str, dict[str, Any]], lexica
     pairs = {split: candidate_pairs(bm25, scorer.score, ids, queries, rerank_depth) if ids else None
              for split, ids in judged.items()}
     dev_figures: dict[str, float] = {}
+    training_figures: dict[str, float] = {}
     if student_weight == "dev":
         if choose_on_dev and pairs.get("dev") is not None:
             weight, dev_figures = choose_weight(pairs["dev"], qrels["dev"], grid, normalization)
             reason = f"best dev nDCG@10 over {len(judged['dev'])} dev queries among weights {list(grid)}"
+        elif choose_on_dev and stand_in is not None:
+            chosen, training_figures, why = stand_in_weight(
+                stand_in, bm25, queries, corpus_path, splits["test"]["qrels_path"], grid, normalization,
+                include_title, resolve_device(device), rerank_depth)
+            weight, reason = (chosen, why) if chosen is not None else (0.5, f"the even weight: {why}")
         else:
             weight = 0.5
             reason = ("the even weight: no judged dev split to choose on" if choose_on_dev else
@@ -124,7 +174,8 @@ def evaluate_hybrid(final_path: str, students: dict[str, dict[str, Any]], lexica
                           "weight": weight},
               "lexical": {**lexical, "weight": 1.0 - weight}, "normalization": normalization,
               "first_stage": {"model": lexical["name"], "depth": rerank_depth}, "include_title": include_title,
-              "weight_reason": reason, "dev_ndcg@10_by_weight": dev_figures}
+              "weight_reason": reason, "dev_ndcg@10_by_weight": dev_figures,
+              "training_ndcg@10_by_weight": training_figures}
     with atomic_path(out_dir, directory=True) as tmp:
         shutil.copytree(spec.source, tmp / "student", symlinks=False)
         write_json(config, tmp / "hybrid.json")

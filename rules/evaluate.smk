@@ -108,6 +108,7 @@ if plan.hybrid:
             settings=lambda wc: to_json(
                 **config["hybrid"],
                 lexical_model=plan.model(config["hybrid"]["lexical"]),
+                stand_in=plan.hybrid_stand_in_settings(),
                 rerank_depth=config["evaluate"]["rerank_depth"],
                 include_title=config["include_title"],
             ),

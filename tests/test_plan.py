@@ -201,6 +201,22 @@ def test_the_hybrid_fuses_the_final_student_with_bm25_unless_asked_not_to():
     off.check()
 
 
+def test_the_hybrid_weight_without_a_dev_split_is_chosen_with_the_teacher_standing_in_for_the_student():
+    """With judged training queries the student has trained on, the last iteration's teacher, which has not,
+    scores in its place: the hybrid job reads its corpus embeddings and the prepared train split. Without
+    judged queries, or with BM25 as the teacher, nothing stands in (the even weight)."""
+    plan = Plan(config(labels={"source": "qrels+teacher"}, overrides={"2": {"teacher": "other"}}))
+    assert plan.hybrid_stand_in() == "other"
+    inputs = plan.hybrid_inputs()
+    assert "results/x/embeddings/other/shard-0-of-2.parquet" in inputs["shards"]
+    assert inputs["stand_in"] == ["results/x/data/qrels-train.parquet"]
+    settings = plan.hybrid_stand_in_settings()
+    assert settings["name"] == "other" and settings["min_queries"] == plan.config["splits"]["dev"]["min_queries"]
+    assert Plan(config(labels={"source": "teacher"})).hybrid_stand_in() is None
+    assert Plan(config(labels={"source": "teacher"})).hybrid_inputs()["stand_in"] == []
+    assert Plan(config(teacher="bm25", warmup={"epochs": 0})).hybrid_stand_in() is None
+
+
 def test_the_default_config_passes_its_checks():
     Plan(config()).check()
     assert Plan(config()).method_rules() == [], "the standard method adds no stage to the DAG"

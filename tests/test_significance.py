@@ -159,3 +159,24 @@ def test_an_experiment_whose_runs_share_a_seed_is_refused(tmp_path):
     runs = [fake_run(tmp_path / name, name, 13, dict(zip(QUERIES, [1, 2, 3, 4, 5, 6]))) for name in ("a", "b")]
     with pytest.raises(InputError, match=r"experiment twice: its runs .* must each have a seed of their own"):
         compare_experiments([f"twice={runs[0]},{runs[1]}"], str(tmp_path / "cmp"))
+
+
+def test_a_seeds_run_reads_the_models_it_shares_from_the_experiments_folder(tmp_path):
+    """A seed's run (``seed-K/`` beside the experiment's seeds.json) has its own students' rankings; the
+    teachers' and baselines' are the experiment's, which the per-query tests then read."""
+    import shutil
+
+    from pipeline.compare import per_query_ndcg
+    from pipeline.data import InputError
+
+    experiment = fake_run(tmp_path / "exp", "exp", 13, dict(zip(QUERIES, [1, 2, 3, 4, 5, 6])))
+    (experiment / "seeds.json").write_text('{"experiment": "exp", "seeds": [13, 7]}')
+    shutil.copytree(experiment / "eval/test/student-it1", experiment / "eval/test/teacher")
+    seed = fake_run(tmp_path / "exp/seed-7", "seed-7", 7, dict(zip(QUERIES, [1, 1, 1, 1, 1, 1])))
+    shutil.rmtree(seed / "data")
+    summary = {"rows": [{"split": "test"}]}
+    assert per_query_ndcg(seed, summary, "student-it1") == pytest.approx(dict.fromkeys(QUERIES, 1.0)), "its own"
+    shared = per_query_ndcg(seed, summary, "teacher")
+    assert shared == pytest.approx({q: 1 / math.log2(r + 1) for q, r in zip(QUERIES, [1, 2, 3, 4, 5, 6])})
+    with pytest.raises(InputError, match="missing: the per-query tests read nobody's ranking"):
+        per_query_ndcg(seed, summary, "nobody")

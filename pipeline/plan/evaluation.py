@@ -68,15 +68,36 @@ class Evaluation:
     def hybrid_metrics(self, split: str = "test") -> list[str]:
         return [self.metrics("hybrid", split)] if self.hybrid else []
 
+    def hybrid_stand_in(self) -> str | None:
+        """The model that scores in the student's place to choose the hybrid's weight when judged training
+        queries are read but too few for a dev split (pipeline/hybrid.py): the last iteration's teacher,
+        which, unlike the student, never trained on them; None without judged training queries, or when
+        that teacher is the hybrid's BM25 itself."""
+        teacher = self.iteration(self.config["iterations"])["teacher"]
+        return teacher if self.judged_training and teacher != self.config["hybrid"]["lexical"] else None
+
+    def hybrid_stand_in_settings(self) -> dict[str, Any] | None:
+        """What decides the stand-in's choice, without paths (the rule's tracked params)."""
+        name = self.hybrid_stand_in()
+        if name is None:
+            return None
+        return {"name": name, "models": self.models_of(name), "seed": self.config["seed"],
+                "train_queries": self.config["splits"]["train_queries"],
+                "min_queries": self.config["splits"]["dev"]["min_queries"]}
+
     def hybrid_inputs(self) -> dict[str, Any]:
         """What fusing the final student needs: the choice, the data, every student (the final one is known
-        only when the run has chosen it), their corpus embeddings and test metrics (the encode speed)."""
+        only when the run has chosen it), their corpus embeddings and test metrics (the encode speed), and
+        what the stand-in for the student scores with (its teacher, on the judged training queries)."""
         students = self.students()
+        stand_in = [self.hybrid_stand_in()] if self.hybrid_stand_in() else []
         return {"final": f"{self.root}/final.json", "corpus": self.data["corpus"], "queries": self.data["queries"],
                 **{f"qrels_{split}": self.data[f"qrels_{split}"] for split in self.EVAL_SPLITS},
                 "students": list(dict.fromkeys(p for m in students for p in self.model_inputs(m))),
-                "shards": [p for shards in self.embedding_shards(students).values() for p in shards],
-                "metrics": [self.metrics(m) for m in students]}
+                "shards": [p for shards in self.embedding_shards(students + stand_in).values() for p in shards],
+                "metrics": [self.metrics(m) for m in students],
+                "stand_in": [p for m in stand_in for p in self.scorer_inputs(m)]
+                            + ([self.prepared_qrels(self.config["splits"]["train"])] if stand_in else [])}
 
     def hybrid_args(self, input, output) -> str:
         settings = self.config["hybrid"]
@@ -89,8 +110,16 @@ class Evaluation:
                     for split in self.EVAL_SPLITS},
             student_metrics={m: self.metrics(m) for m in students}, out_dir=output.export,
             student_weight=settings["student_weight"], grid=settings["grid"], normalization=settings["normalization"],
-            choose_on_dev=self.judged_training, rerank_depth=self.config["evaluate"]["rerank_depth"],
+            choose_on_dev=self.judged_training, stand_in=self.hybrid_stand_in_args(),
+            rerank_depth=self.config["evaluate"]["rerank_depth"],
             include_title=self.config["include_title"], device=self.config["device"])
+
+    def hybrid_stand_in_args(self) -> dict[str, Any] | None:
+        settings = self.hybrid_stand_in_settings()
+        if settings is None:
+            return None
+        return {**settings, "embedding_shards": self.embedding_shards([settings["name"]]),
+                "qrels_path": self.prepared_qrels(self.config["splits"]["train"])}
 
     def hybrid_problems(self) -> list[str]:
         problems, models = [], self.config["models"]
