@@ -115,7 +115,8 @@ for method_rules in plan.method_rules():
 # seeds: the experiment once per further seed, each its own run of this Snakefile in seed-K/ (a module with
 # the seed's config, pipeline.plan.Plan.seed_configs) whose plan reads what the seed does not change from
 # this run's folder, so that Snakemake's DAG makes it once. The data rules are left out of the seeds' runs:
-# their outputs are the shared ones, which a second rule would make ambiguous.
+# their outputs are the shared ones, which a second rule would make ambiguous; with splits.per_seed, each
+# seed's run splits the training queries itself.
 for seed_config in plan.seed_configs():
     seed_run = f"seed_{seed_config['seed']}_"
 
@@ -126,7 +127,13 @@ for seed_config in plan.seed_configs():
         config:
             seed_config
 
-    use rule * from seed_run exclude all, seeds, download, prepare, split_training_queries, pseudo_queries, label_with_teacher as seed_run*
+    if config["splits"]["per_seed"]:
+
+        use rule * from seed_run exclude all, seeds, download, prepare, pseudo_queries, label_with_teacher as seed_run*
+
+    else:
+
+        use rule * from seed_run exclude all, seeds, download, prepare, split_training_queries, pseudo_queries, label_with_teacher as seed_run*
 
 
 if config["seeds"]:
@@ -150,6 +157,7 @@ if config["seeds"]:
                 out_json=output.json,
                 experiment=config["experiment"],
                 shared_from_seed=config["seed"],
+                splits_per_seed=config["splits"]["per_seed"],
             ),
         shell:
             "python -m pipeline seeds {params.args:q} > {log} 2>&1"

@@ -143,8 +143,8 @@ def seed_of_experiment(run: Path) -> bool:
 
 def data_dir(run: Path) -> Path:
     """A run's prepared data: its own, or for one seed's run of ``seeds`` (``seed-K/``), the experiment's,
-    which every seed shares."""
-    if not (run / "data").is_dir() and seed_of_experiment(run):
+    which every seed shares (a seed's own ``data/`` holds at most its own split, ``splits.per_seed``)."""
+    if not (run / "data" / "corpus.parquet").is_file() and seed_of_experiment(run):
         return run.parent / "data"
     return run / "data"
 

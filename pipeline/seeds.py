@@ -57,7 +57,7 @@ def seed_rows(summaries: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summarize_seeds(seeds: list[int], summary_paths: list[str], out_markdown: str, out_json: str, experiment: str,
-                    shared_from_seed: int | None = None) -> list[dict[str, Any]]:
+                    shared_from_seed: int | None = None, splits_per_seed: bool = False) -> list[dict[str, Any]]:
     """``summary_paths``: each seed's ``summary.json``, in the order of ``seeds`` (the first seed's run is the
     experiment's). (Two lists, not a mapping: a job's arguments are JSON with sorted keys, "21" before "7".)"""
     if len(seeds) != len(summary_paths):
@@ -79,13 +79,18 @@ def summarize_seeds(seeds: list[int], summary_paths: list[str], out_markdown: st
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Each seed's run chose its final student on its dev split (row `final`); sd is the sample "
               "standard deviation over the seeds."]
-    if shared_from_seed is not None:
+    if shared_from_seed is not None and splits_per_seed:
+        lines.append(f"The data and the teachers' encodings are shared, made at seed {shared_from_seed}; each seed "
+                     "drew its own training sample and dev split (splits.per_seed): the seeds vary the split and "
+                     "the students' training.")
+    elif shared_from_seed is not None:
         lines.append(f"The data, the dev split and the teachers' work are shared, drawn and made at seed "
                      f"{shared_from_seed}: the seeds vary the students' training only.")
     table = "\n".join(lines) + "\n"
     with atomic_path(out_markdown) as tmp:
         tmp.write_text(table)
-    write_json({"experiment": experiment, "seeds": seeds, "shared_from_seed": shared_from_seed, "rows": rows,
+    write_json({"experiment": experiment, "seeds": seeds, "shared_from_seed": shared_from_seed,
+                "splits_per_seed": splits_per_seed, "rows": rows,
                 "summaries": dict(zip(map(str, seeds), summary_paths))}, out_json)
     print(table)
     return rows

@@ -411,3 +411,30 @@ def test_seeds_share_what_the_seed_does_not_change_and_keep_each_students_own():
         Plan(dict(configs[0], seeds=[1, 2])).check()
     with pytest.raises(ConfigError, match="non-unique|unique"):
         complete(dict(config(), seeds=[3, 3]))
+
+
+def test_with_splits_per_seed_each_seed_splits_and_evaluates_itself_and_shares_the_teachers_encodings():
+    plan = Plan(config(seeds=[7, 21], splits={"per_seed": True}))
+    first = plan
+    seed = Plan(plan.seed_configs()[0])
+    assert not seed.problems(), seed.problems()
+    own, shared = "results/x/seed-21/", "results/x/"
+    # the seed's own split, and what reads it: iteration 1's BM25 candidates and their teacher scores, every
+    # model's figures (one job evaluates test and dev), the teacher's included
+    assert seed.data["qrels_train"] == own + "data/training-qrels.parquet"
+    assert seed.data["qrels_dev"] == own + "data/dev-qrels.parquet"
+    for path in [seed.mined_candidates(1), seed.scores_path(1, "teacher"), *seed.train_inputs(1)["scores"],
+                 seed.metrics("teacher", "dev"), seed.metrics("student-it0", "dev"), seed.metrics("bm25")]:
+        assert path.startswith(own), path
+    # shared: the data, the test judgments, the teacher's and the untrained student's encodings and indexes
+    for path in [seed.data["corpus"], seed.data["qrels_test"], *seed.shards("teacher"), seed.index_dir("teacher"),
+                 seed.index_dir("student-it0"), seed.model("student-it0")["source"]]:
+        assert path.startswith(shared) and not path.startswith(own), path
+    # the first seed's run is the experiment's, as without per_seed
+    assert first.data["qrels_dev"] == "results/x/data/dev-qrels.parquet" and first.mined_candidates(1).startswith(shared)
+    assert not Plan(config(seeds=[7, 21])).seed_configs()[0]["splits"]["per_seed"]
+    # a fine-tuned model is made once for every seed: refused beside per_seed
+    models = config()["models"]
+    models["teacher"] = {**models["teacher"], "finetune": {}}
+    with pytest.raises(ConfigError, match=r"splits.per_seed: models.teacher.finetune trains on the training queries"):
+        Plan(config(seeds=[7, 21], splits={"per_seed": True}, models=models)).check()

@@ -796,3 +796,46 @@ def test_seeds_added_to_a_finished_run_train_only_the_new_seed_and_summarise_bot
     snakemake(workdir, "--cores", "1", "--report", "report.html", env=one_iteration_run.env)
     page = (workdir / "report.html").read_text()
     assert "seeds.md" in page and '"rule": "seed_7_train"' in page
+
+
+def test_seeds_with_splits_per_seed_split_mine_and_evaluate_at_each_seed(tmp_path, tiny_beir, tiny_bert):
+    """`splits.per_seed`: the second seed's run draws its own training sample and dev split, so it mines
+    iteration 1 itself, scores those candidates and evaluates every model (the teacher and the untrained
+    student on its dev split too); the data, the teacher's encodings and the untrained student stay shared."""
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, seeds=[13, 7], encode={"shards": 1},
+                           splits={"per_seed": True})
+    output = snakemake(workdir, "--cores", "2", "-n").stdout
+    counts = job_counts(output)
+    assert counts["prepare"] == counts["init_student"] == 1 and "seed_7_prepare" not in counts
+    assert counts["split_training_queries"] == counts["seed_7_split_training_queries"] == 1
+    assert counts["mine"] == counts["seed_7_mine"] == counts["score"] == counts["seed_7_score"] == 2
+    assert counts["evaluate"] == counts["seed_7_evaluate"] == 2 + 4
+    assert "seed_7_encode" in counts and counts["encode"] > counts["seed_7_encode"], "the teacher encodes once"
+    outputs = [p for line in re.findall(r"output: (.+)", output) for p in line.split(", ")]
+    assert "results/tiny/seed-7/data/dev-qrels.parquet" in outputs and "results/tiny/seed-7/it1/candidates.parquet" in outputs
+    assert not [p for p in outputs if re.search(r"seed-7/(embeddings|index)/(tiny-teacher|student-it0)/", p)]
+
+
+def test_seeds_with_splits_per_seed_end_to_end_hold_out_other_dev_queries(tmp_path, tiny_beir, tiny_bert):
+    """One iteration without warm-up, export or hybrid (CI time) at seeds 13 and 7 with `splits.per_seed`:
+    each seed's dev split is drawn with its seed, the teacher's dev figure is measured on each, the seeds'
+    table says how the seeds were split, and compare reads the second seed's run (its data/ holds only its
+    split) against the shared test judgments."""
+
+    workdir = write_config(tmp_path / "wd", tiny_beir, tiny_bert, seeds=[13, 7], encode={"shards": 1}, iterations=1,
+                           warmup={"epochs": 0}, export={"formats": []}, splits={"per_seed": True})
+    snakemake(workdir, "--cores", "2")
+    first, second = workdir / "results/tiny", workdir / "results/tiny/seed-7"
+    dev = [set(pq.read_table(d / "data/dev-qrels.parquet").column("query_id").to_pylist()) for d in (first, second)]
+    assert dev[0] and dev[1] and dev[0] != dev[1], "each seed holds out its own dev queries"
+    assert json.loads((second / "data/splits.json").read_text())["seed"] == 7
+    assert not (second / "data/corpus.parquet").exists() and not (second / "embeddings/tiny-teacher").exists()
+    teacher_dev = [json.loads((d / "eval/dev/tiny-teacher/metrics.json").read_text()) for d in (first, second)]
+    assert [m["queries"] for m in teacher_dev] == [len(dev[0]), len(dev[1])]
+    seeds = json.loads((first / "seeds.json").read_text())
+    assert seeds["splits_per_seed"] is True
+    assert "each seed drew its own training sample and dev split" in (first / "seeds.md").read_text()
+    run = dict(cwd=workdir, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run([sys.executable, "-m", "pipeline.compare", "results/tiny", "--out", "cmp"], **run)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((workdir / "cmp/comparison.json").read_text())["experiments"][0]["seeds"] == 2

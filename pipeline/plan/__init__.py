@@ -19,7 +19,10 @@ after the first, with :meth:`Plan.seed_configs`). The first seed's run is the ex
 without ``seeds``; each further seed's is ``seed-<K>/`` inside it, whose plan (``seed_of`` set) takes every
 artifact the seed does not change from the experiment's folder (``shared_root``): the data and its splits,
 the teachers' work, the untrained student, iteration 1's candidates and their teacher scores. What a trained
-student enters into (:meth:`Plan.seeded`) is the seed's own.
+student enters into (:meth:`Plan.seeded`) is the seed's own. With ``splits.per_seed`` the training sample
+and dev split are each seed's own too, and so are what reads them: iteration 1's candidates and their
+scores, and every model's evaluation (one job evaluates a model on test and dev); the teachers' encodings,
+indexes and labels stay shared.
 """
 
 from __future__ import annotations
@@ -101,6 +104,12 @@ class Plan(DataAndLabels, Models, Iterations, Evaluation):
     def seed_problems(self) -> list[str]:
         if self.config["seeds"] and self.config.get("seed_of"):
             return ["seed_of: set by the workflow for each seed's run of `seeds`; a config sets seeds, not both"]
+        if self.config["splits"]["per_seed"]:
+            finetuned = [name for name in self.config["models"] if self.finetuned(name)]
+            if finetuned:
+                return [f"splits.per_seed: models.{finetuned[0]}.finetune trains on the training queries, which "
+                        "differ by seed with per_seed, and a fine-tuned model is made once for every seed; set "
+                        "splits.per_seed: false (the seeds then share the first seed's split)"]
         return []
 
     def problems(self) -> list[str]:

@@ -51,6 +51,7 @@ class DataAndLabels:
     """The data folder, the prepared data and the training labels (``data_dir``, ``splits``, ``labels``)."""
 
     config: dict[str, Any]
+    root: str
     shared_root: str
 
     def _plan_data(self) -> None:
@@ -77,13 +78,17 @@ class DataAndLabels:
                                        *filter(None, [splits["dev"]["split"]])})
         self.prepared_queries = f"{self.shared_root}/data/queries.parquet"
         self.pseudo_queries = self.teacher_labelled and labels["pseudo_queries"]["count"] > 0
+        #: a further seed's run draws its own training sample and dev split (``splits.per_seed``): then what
+        #: reads them (iteration 1's candidates and their scores, every model's dev figures) is its own too
+        self.own_splits = bool(splits["per_seed"]) and self.shared_root != self.root
+        splits_root = self.root if self.own_splits else self.shared_root
         self.data = {
             "corpus": f"{self.shared_root}/data/corpus.parquet",
             # the queries every step reads texts from: queries.jsonl's, and pseudo-queries when made
             "queries": f"{self.shared_root}/data/queries-and-pseudo.parquet" if self.pseudo_queries else self.prepared_queries,
             # what training reads: the train split less the dev queries (and cut to train_queries)
-            "qrels_train": f"{self.shared_root}/data/training-qrels.parquet",
-            "qrels_dev": f"{self.shared_root}/data/dev-qrels.parquet",
+            "qrels_train": f"{splits_root}/data/training-qrels.parquet",
+            "qrels_dev": f"{splits_root}/data/dev-qrels.parquet",
             "qrels_test": self.prepared_qrels(splits["test"]),
         }
 

@@ -16,6 +16,7 @@ class Evaluation:
 
     config: dict[str, Any]
     root: str
+    own_splits: bool
     data: dict[str, str]
 
     #: every model is evaluated on both in one job: the test split (the table people read) and the dev split
@@ -57,7 +58,10 @@ class Evaluation:
         return "baseline" if name in self.baselines() else self.role_of(name)[0]
 
     def metrics(self, name: str, split: str = "test") -> str:
-        return f"{self.folder_of(name)}/eval/{split}/{name}/metrics.json"
+        """Model ``name``'s figures on ``split``: a shared model's are shared by the seeds, unless each seed
+        has its own dev split (``splits.per_seed``; the job evaluating a model on test evaluates it on dev)."""
+        folder = self.root if self.own_splits else self.folder_of(name)
+        return f"{folder}/eval/{split}/{name}/metrics.json"
 
     # -- the final student fused with BM25 (``hybrid``) --------------------------------------------------
 

@@ -22,6 +22,7 @@ class Iterations:
 
     config: dict[str, Any]
     root: str
+    own_splits: bool
     data: dict[str, str]
 
     def _forget_iterations(self) -> None:
@@ -116,7 +117,10 @@ class Iterations:
         return [self.index_dir(miner)] if self.kind(miner) == "bi-encoder" else []
 
     def mined_candidates(self, it: int | str) -> str:
-        return f"{self.folder_of(self.miner_of(it))}/it{int(it)}/candidates.parquet"
+        """Iteration ``it``'s mined candidates: shared by the seeds unless the miner changes with the seed or
+        the training queries do (``splits.per_seed``)."""
+        folder = self.root if self.own_splits else self.folder_of(self.miner_of(it))
+        return f"{folder}/it{int(it)}/candidates.parquet"
 
     def scored_candidates(self, it: int | str) -> str:
         """The candidates iteration ``it`` scores: the mined ones, or a method's additions to them (ADAM)."""
