@@ -187,15 +187,19 @@ class Models:
     def export_dir(self, name: str) -> str:
         return f"{self.folder_of(name)}/export/{name}"
 
+    @property
+    def last_student(self) -> str:
+        """The student of the last iteration: the one the run exports."""
+        return f"student-it{self.config['iterations']}"
+
     def export_dirs(self) -> list[str]:
         """The export folders the run makes: the last iteration's student's, when it has formats."""
-        return [self.export_dir(f"student-it{self.config['iterations']}")] if self.config["export"]["formats"] else []
+        return [self.export_dir(self.last_student)] if self.config["export"]["formats"] else []
 
     def exported_models(self) -> list[str]:
         """The last iteration's student in each format ``export.evaluate`` names (``auto``: the quantized
         ones), each evaluated like any model; the others are checked in the export job only."""
-        last = f"student-it{self.config['iterations']}"
-        return [f"{last}.{fmt}" for fmt in self.evaluated_export_formats()]
+        return [f"{self.last_student}.{fmt}" for fmt in self.evaluated_export_formats()]
 
     def evaluated_export_formats(self) -> list[str]:
         formats, evaluate = self.config["export"]["formats"], self.config["export"]["evaluate"]
