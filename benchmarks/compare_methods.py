@@ -53,6 +53,10 @@ SEED_RUNS = {
     "bench-strong-teacher-seeds": ("no method, the methods' teacher", "configs/strong-teacher.yaml",
                                    "scifact-strong-teacher-three-seeds.json"),
     "bench-seeds": ("default (no method)", "config.yaml", "scifact-seeds.json"),
+    # PROD's four iterations without PROD: are its rounds more than two more iterations?
+    "bench-strong-teacher-4-iterations-seeds": ("no method, 4 iterations (PROD's count)",
+                                                "configs/strong-teacher.yaml, iterations=4",
+                                                "scifact-strong-teacher-4-iterations-three-seeds.json"),
     **{f"bench-{method}-seeds": (label, f"configs/{method}.yaml", f"scifact-{method}-three-seeds.json")
        for method, label in (("prod", "PROD"), ("lead", "LEAD"), ("onmkd", "OnMKD"), ("mta4dpr", "MTA4DPR"),
                              ("adam", "ADAM"), ("all-methods", "OnMKD + ADAM + MTA4DPR"))}}
