@@ -107,8 +107,8 @@ def stand_in_weight(stand_in: dict[str, Any], bm25: BM25, queries: dict[str, str
                          corpus_path, stand_in["embedding_shards"], include_title, device)
     pairs = candidate_pairs(bm25, scorer.score, list(qrels), queries, depth)
     weight, figures = choose_weight_one_standard_error(pairs, qrels, grid, normalization)
-    return weight, figures, (f"no judged dev split: the weight {name} (the student's teacher, which never trained "
-                             f"on them) takes beside BM25 on {len(qrels)} judged training queries, by the "
+    return weight, figures, (f"no judged dev split: the weight {name} (the last iteration's teacher, which did not "
+                             f"train on them) takes beside BM25 on {len(qrels)} judged training queries, by the "
                              f"one-standard-error rule over weights {list(grid)}")
 
 

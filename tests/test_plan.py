@@ -215,6 +215,10 @@ def test_the_hybrid_weight_without_a_dev_split_is_chosen_with_the_teacher_standi
     assert Plan(config(labels={"source": "teacher"})).hybrid_stand_in() is None
     assert Plan(config(labels={"source": "teacher"})).hybrid_inputs()["stand_in"] == []
     assert Plan(config(teacher="bm25", warmup={"epochs": 0})).hybrid_stand_in() is None
+    models = config()["models"]
+    models["teacher"] = {**models["teacher"], "finetune": {}}
+    finetuned = Plan(config(labels={"source": "qrels+teacher"}, models=models, teacher="fused"))
+    assert finetuned.hybrid_stand_in() is None, "a fusion whose member was fine-tuned on those queries"
 
 
 def test_the_default_config_passes_its_checks():
@@ -430,6 +434,8 @@ def test_with_splits_per_seed_each_seed_splits_and_evaluates_itself_and_shares_t
     for path in [seed.data["corpus"], seed.data["qrels_test"], *seed.shards("teacher"), seed.index_dir("teacher"),
                  seed.index_dir("student-it0"), seed.model("student-it0")["source"]]:
         assert path.startswith(shared) and not path.startswith(own), path
+    assert seed.split_seed == 21 and Plan(Plan(config(seeds=[7, 21])).seed_configs()[0]).split_seed == 7, \
+        "a seed's run samples the judged training queries (the hybrid's stand-in) as its split was drawn"
     # the first seed's run is the experiment's, as without per_seed
     assert first.data["qrels_dev"] == "results/x/data/dev-qrels.parquet" and first.mined_candidates(1).startswith(shared)
     assert not Plan(config(seeds=[7, 21])).seed_configs()[0]["splits"]["per_seed"]

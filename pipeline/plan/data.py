@@ -81,6 +81,8 @@ class DataAndLabels:
         #: a further seed's run draws its own training sample and dev split (``splits.per_seed``): then what
         #: reads them (iteration 1's candidates and their scores, every model's dev figures) is its own too
         self.own_splits = bool(splits["per_seed"]) and self.shared_root != self.root
+        #: the seed the training sample and dev split were drawn with: this run's, or the first seed's
+        self.split_seed = config["seed_of"]["seed"] if config.get("seed_of") and not self.own_splits else config["seed"]
         splits_root = self.root if self.own_splits else self.shared_root
         self.data = {
             "corpus": f"{self.shared_root}/data/corpus.parquet",

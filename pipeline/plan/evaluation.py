@@ -17,6 +17,7 @@ class Evaluation:
     config: dict[str, Any]
     root: str
     own_splits: bool
+    split_seed: int
     data: dict[str, str]
 
     #: every model is evaluated on both in one job: the test split (the table people read) and the dev split
@@ -75,17 +76,19 @@ class Evaluation:
     def hybrid_stand_in(self) -> str | None:
         """The model that scores in the student's place to choose the hybrid's weight when judged training
         queries are read but too few for a dev split (pipeline/hybrid.py): the last iteration's teacher,
-        which, unlike the student, never trained on them; None without judged training queries, or when
-        that teacher is the hybrid's BM25 itself."""
+        which, unlike the student, never trained on them; None without judged training queries, when that
+        teacher is the hybrid's BM25 itself, or when it (or a fusion member) is fine-tuned on them."""
         teacher = self.iteration(self.config["iterations"])["teacher"]
-        return teacher if self.judged_training and teacher != self.config["hybrid"]["lexical"] else None
+        trained_on_them = any(self.finetuned(name) for name in self.models_of(teacher))
+        usable = self.judged_training and teacher != self.config["hybrid"]["lexical"] and not trained_on_them
+        return teacher if usable else None
 
     def hybrid_stand_in_settings(self) -> dict[str, Any] | None:
         """What decides the stand-in's choice, without paths (the rule's tracked params)."""
         name = self.hybrid_stand_in()
         if name is None:
             return None
-        return {"name": name, "models": self.models_of(name), "seed": self.config["seed"],
+        return {"name": name, "models": self.models_of(name), "seed": self.split_seed,
                 "train_queries": self.config["splits"]["train_queries"],
                 "min_queries": self.config["splits"]["dev"]["min_queries"]}
 
