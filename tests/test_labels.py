@@ -149,8 +149,8 @@ def test_the_plan_of_a_label_free_run():
     assert labelled.endswith("data/queries.parquet") and Plan(config()).prepared_splits == ["test", "train"]
     assert plan.problems() == []
     # a collection judged on its test split only: train == test is no problem when nothing reads train
-    assert Plan(label_free(pseudo_queries={"count": 10}) | {"splits": {"train": "test", "test": "test",
-                                                                        "dev": config()["splits"]["dev"]}}).problems() == []
+    assert Plan(label_free(pseudo_queries={"count": 10}) | {"splits": {**config()["splits"], "train": "test",
+                                                                        "test": "test"}}).problems() == []
 
 
 @pytest.mark.parametrize("change, problem", [
@@ -207,8 +207,8 @@ def test_the_plan_of_a_run_with_few_judgments_and_teacher_labels():
     assert plan.teacher_labels.endswith("data/qrels-teacher.parquet")
     assert plan.data["queries"].endswith("data/queries-and-pseudo.parquet")
     assert plan.problems() == []
-    same = config(labels={"source": "qrels+teacher"}) | {"splits": {"train": "test", "test": "test",
-                                                                    "dev": config()["splits"]["dev"]}}
+    same = config(labels={"source": "qrels+teacher"}) | {"splits": {**config()["splits"], "train": "test",
+                                                                    "test": "test"}}
     assert any(p.startswith("splits: train and test are both 'test'") for p in Plan(same).problems())
 
 
