@@ -89,6 +89,12 @@ def one_standard_error_choice(per_query: np.ndarray, distance: np.ndarray) -> tu
     return int(min(eligible, key=lambda i: (distance[i], -means[i]))), errors
 
 
+def per_query_matrix(qrels: dict[str, dict[str, int]], runs: Sequence[dict[str, dict[str, float]]]) -> np.ndarray:
+    """nDCG@10 of each judged query (columns, in the qrels' order) for each run (rows)."""
+    figures = [per_query_metrics(qrels, run)[METRIC] for run in runs]
+    return np.array([[values[q] for q in figures[0]] for values in figures])
+
+
 def choose_weights(pairs: pd.DataFrame, qrels: dict[str, dict[str, int]], configured: dict[str, float], step: float,
                    normalization: str) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """The grid's weights kept by the one-standard-error rule over the fused runs of ``pairs`` (query_id,
@@ -99,8 +105,7 @@ def choose_weights(pairs: pd.DataFrame, qrels: dict[str, dict[str, int]], config
     total = sum(configured.values()) or 1.0
     target = {m: configured[m] / total for m in members}
     grid = weight_grid(members, step)
-    figures_by_query = [per_query_metrics(qrels, run_of(fuse_scores(frames, w, normalization)))[METRIC] for w in grid]
-    per_query = np.array([[values[q] for q in figures_by_query[0]] for values in figures_by_query])
+    per_query = per_query_matrix(qrels, [run_of(fuse_scores(frames, w, normalization)) for w in grid])
     distance = np.array([sum(abs(w[m] - target[m]) for m in members) for w in grid])
     chosen, errors = one_standard_error_choice(per_query, distance)
     best = float(per_query.mean(axis=1).max())

@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 
 from .data import atomic_path, load_qrels, load_queries, passage_texts, read_table, write_json
-from .evaluation import METRICS, compute_metrics, judged_queries, per_query_metrics, ranked_pairs, run_of, write_trec_run
-from .fusion_weights import judged_training_sample, one_standard_error_choice
+from .evaluation import METRICS, compute_metrics, judged_queries, ranked_pairs, run_of, write_trec_run
+from .fusion_weights import judged_training_sample, one_standard_error_choice, per_query_matrix
 from .lexical import BM25
 from .models import ModelSpec, resolve_device, set_threads
 from .runtime import load_encoder
@@ -81,13 +81,11 @@ def choose_weight(dev_pairs: pd.DataFrame | None, dev_qrels: dict[str, dict[str,
 
 
 def choose_weight_one_standard_error(pairs: pd.DataFrame, qrels: dict[str, dict[str, int]], grid: Sequence[float],
-                                     normalization: str, metric: str = "ndcg@10") -> tuple[float, dict[str, float]]:
+                                     normalization: str) -> tuple[float, dict[str, float]]:
     """The grid weight the one-standard-error rule keeps on ``qrels`` (of those within one standard error of
     the best mean nDCG@10, the nearest 0.5), with every weight's figure: for a few judged queries, where
     the best of the grid is mostly noise."""
-    by_weight = [per_query_metrics(qrels, fused_run(pairs, w, normalization))[metric] for w in grid]
-    query_ids = list(by_weight[0])
-    per_query = np.array([[figures[q] for q in query_ids] for figures in by_weight])
+    per_query = per_query_matrix(qrels, [fused_run(pairs, w, normalization) for w in grid])
     chosen, _ = one_standard_error_choice(per_query, np.array([abs(w - 0.5) for w in grid]))
     return float(grid[chosen]), {f"{w:g}": float(row.mean()) for w, row in zip(grid, per_query)}
 

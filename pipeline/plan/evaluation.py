@@ -97,7 +97,7 @@ class Evaluation:
         only when the run has chosen it), their corpus embeddings and test metrics (the encode speed), and
         what the stand-in for the student scores with (its teacher, on the judged training queries)."""
         students = self.students()
-        stand_in = [self.hybrid_stand_in()] if self.hybrid_stand_in() else []
+        stand_in = [name] if (name := self.hybrid_stand_in()) else []
         return {"final": f"{self.root}/final.json", "corpus": self.data["corpus"], "queries": self.data["queries"],
                 **{f"qrels_{split}": self.data[f"qrels_{split}"] for split in self.EVAL_SPLITS},
                 "students": list(dict.fromkeys(p for m in students for p in self.model_inputs(m))),
