@@ -45,7 +45,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from pipeline.data import load_qrels, load_queries, passage_texts, prepare_dataset, read_table  # noqa: E402
-from pipeline.evaluation import compute_metrics, write_trec_run  # noqa: E402
+from pipeline.compare import per_query_ndcg, run_seed  # noqa: E402
+from pipeline.evaluation import compute_metrics, per_query_metrics, write_trec_run  # noqa: E402
+from pipeline.significance import correct_across_systems, holm, paired_query_tests, paired_seed_test  # noqa: E402
 from pipeline.splits import choose_queries  # noqa: E402
 from pipeline.training import init_student  # noqa: E402
 
@@ -120,7 +122,7 @@ def mse_dataset(data: dict, teacher):
     return Dataset.from_dict({"text": texts, "label": [row.tolist() for row in labels]})
 
 
-def mnrl_dataset(data: dict, miner, max_score: float):
+def mnrl_dataset(data: dict, miner, max_score: float, cache: Path):
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
@@ -130,7 +132,8 @@ def mnrl_dataset(data: dict, miner, max_score: float):
     pairs_set = Dataset.from_dict({"query": [q for q, _ in pairs], "passage": [p for _, p in pairs]})
     return mine_hard_negatives(pairs_set, miner, corpus=data["passages"], range_min=10, range_max=50,
                                max_score=max_score, relative_margin=0.05, num_negatives=5, sampling_strategy="random",
-                               batch_size=64, output_format="n-tuple", verbose=False)
+                               batch_size=64, output_format="n-tuple", verbose=False,
+                               cache_folder=str(cache))  # the miner's encodings: made once, for every seed
 
 
 def run_recipe(recipe: str, seed: int, data: dict, student_dir: Path, work: Path, args) -> dict:
@@ -146,7 +149,7 @@ def run_recipe(recipe: str, seed: int, data: dict, student_dir: Path, work: Path
             phase_figures = train(model, dataset, losses.MSELoss(model), work / f"{recipe}-{seed}-mse", data, seed,
                                   args.mse_epochs, 64, 1e-4)
         else:
-            dataset = mnrl_dataset(data, teacher, args.miner_max_score)
+            dataset = mnrl_dataset(data, teacher, args.miner_max_score, work / "mining-cache")
             phase_figures = train(model, dataset, losses.MultipleNegativesRankingLoss(model),
                                   work / f"{recipe}-{seed}-mnrl", data, seed, args.mnrl_epochs, 16, 5e-5)
             phase_figures["training_tuples"] = len(dataset)
@@ -154,11 +157,74 @@ def run_recipe(recipe: str, seed: int, data: dict, student_dir: Path, work: Path
     dev_run, test_run = search(model, data, data["dev"]), search(model, data, data["test"])
     figures["dev"] = compute_metrics(data["dev"], dev_run)
     figures["test"] = compute_metrics(data["test"], test_run)
+    # kept so that the paired tests against the workflow's students (--against) can be re-run without training
+    figures["test_per_query_ndcg@10"] = {q: round(v, 6) for q, v in
+                                         sorted(per_query_metrics(data["test"], test_run)["ndcg@10"].items())}
     runs = Path(str(args.out) + ".runs")
     runs.mkdir(parents=True, exist_ok=True)
     write_trec_run(test_run, runs / f"{recipe}-seed{seed}.trec", f"{recipe}-seed{seed}")
     log.info("%s seed %d: dev %.4f test %.4f", recipe, seed, figures["dev"]["ndcg@10"], figures["test"]["ndcg@10"])
     return figures
+
+
+def workflow_seeds(run: Path) -> dict[int, dict[str, float]]:
+    """A workflow run made with ``seeds`` (its folder the first seed's run, ``seed-K/`` the others'; or a run at
+    one seed): each seed's final, dev-selected student's per-query test nDCG@10, read as ``pipeline.compare``
+    reads it."""
+    per_seed = {}
+    for seed_run in [run, *sorted(run.glob("seed-*"))]:
+        for needed in ("summary.json", "final.json"):
+            if not (seed_run / needed).is_file():
+                raise SystemExit(f"{seed_run / needed}: missing; --against takes a finished workflow run's folder")
+        summary = json.loads((seed_run / "summary.json").read_text())
+        final = json.loads((seed_run / "final.json").read_text())["selected"]
+        per_seed[run_seed(seed_run)] = per_query_ndcg(seed_run, summary, final)
+    return per_seed
+
+
+def tests_against(results: list[dict], against: list[tuple[str, Path]]) -> dict[str, list[dict]]:
+    """Each recipe (its seeds' runs) as the baseline, each workflow run of ``against`` tested against it over
+    the seeds both have: per query (each query's nDCG@10 the mean over those seeds; paired t and Wilcoxon,
+    Holm-corrected over the workflow runs) and per seed (the seeds' means paired by seed), as
+    ``pipeline.compare`` tests experiments."""
+    workflows = [(name, run, workflow_seeds(run)) for name, run in against]
+    tested = {}
+    for recipe in dict.fromkeys(r["recipe"] for r in results):
+        ours = {r["seed"]: r["test_per_query_ndcg@10"] for r in results
+                if r["recipe"] == recipe and "test_per_query_ndcg@10" in r}
+        rows, query_tests, seed_tests = [], [], []
+        for name, run, theirs in workflows:
+            seeds = sorted(set(ours) & set(theirs))
+            if not seeds:
+                raise SystemExit(f"--against {name}={run}: no seed in common with {recipe}'s "
+                                 f"({sorted(ours)} vs {sorted(theirs)})")
+            queries = sorted(ours[seeds[0]])
+            if any(sorted(per_query[s]) != queries for per_query in (ours, theirs) for s in seeds):
+                raise SystemExit(f"--against {name}={run}: its test queries are not {recipe}'s; "
+                                 "compare runs on the same data only")
+            baseline = [float(np.mean([ours[s][q] for s in seeds])) for q in queries]
+            system = [float(np.mean([theirs[s][q] for s in seeds])) for q in queries]
+            query_tests.append(paired_query_tests(baseline, system))
+            seed_tests.append(paired_seed_test({s: float(np.mean(list(ours[s].values()))) for s in seeds},
+                                               {s: float(np.mean(list(theirs[s].values()))) for s in seeds}))
+            rows.append({"workflow": name, "run": str(run), "seeds": seeds, "recipe_ndcg@10": float(np.mean(baseline)),
+                         "workflow_ndcg@10": float(np.mean(system))})
+        testable = [i for i, t in enumerate(seed_tests) if t["p_t"] is not None]
+        for i, p in zip(testable, holm([seed_tests[i]["p_t"] for i in testable])):
+            seed_tests[i]["p_t_holm"] = p
+        tested[recipe] = [{**row, "per_query": tests, "per_seed": seed_test}
+                          for row, tests, seed_test in zip(rows, correct_across_systems(query_tests), seed_tests)]
+    return tested
+
+
+def parse_against(values: list[str]) -> list[tuple[str, Path]]:
+    pairs = []
+    for value in values:
+        name, sep, run = value.partition("=")
+        if not sep or not name or not run:
+            raise SystemExit(f"--against {value}: expected NAME=RUN_FOLDER (e.g. default=results/bench-seeds)")
+        pairs.append((name, Path(run)))
+    return pairs
 
 
 def main() -> None:
@@ -172,8 +238,19 @@ def main() -> None:
     parser.add_argument("--miner-max-score", type=float, default=0.8, help="the guide's 0.8 (a smoke test: 1)")
     parser.add_argument("--teacher", default=TEACHER, help="the model the student is cut from (a smoke test: a tiny one)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--against", nargs="*", default=[], metavar="NAME=RUN",
+                        help="workflow runs (made with seeds) whose final students are tested against each recipe")
+    parser.add_argument("--tests-only", action="store_true",
+                        help="train nothing: re-run the tests against --against on the runs already in --out")
     args = parser.parse_args()
+    args.against = parse_against(args.against)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.tests_only:
+        written = json.loads(args.out.read_text())
+        written["against"] = tests_against(written["runs"], args.against)
+        args.out.write_text(json.dumps(written, indent=2) + "\n")
+        print(json.dumps(written["against"], indent=2))
+        return
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
         data = load_data(args.data.resolve(), work / "data")
@@ -196,6 +273,7 @@ def write_results(args, data: dict, results: list[dict]) -> None:
     out = {"benchmark": "sentence-transformers' own recipes on the workflow's 2-layer student (issue 34, item 4)",
            "data": str(args.data), "training_queries": len(data["train"]), "dev_queries": len(data["dev"]),
            "test_queries": len(data["test"]), "student": STUDENT, "runs": results, "summary": summary,
+           "against": tests_against(results, args.against) if args.against else {},
            "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
            "command": " ".join(sys.argv)}
     args.out.write_text(json.dumps(out, indent=2) + "\n")
