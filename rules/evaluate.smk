@@ -121,7 +121,9 @@ rule summary:
     # the table and the figures of `snakemake --report` (pipeline/report.py); Snakemake adds each rule's runtime
     input:
         test=[plan.metrics(m) for m in plan.evaluated_models()] + plan.hybrid_metrics(),
-        dev=[plan.metrics(m, "dev") for m in plan.students() + plan.exported_models()] + plan.hybrid_metrics("dev"),
+        # every evaluated model's dev figure, the teachers' and baselines' too (the job that evaluates a model
+        # on test evaluates it on dev): what the students are chosen by, beside what they learnt from
+        dev=[plan.metrics(m, "dev") for m in plan.evaluated_models()] + plan.hybrid_metrics("dev"),
         final=f"{R}/final.json",
         reports=[path for it in plan.iterations for path in plan.reports(it)],
         students=[f"{R}/students/it{it}" for it in plan.iterations],

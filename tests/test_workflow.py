@@ -177,6 +177,8 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     assert set(final["dev"]) == {"student-it0", "student-it1-warmup", "student-it1", "student-it2"}
     assert final["dev"][final["selected"]] == max(final["dev"].values())
     assert summary["final"]["selected"] == final["selected"]
+    teacher_dev = json.loads((out / "eval/dev/tiny-teacher/metrics.json").read_text())["ndcg@10"]
+    assert [r["dev"] for r in summary["rows"] if r["model"] == "teacher"] == [teacher_dev], "the teacher's dev figure too"
     assert (out / "students/it1/warmup/model.safetensors").is_file(), "the warmed-up student is kept"
     for row in summary["rows"]:
         assert 0.0 <= row["ndcg@10"] <= 1.0 and row["encode_docs_per_s"] > 0 and row["params"] > 0
