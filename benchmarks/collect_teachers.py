@@ -1,6 +1,7 @@
 """Gather the teachers evaluated by benchmarks/teachers.sh into benchmarks/results/scifact-teachers.json:
-per teacher its test metrics, its scoring speed and the time it took to make (Snakemake's benchmark files of the fine-tune, the encode seconds its
-embeddings recorded)."""
+per teacher its test metrics, its dev metrics (the evaluate job makes both; what to choose between teachers
+by), its scoring speed and the time it took to make (Snakemake's benchmark files of the fine-tune, the encode
+seconds its embeddings recorded)."""
 
 import csv
 import json
@@ -25,6 +26,8 @@ def main(run_dir: str, out_path: str, *teachers: str) -> None:
     rows = []
     for name in teachers:
         metrics = json.loads((run / "eval" / "test" / name / "metrics.json").read_text())
+        dev_path = run / "eval" / "dev" / name / "metrics.json"
+        dev = json.loads(dev_path.read_text()) if dev_path.is_file() else {}
         bench = run / "benchmarks"
         # making it: fine-tuning (mining its negatives, training); a bi-encoder then encodes and indexes
         # the corpus, a reranker needs nothing more
@@ -35,6 +38,7 @@ def main(run_dir: str, out_path: str, *teachers: str) -> None:
                 "encode_s": sum(read_provenance(p)["seconds"] for p in (run / "embeddings" / name).glob("shard-*.parquet"))}
         rows.append({"teacher": name, "kind": metrics["kind"],
                      **{k: metrics[k] for k in ("ndcg@10", "mrr@10", "recall@100")},
+                     **{f"dev_{k}": dev.get(k) for k in ("ndcg@10", "mrr@10", "recall@100", "queries")},
                      "encode_docs_per_s": metrics["encode_docs_per_s"],
                      "rerank_pairs_per_s": metrics.get("rerank_pairs_per_s"),
                      "retrieve_s": metrics.get("retrieve_s"),

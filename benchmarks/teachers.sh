@@ -5,7 +5,7 @@
 #   bash benchmarks/teachers.sh                     TEACHERS="bm25 fusion" bash benchmarks/teachers.sh
 #   RERANK_DEPTH=20: rerankers (cross-encoders, fusions) rescore BM25's top 20 instead of
 #     evaluate.rerank_depth (100): a cross-encoder scores ~10 pairs/s on these 2 cores
-#   SPLITS="test dev": evaluate on the dev split too (what to choose between teachers by; default: test)
+#   (each teacher is evaluated on the dev split too, by the same job: its dev figures go into the JSON)
 #   BENCH_SNAKEMAKE_ARGS="--cache": more Snakemake options (here: teacher work from the between-run cache)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +21,7 @@ if [ -n "${RERANK_DEPTH:-}" ]; then
     presets+=("results/$EXP/rerank-depth.yaml")
 fi
 targets=()
-for split in ${SPLITS:-test}; do
-    for t in $TEACHERS; do targets+=("results/$EXP/eval/$split/$t/metrics.json"); done
-done
+for t in $TEACHERS; do targets+=("results/$EXP/eval/test/$t/metrics.json"); done
 # shellcheck disable=SC2206
 SNAKEMAKE_ARGS=(${BENCH_SNAKEMAKE_ARGS:-})
 # one job at a time: each job's timing is then its own, not shared with a neighbour
