@@ -127,6 +127,7 @@ for seed_config in plan.seed_configs():
         config:
             seed_config
 
+    # two statements that differ by split_training_queries: `exclude` takes rule names, not an expression
     if config["splits"]["per_seed"]:
 
         use rule * from seed_run exclude all, seeds, download, prepare, pseudo_queries, label_with_teacher as seed_run*
