@@ -26,6 +26,12 @@ workflow's students (``pipeline.compare``'s tests, ``pipeline.significance``).
 
     .venv/bin/python benchmarks/st_baselines.py --data ../shared/data/scifact \
         --out benchmarks/results/scifact-st-baselines.json --seeds 13
+
+``--against default=results/bench-seeds prod=results/bench-prod-seeds`` (workflow runs made with ``seeds``,
+``benchmarks/three-seeds.yaml``) tests each workflow run's final students against each recipe over the seeds
+both have, as ``pipeline.compare`` tests experiments: per query (paired t and Wilcoxon over the test queries,
+each query's nDCG@10 the mean over the seeds, Holm-corrected over the workflow runs) and per seed (the seeds'
+means paired by seed); ``--tests-only`` re-runs those tests on the runs already in ``--out``.
 """
 
 from __future__ import annotations
