@@ -120,11 +120,15 @@ def train(model, dataset, loss, out: Path, data: dict, seed: int, epochs: int, b
             "chosen_checkpoint": trainer.state.best_model_checkpoint}
 
 
-def mse_dataset(data: dict, teacher):
+def mse_dataset(data: dict, teacher, cache: Path):
     from datasets import Dataset
 
     texts = data["passages"] + [data["queries"][q] for q in data["train"]]
-    labels = teacher.encode(texts, batch_size=64, convert_to_numpy=True)
+    if cache.is_file():  # the teacher's embeddings do not depend on the seed: made once, for every seed
+        labels = np.load(cache)
+    else:
+        labels = teacher.encode(texts, batch_size=64, convert_to_numpy=True)
+        np.save(cache, labels)
     return Dataset.from_dict({"text": texts, "label": [row.tolist() for row in labels]})
 
 
@@ -151,7 +155,7 @@ def run_recipe(recipe: str, seed: int, data: dict, student_dir: Path, work: Path
     figures = {"recipe": recipe, "seed": seed, "phases": []}
     for phase in recipe.split("+"):
         if phase == "mse":
-            dataset = mse_dataset(data, teacher)
+            dataset = mse_dataset(data, teacher, work / "mse-teacher-embeddings.npy")
             phase_figures = train(model, dataset, losses.MSELoss(model), work / f"{recipe}-{seed}-mse", data, seed,
                                   args.mse_epochs, 64, 1e-4)
         else:
