@@ -51,9 +51,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from pipeline.data import load_qrels, load_queries, passage_texts, prepare_dataset, read_table  # noqa: E402
-from pipeline.compare import per_query_ndcg, run_seed  # noqa: E402
+from pipeline.compare import per_query_ndcg, run_seed, significance_against  # noqa: E402
 from pipeline.evaluation import compute_metrics, per_query_metrics, write_trec_run  # noqa: E402
-from pipeline.significance import correct_across_systems, holm, paired_query_tests, paired_seed_test  # noqa: E402
 from pipeline.splits import choose_queries  # noqa: E402
 from pipeline.training import init_student  # noqa: E402
 
@@ -194,36 +193,34 @@ def workflow_seeds(run: Path) -> dict[int, dict[str, float]]:
 
 def tests_against(results: list[dict], against: list[tuple[str, Path]]) -> dict[str, list[dict]]:
     """Each recipe (its seeds' runs) as the baseline, each workflow run of ``against`` tested against it over
-    the seeds both have: per query (each query's nDCG@10 the mean over those seeds; paired t and Wilcoxon,
-    Holm-corrected over the workflow runs) and per seed (the seeds' means paired by seed), as
-    ``pipeline.compare`` tests experiments."""
+    the seeds all of them have, by ``pipeline.compare.significance_against``: per query (each query's nDCG@10
+    the mean over those seeds; paired t and Wilcoxon, Holm-corrected over the workflow runs) and per seed (the
+    seeds' means paired by seed)."""
     workflows = [(name, run, workflow_seeds(run)) for name, run in against]
     tested = {}
     for recipe in dict.fromkeys(r["recipe"] for r in results):
         ours = {r["seed"]: r["test_per_query_ndcg@10"] for r in results
                 if r["recipe"] == recipe and "test_per_query_ndcg@10" in r}
-        rows, query_tests, seed_tests = [], [], []
+        seeds = sorted(set(ours).intersection(*(theirs for _, _, theirs in workflows)))
+        if not seeds:
+            raise SystemExit(f"--against: no seed that {recipe} ({sorted(ours)}) and every workflow run "
+                             f"({', '.join(f'{n}: {sorted(t)}' for n, _, t in workflows)}) have")
+        queries = sorted(ours[seeds[0]])
         for name, run, theirs in workflows:
-            seeds = sorted(set(ours) & set(theirs))
-            if not seeds:
-                raise SystemExit(f"--against {name}={run}: no seed in common with {recipe}'s "
-                                 f"({sorted(ours)} vs {sorted(theirs)})")
-            queries = sorted(ours[seeds[0]])
             if any(sorted(per_query[s]) != queries for per_query in (ours, theirs) for s in seeds):
                 raise SystemExit(f"--against {name}={run}: its test queries are not {recipe}'s; "
                                  "compare runs on the same data only")
-            baseline = [float(np.mean([ours[s][q] for s in seeds])) for q in queries]
-            system = [float(np.mean([theirs[s][q] for s in seeds])) for q in queries]
-            query_tests.append(paired_query_tests(baseline, system))
-            seed_tests.append(paired_seed_test({s: float(np.mean(list(ours[s].values()))) for s in seeds},
-                                               {s: float(np.mean(list(theirs[s].values()))) for s in seeds}))
-            rows.append({"workflow": name, "run": str(run), "seeds": seeds, "recipe_ndcg@10": float(np.mean(baseline)),
-                         "workflow_ndcg@10": float(np.mean(system))})
-        testable = [i for i, t in enumerate(seed_tests) if t["p_t"] is not None]
-        for i, p in zip(testable, holm([seed_tests[i]["p_t"] for i in testable])):
-            seed_tests[i]["p_t_holm"] = p
-        tested[recipe] = [{**row, "per_query": tests, "per_seed": seed_test}
-                          for row, tests, seed_test in zip(rows, correct_across_systems(query_tests), seed_tests)]
+        systems = [(recipe, ours)] + [(name, theirs) for name, _, theirs in workflows]
+        rows = [{"experiment": name, "seeds": len(seeds), "per_seed": {s: float(np.mean(list(per_seed[s].values())))
+                                                                         for s in seeds}} for name, per_seed in systems]
+        per_query = [{q: float(np.mean([per_seed[s][q] for s in seeds])) for q in queries} for _, per_seed in systems]
+        tests = significance_against(rows, per_query, 0, randomisation=False)[1:]
+        tested[recipe] = [{"workflow": name, "run": str(run), "seeds": seeds,
+                           "recipe_ndcg@10": float(np.mean(list(per_query[0].values()))),
+                           "workflow_ndcg@10": float(np.mean(list(values.values()))),
+                           "per_query": {k: v for k, v in test.items() if k not in ("baseline", "metric", "seeds")},
+                           "per_seed": test.get("seeds")}
+                          for (name, run, _), values, test in zip(workflows, per_query[1:], tests)]
     return tested
 
 

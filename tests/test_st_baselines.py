@@ -66,7 +66,7 @@ def test_tests_against_refuse_other_queries_and_no_common_seed(recipe_runs, monk
     with pytest.raises(SystemExit, match="not mnrl's"):
         st_baselines.tests_against(recipe_runs, [("other", Path("other"))])
     monkeypatch.setattr(st_baselines, "workflow_seeds", lambda run: {99: per_query(RECIPE[13])})
-    with pytest.raises(SystemExit, match="no seed in common"):
+    with pytest.raises(SystemExit, match="no seed that mnrl"):
         st_baselines.tests_against(recipe_runs, [("other", Path("other"))])
 
 
