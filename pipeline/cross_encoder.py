@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .models import ModelSpec, layer_list, resolve_source, truncate_layers
+from .models import ModelSpec, inference_batch_size, layer_list, resolve_source, truncate_layers
 from .precision import autocast
 
 
@@ -97,7 +97,7 @@ class CrossEncoder(nn.Module):
         padding is minimal."""
         was_training = self.training
         self.eval()
-        batch_size = batch_size or self.spec.batch_size
+        batch_size = inference_batch_size(batch_size or self.spec.batch_size, self.device)
         order = sorted(range(len(passages)), key=lambda i: -(len(queries[i]) + len(passages[i])))
         out = np.empty(len(order), dtype=np.float32)
         for start in tqdm(range(0, len(order), batch_size), desc="cross-encoder", disable=not show_progress,

@@ -36,9 +36,10 @@ class ExportedBiEncoder:
     ``backend="onnx"`` load (:mod:`pipeline.export` writes it)."""
 
     def __init__(self, run, input_names: list[str], tokenizer, spec: ModelSpec, dim: int, path: Path | None,
-                 size: dict[str, Any] | None = None):
+                 size: dict[str, Any] | None = None, device: torch.device | str = "cpu"):
         self.run, self.input_names, self.tokenizer, self.spec, self.dim, self.path = \
             run, input_names, tokenizer, spec, dim, path
+        self.device = torch.device(device)  # where the runtime runs: it sets the batch size by default
         self._size = size  # a graph without a file (exported in memory for one job) knows its model's size
 
     @classmethod
@@ -56,7 +57,7 @@ class ExportedBiEncoder:
                                     f"pipeline/export.py)")
         run, input_names = load_runtime(spec.backend, path, torch.device(device), torch.get_num_threads())
         return cls(run, input_names, AutoTokenizer.from_pretrained(folder), spec,
-                   AutoConfig.from_pretrained(folder).hidden_size, path)
+                   AutoConfig.from_pretrained(folder).hidden_size, path, device=device)
 
     def encode(self, texts: Sequence[str], is_query: bool, batch_size: int | None = None,
                show_progress: bool = False, desc: str = "encode") -> np.ndarray:
@@ -82,7 +83,7 @@ def onnx_encoder(encoder, device="cpu"):
         run, input_names = load_runtime("onnx", path, torch.device(device), torch.get_num_threads())
     spec = replace(encoder.spec, backend="onnx", file_name=None)
     return ExportedBiEncoder(run, input_names, encoder.tokenizer, spec, encoder.dim, None,
-                             size={"params": encoder.size()["params"], "size_mb": None})
+                             size={"params": encoder.size()["params"], "size_mb": None}, device=device)
 
 
 def load_runtime(backend: str, path: Path, device, threads: int) -> tuple[Callable[[dict], Any], list[str]]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pipeline.data import prepare_dataset, read_provenance, read_table
-from pipeline.models import BiEncoder, ModelSpec, resolve_source
+from pipeline.models import INFERENCE_BATCH_SIZE, BiEncoder, ModelSpec, inference_batch_size, resolve_source
 from pipeline.scorers import fuse_scores, normalize_per_query, pairs_to_score, score_candidates
 
 
@@ -40,6 +40,24 @@ def test_encode_is_order_preserving_and_matches_unbatched(tiny_bert):
     singles = np.concatenate([model.encode([t], is_query=False) for t in texts])
     np.testing.assert_allclose(batched, singles, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+
+
+def test_unset_batch_size_goes_by_device_and_a_set_one_is_kept(tiny_bert, monkeypatch):
+    assert inference_batch_size(None, "cpu") == INFERENCE_BATCH_SIZE["cpu"] == 16
+    assert inference_batch_size(None, torch.device("cuda")) == INFERENCE_BATCH_SIZE["other"] == 64
+    assert inference_batch_size(5, "cpu") == 5
+    # the encode loop asks with the model's own setting, and the batches it runs are of the size it got
+    seen = []
+    model = BiEncoder.load(ModelSpec("t", source=str(tiny_bert)))
+    original = model.embed_padded
+    monkeypatch.setattr(model, "embed_padded", lambda ids, mask: seen.append(len(ids)) or original(ids, mask))
+    texts = [f"text number {i} " * (i % 5 + 1) for i in range(40)]
+    model.encode(texts, is_query=False)
+    assert seen == [16, 16, 8]
+    seen.clear()
+    model.spec.batch_size = 32
+    model.encode(texts, is_query=False)
+    assert seen == [32, 8]
 
 
 def test_saved_student_loads_in_sentence_transformers_and_transformers(tiny_bert, tmp_path):
