@@ -154,22 +154,64 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
     return result
 
 
+def one_standard_error_choice(per_query: np.ndarray, distance: np.ndarray) -> tuple[int, np.ndarray]:
+    """The row of ``per_query`` (candidates x queries) to keep: among those whose mean is within one
+    standard error of the best mean (the standard error of their per-query differences to the best row;
+    ties for best: the nearest), the one of least ``distance``, then of higher mean; and each row's
+    standard error to the best."""
+    means = per_query.mean(axis=1).round(12)
+    best = min(np.flatnonzero(means == means.max()), key=lambda i: distance[i])
+    differences = per_query[best] - per_query
+    errors = differences.std(axis=1, ddof=1) / np.sqrt(per_query.shape[1]) if per_query.shape[1] > 1 \
+        else np.zeros(len(per_query))
+    eligible = np.flatnonzero(means[best] - means <= errors + 1e-12)
+    return int(min(eligible, key=lambda i: (distance[i], -means[i]))), errors
+
+
 def select_final_student(dev_metric_paths: Sequence[str], splits_report: str, out_path: str,
-                         metric: str = "ndcg@10", sources: dict[str, str] | None = None) -> dict[str, Any]:
-    """The run's final student: the best on the dev split by ``metric`` (the later student on a tie), or
-    the last student when there is no dev split. Writes the choice and every student's dev figure."""
+                         metric: str = "ndcg@10", sources: dict[str, str] | None = None,
+                         select: str = "best", dev_qrels_path: str | None = None) -> dict[str, Any]:
+    """The run's final student, from every student's figure on the dev split (``dev_metric_paths``, in the
+    order the run made the students, each folder holding its ``run.trec``), or the last student when there
+    is no dev split. ``select``:
+
+    - ``best``: the highest dev ``metric`` (the later student on a tie);
+    - ``one-standard-error``: the one-standard-error rule (:func:`one_standard_error_choice`) over the
+      per-query figures on ``dev_qrels_path``: of the students whose mean is within one standard error of
+      the best's, the earliest trained one (the untrained student last). A later student then replaces
+      the warm-up only where the dev queries tell them apart: with 6 dev queries (SciFact with 30 judged
+      ones) the best of three students is mostly noise (benchmarks/README.md, "Few labels").
+
+    Writes the choice, every student's dev figure and, for the rule, each one's standard error to the best."""
     rows = [json.loads(Path(p).read_text()) for p in dev_metric_paths]  # in the order the run made them
     report = json.loads(Path(splits_report).read_text())
     dev = {row["name"]: row[metric] for row in rows}
+    errors = None
     if report.get("no_dev_reason") or any(value is None for value in dev.values()):
         selected = rows[-1]["name"]
         reason = report.get("no_dev_reason") or "no dev figures; the last student is final"
+    elif select == "one-standard-error":
+        if dev_qrels_path is None:
+            raise ValueError("select_final_student: the one-standard-error rule needs the dev judgments (dev_qrels_path)")
+        qrels = load_qrels(dev_qrels_path)
+        figures = [per_query_metrics(qrels, read_trec_run(Path(p).parent / "run.trec"))[metric]
+                   for p in dev_metric_paths]  # each over the judged dev queries, in one order
+        per_query = np.array([list(values.values()) for values in figures])
+        # preference: the order of training, the untrained student (iteration 0) after every trained one
+        order = np.array([len(rows) + i if row.get("iteration") == 0 else i for i, row in enumerate(rows)])
+        chosen, standard_errors = one_standard_error_choice(per_query, order)
+        selected = rows[chosen]["name"]
+        errors = {row["name"]: float(e) for row, e in zip(rows, standard_errors)}
+        best = rows[int(np.argmax(per_query.mean(axis=1).round(12)))]["name"]
+        reason = (f"the earliest trained student within one standard error of the best dev {metric} ({best}) "
+                  f"over {report['dev_queries']} dev queries")
     else:
         best = max(dev.values())
         selected = [name for name, value in dev.items() if value == best][-1]
         reason = f"best dev {metric} over {report['dev_queries']} dev queries"
     choice = {"selected": selected, "source": (sources or {}).get(selected), "metric": metric, "reason": reason,
-              "dev_queries": report.get("dev_queries", 0), "dev": dev, "last": rows[-1]["name"]}
+              "select": select, "dev_queries": report.get("dev_queries", 0), "dev": dev,
+              **({"standard_error_to_best": errors} if errors is not None else {}), "last": rows[-1]["name"]}
     write_json(choice, out_path)
     log.info("final student: %s (%s)", selected, reason)
     return choice

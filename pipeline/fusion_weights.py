@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from .data import load_qrels, load_queries, read_table, write_json
-from .evaluation import per_query_metrics, ranked_pairs, run_of
+from .evaluation import one_standard_error_choice, per_query_metrics, ranked_pairs, run_of
 from .lexical import BM25
 from .models import ModelSpec, resolve_device, set_threads
 from .scorers import fuse_scores, make_scorer
@@ -73,20 +73,6 @@ def weight_grid(members: Sequence[str], step: float) -> list[dict[str, float]]:
         raise ValueError(f"choose_weights.step {step}: 1 must be a whole number of steps (0.5, 0.25, 0.1)")
     return [{m: k / parts for m, k in zip(members, counts)}
             for counts in itertools.product(range(parts + 1), repeat=len(members)) if sum(counts) == parts]
-
-
-def one_standard_error_choice(per_query: np.ndarray, distance: np.ndarray) -> tuple[int, np.ndarray]:
-    """The row of ``per_query`` (candidates x queries) to keep: among those whose mean is within one
-    standard error of the best mean (the standard error of their per-query differences to the best row;
-    ties for best: the nearest), the one of least ``distance``, then of higher mean; and each row's
-    standard error to the best."""
-    means = per_query.mean(axis=1).round(12)
-    best = min(np.flatnonzero(means == means.max()), key=lambda i: distance[i])
-    differences = per_query[best] - per_query
-    errors = differences.std(axis=1, ddof=1) / np.sqrt(per_query.shape[1]) if per_query.shape[1] > 1 \
-        else np.zeros(len(per_query))
-    eligible = np.flatnonzero(means[best] - means <= errors + 1e-12)
-    return int(min(eligible, key=lambda i: (distance[i], -means[i]))), errors
 
 
 def per_query_matrix(qrels: dict[str, dict[str, int]], runs: Sequence[dict[str, dict[str, float]]]) -> np.ndarray:

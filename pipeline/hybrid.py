@@ -14,7 +14,7 @@ choose it. With judged training queries (``labels.source: qrels`` or ``qrels+tea
 - else (too few judged queries to carve a dev split: MED's 15 give 3) on the judged training queries, with
   the student's teacher standing in for the student, since the student has trained on those queries and
   its teacher has not. The same one-standard-error rule as a fusion teacher's weights
-  (:func:`pipeline.fusion_weights.one_standard_error_choice`): of the grid's weights whose mean nDCG@10
+  (:func:`pipeline.evaluation.one_standard_error_choice`): of the grid's weights whose mean nDCG@10
   is within one standard error of the best's, the nearest 0.5. On MED (15 judged queries) the even
   weight put the hybrid below the student alone; MiniLM-L6 fused with BM25 ranks best there with the
   dense side heavy (benchmarks/README.md).
@@ -40,8 +40,9 @@ import numpy as np
 import pandas as pd
 
 from .data import atomic_path, load_qrels, load_queries, passage_texts, read_table, write_json
-from .evaluation import METRICS, compute_metrics, judged_queries, ranked_pairs, run_of, write_trec_run
-from .fusion_weights import judged_training_sample, one_standard_error_choice, per_query_matrix
+from .evaluation import (METRICS, compute_metrics, judged_queries, one_standard_error_choice, ranked_pairs, run_of,
+                         write_trec_run)
+from .fusion_weights import judged_training_sample, per_query_matrix
 from .lexical import BM25
 from .models import ModelSpec, resolve_device, set_threads
 from .runtime import load_encoder

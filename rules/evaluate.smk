@@ -60,6 +60,7 @@ rule select_student:
     input:
         dev=[plan.metrics(m, "dev") for m in plan.students()],
         splits=f"{plan.shared_root}/data/splits.json",
+        dev_qrels=DATA["qrels_dev"],
     output:
         f"{R}/final.json",
     log:
@@ -69,12 +70,14 @@ rule select_student:
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=to_json(metric=config["splits"]["dev"]["metric"]),
+        settings=to_json(metric=config["splits"]["dev"]["metric"], select=config["splits"]["dev"]["select"]),
         args=lambda wc, input, output: to_json(
             dev_metric_paths=list(input.dev),
             splits_report=input.splits,
             out_path=output[0],
             metric=config["splits"]["dev"]["metric"],
+            select=config["splits"]["dev"]["select"],
+            dev_qrels_path=input.dev_qrels,
             sources={m: plan.model(m)["source"] for m in plan.students()},
         ),
     shell:

@@ -1,6 +1,7 @@
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from pipeline.evaluation import compute_metrics, read_trec_run, summarize, write_trec_run
@@ -77,6 +78,51 @@ def test_the_best_dev_student_is_final_and_ties_go_to_the_later_one(tmp_path):
     paths[1] = metric_file(tmp_path, "student-it1-warmup", "dev", 0.6, 1, "warmup")
     assert select_final_student(paths, str(tmp_path / "splits.json"), str(tmp_path / "f.json"))["selected"] == \
         "student-it1-warmup", "labels that hurt on dev leave the warmed-up student final"
+
+
+def dev_run(tmp_path, name, iteration, ranks):
+    """A student's dev folder: a run putting query i's one relevant passage d<i> at ``ranks[i]`` (nDCG@10: 1 at
+    rank 1, 1/log2(4) = 0.5 at rank 3), and its metrics.json."""
+    folder = tmp_path / "dev" / name
+    folder.mkdir(parents=True)
+    lines = []
+    for i, rank in enumerate(ranks):
+        ranked = [f"x{i}-{k}" for k in range(rank - 1)] + [f"d{i}"]
+        lines += [f"q{i} Q0 {doc} {r} {10.0 - r} {name}" for r, doc in enumerate(ranked, start=1)]
+    (folder / "run.trec").write_text("\n".join(lines) + "\n")
+    ndcg = sum(1.0 if rank == 1 else 0.5 for rank in ranks) / len(ranks)
+    (folder / "metrics.json").write_text(json.dumps({"model": "student", "name": name, "iteration": iteration,
+                                                     "split": "dev", "ndcg@10": ndcg}))
+    return str(folder / "metrics.json")
+
+
+def test_the_one_standard_error_rule_keeps_the_earliest_student_the_dev_queries_cannot_tell_apart(tmp_path):
+    from pipeline.data import QRELS_SCHEMA, write_table
+    from pipeline.evaluation import select_final_student
+
+    (tmp_path / "splits.json").write_text(json.dumps({"dev_queries": 4, "no_dev_reason": None}))
+    qrels = tmp_path / "dev-qrels.parquet"
+    write_table(pd.DataFrame({"query_id": [f"q{i}" for i in range(4)], "doc_id": [f"d{i}" for i in range(4)],
+                              "relevance": [1] * 4}), qrels, {}, QRELS_SCHEMA)
+    # warm-up 1, .5, .5, 1 (mean .75); it2 1, 1, 1, .5 (mean .875, the best). it2 - warm-up per query:
+    # 0, .5, .5, -.5: mean .125, sd sqrt((.125^2 + 2 * .375^2 + .625^2) / 3) = .4787, standard error
+    # .4787 / 2 = .2394 >= .125: within one standard error, so the earlier student, the warm-up, stays
+    paths = [dev_run(tmp_path, "student-it0", 0, [3, 3, 3, 3]), dev_run(tmp_path, "student-it1-warmup", 1, [1, 3, 3, 1]),
+             dev_run(tmp_path, "student-it2", 2, [1, 1, 1, 3])]
+    choose = lambda select: select_final_student(paths, str(tmp_path / "splits.json"), str(tmp_path / "final.json"),
+                                                 select=select, dev_qrels_path=str(qrels))
+    choice = choose("one-standard-error")
+    assert choice["selected"] == "student-it1-warmup" and choice["select"] == "one-standard-error"
+    assert choice["standard_error_to_best"]["student-it1-warmup"] == pytest.approx(0.2394, abs=1e-4)
+    assert "(student-it2)" in choice["reason"]
+    assert choose("best")["selected"] == "student-it2", "the best dev figure alone"
+    # a gain on every dev query: differences .5, .5, .5, .5 have no spread (standard error 0), so it2 is final
+    paths[1] = dev_run(tmp_path / "consistent", "student-it1-warmup", 1, [3, 3, 3, 3])
+    paths[2] = dev_run(tmp_path / "consistent", "student-it2", 2, [1, 1, 1, 1])
+    assert choose("one-standard-error")["selected"] == "student-it2"
+    # the untrained student comes after every trained one: tied with it2 for best, it2 is final
+    paths[0] = dev_run(tmp_path / "consistent", "student-it0", 0, [1, 1, 1, 1])
+    assert choose("one-standard-error")["selected"] == "student-it2"
 
 
 def test_without_a_dev_split_the_last_student_is_final(tmp_path):

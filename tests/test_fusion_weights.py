@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from pipeline.data import read_table
-from pipeline.fusion_weights import choose_fusion_weights, choose_weights, one_standard_error_choice, weight_grid
+from pipeline.evaluation import one_standard_error_choice
+from pipeline.fusion_weights import choose_fusion_weights, choose_weights, weight_grid
 from pipeline.models import ModelSpec
 from pipeline.plan import Plan
 from pipeline.scorers import fuse_scores, fusion_weights, score_candidates
