@@ -175,7 +175,11 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     assert mined and not mined & set(splits["dev_query_ids"]), "no dev query is trained on"
     final = json.loads((out / "final.json").read_text())
     assert set(final["dev"]) == {"student-it0", "student-it1-warmup", "student-it1", "student-it2"}
-    assert final["dev"][final["selected"]] == max(final["dev"].values())
+    # the one-standard-error rule: the earliest trained student within one standard error of the best
+    best, errors = max(final["dev"].values()), final["standard_error_to_best"]
+    within = [name for name in ["student-it1-warmup", "student-it1", "student-it2", "student-it0"]
+              if best - final["dev"][name] <= errors[name] + 1e-9]
+    assert final["select"] == "one-standard-error" and final["selected"] == within[0]
     assert summary["final"]["selected"] == final["selected"]
     teacher_dev = json.loads((out / "eval/dev/tiny-teacher/metrics.json").read_text())["ndcg@10"]
     assert [r["dev"] for r in summary["rows"] if r["model"] == "teacher"] == [teacher_dev], "the teacher's dev figure too"
