@@ -390,8 +390,12 @@ def test_onmkd_preset_end_to_end_trains_warms_up_and_evaluates_both_peers(tmp_pa
     assert {"student-it1", "student-it1-peer"} <= names
     dev = {name: json.loads((out / f"eval/dev/{name}/metrics.json").read_text())["ndcg@10"]
            for name in ("student-it1", "student-it1-peer", "student-it1-warmup", "student-it0")}
-    best = max(dev.values())
-    assert dev[summary["final"]["selected"]] == best, "the final student is the best on dev, peers included"
+    final = json.loads((out / "final.json").read_text())
+    assert set(final["dev"]) == set(dev), "the peer is a candidate for final student"
+    # the one-standard-error rule over them, in the order the run made them, the untrained student last
+    best, errors = max(dev.values()), final["standard_error_to_best"]
+    order = ["student-it1-warmup", "student-it1", "student-it1-peer", "student-it0"]
+    assert final["selected"] == next(n for n in order if best - dev[n] <= errors[n] + 1e-9) == summary["final"]["selected"]
     peers = json.loads((out / "it1/peers.json").read_text())
     assert peers["better"] == max(("student-it1", "student-it1-peer"), key=dev.get)
     assert peers["summary"] in (out / "summary.md").read_text()
