@@ -154,6 +154,13 @@ def evaluate_model(model: dict[str, Any], role: str, iteration: int | None, quer
     return result
 
 
+def per_query_matrix(qrels: dict[str, dict[str, int]], runs: Sequence[dict[str, dict[str, float]]],
+                     metric: str = "ndcg@10") -> np.ndarray:
+    """``metric`` of each judged query (columns, in the qrels' order) for each run (rows)."""
+    figures = [per_query_metrics(qrels, run)[metric] for run in runs]
+    return np.array([[values[q] for q in figures[0]] for values in figures])
+
+
 def one_standard_error_choice(per_query: np.ndarray, distance: np.ndarray) -> tuple[int, np.ndarray]:
     """The row of ``per_query`` (candidates x queries) to keep: among those whose mean is within one
     standard error of the best mean (the standard error of their per-query differences to the best row;
@@ -194,9 +201,8 @@ def select_final_student(dev_metric_paths: Sequence[str], splits_report: str, ou
         if dev_qrels_path is None:
             raise ValueError("select_final_student: the one-standard-error rule needs the dev judgments (dev_qrels_path)")
         qrels = load_qrels(dev_qrels_path)
-        figures = [per_query_metrics(qrels, read_trec_run(Path(p).parent / "run.trec"))[metric]
-                   for p in dev_metric_paths]  # each over the judged dev queries, in one order
-        per_query = np.array([list(values.values()) for values in figures])
+        per_query = per_query_matrix(qrels, [read_trec_run(Path(p).parent / "run.trec") for p in dev_metric_paths],
+                                     metric)
         # preference: the order of training, the untrained student (iteration 0) after every trained one
         order = np.array([len(rows) + i if row.get("iteration") == 0 else i for i, row in enumerate(rows)])
         chosen, standard_errors = one_standard_error_choice(per_query, order)

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from .data import load_qrels, load_queries, read_table, write_json
-from .evaluation import one_standard_error_choice, per_query_metrics, ranked_pairs, run_of
+from .evaluation import one_standard_error_choice, per_query_matrix, ranked_pairs, run_of
 from .lexical import BM25
 from .models import ModelSpec, resolve_device, set_threads
 from .scorers import fuse_scores, make_scorer
@@ -73,12 +73,6 @@ def weight_grid(members: Sequence[str], step: float) -> list[dict[str, float]]:
         raise ValueError(f"choose_weights.step {step}: 1 must be a whole number of steps (0.5, 0.25, 0.1)")
     return [{m: k / parts for m, k in zip(members, counts)}
             for counts in itertools.product(range(parts + 1), repeat=len(members)) if sum(counts) == parts]
-
-
-def per_query_matrix(qrels: dict[str, dict[str, int]], runs: Sequence[dict[str, dict[str, float]]]) -> np.ndarray:
-    """nDCG@10 of each judged query (columns, in the qrels' order) for each run (rows)."""
-    figures = [per_query_metrics(qrels, run)[METRIC] for run in runs]
-    return np.array([[values[q] for q in figures[0]] for values in figures])
 
 
 def choose_weights(pairs: pd.DataFrame, qrels: dict[str, dict[str, int]], configured: dict[str, float], step: float,

@@ -40,9 +40,9 @@ import numpy as np
 import pandas as pd
 
 from .data import atomic_path, load_qrels, load_queries, passage_texts, read_table, write_json
-from .evaluation import (METRICS, compute_metrics, judged_queries, one_standard_error_choice, ranked_pairs, run_of,
-                         write_trec_run)
-from .fusion_weights import judged_training_sample, per_query_matrix
+from .evaluation import (METRICS, compute_metrics, judged_queries, one_standard_error_choice, per_query_matrix,
+                         ranked_pairs, run_of, write_trec_run)
+from .fusion_weights import judged_training_sample
 from .lexical import BM25
 from .models import ModelSpec, resolve_device, set_threads
 from .runtime import load_encoder
