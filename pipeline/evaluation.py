@@ -161,13 +161,20 @@ def per_query_matrix(qrels: dict[str, dict[str, int]], runs: Sequence[dict[str, 
     return np.array([[values[q] for q in figures[0]] for values in figures])
 
 
+def best_row(per_query: np.ndarray, distance: np.ndarray) -> int:
+    """The row of ``per_query`` (candidates x queries) of highest mean; on a tie, the one of least ``distance``
+    (means rounded to 12 digits, so that a sum's order does not break a tie)."""
+    means = per_query.mean(axis=1).round(12)
+    return int(min(np.flatnonzero(means == means.max()), key=lambda i: distance[i]))
+
+
 def one_standard_error_choice(per_query: np.ndarray, distance: np.ndarray) -> tuple[int, np.ndarray]:
     """The row of ``per_query`` (candidates x queries) to keep: among those whose mean is within one
     standard error of the best mean (the standard error of their per-query differences to the best row;
     ties for best: the nearest), the one of least ``distance``, then of higher mean; and each row's
     standard error to the best."""
     means = per_query.mean(axis=1).round(12)
-    best = min(np.flatnonzero(means == means.max()), key=lambda i: distance[i])
+    best = best_row(per_query, distance)
     differences = per_query[best] - per_query
     errors = differences.std(axis=1, ddof=1) / np.sqrt(per_query.shape[1]) if per_query.shape[1] > 1 \
         else np.zeros(len(per_query))
@@ -208,7 +215,7 @@ def select_final_student(dev_metric_paths: Sequence[str], splits_report: str, ou
         chosen, standard_errors = one_standard_error_choice(per_query, order)
         selected = rows[chosen]["name"]
         errors = {row["name"]: float(e) for row, e in zip(rows, standard_errors)}
-        best = rows[int(np.argmax(per_query.mean(axis=1).round(12)))]["name"]
+        best = rows[best_row(per_query, order)]["name"]  # the row the rule measured against
         reason = (f"the earliest trained student within one standard error of the best dev {metric} ({best}) "
                   f"over {report['dev_queries']} dev queries")
     else:

@@ -78,7 +78,7 @@ rule split_training_queries:
     output:
         training=DATA["qrels_train"],
         dev=DATA["qrels_dev"],
-        report=f"{R}/data/splits.json",
+        report=DATA["splits_report"],
     log:
         f"{R}/logs/split_training_queries.log",
     conda:

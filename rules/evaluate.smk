@@ -59,7 +59,7 @@ rule evaluate:
 rule select_student:
     input:
         dev=[plan.metrics(m, "dev") for m in plan.students()],
-        splits=f"{plan.shared_root}/data/splits.json",
+        splits=DATA["splits_report"],
         dev_qrels=DATA["qrels_dev"],
     output:
         f"{R}/final.json",

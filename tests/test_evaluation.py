@@ -122,7 +122,9 @@ def test_the_one_standard_error_rule_keeps_the_earliest_student_the_dev_queries_
     assert choose("one-standard-error")["selected"] == "student-it2"
     # the untrained student comes after every trained one: tied with it2 for best, it2 is final
     paths[0] = dev_run(tmp_path / "consistent", "student-it0", 0, [1, 1, 1, 1])
-    assert choose("one-standard-error")["selected"] == "student-it2"
+    tied = choose("one-standard-error")
+    assert tied["selected"] == "student-it2"
+    assert "(student-it2)" in tied["reason"], "the reason names the best the rule measured against, not the first of a tie"
 
 
 def test_without_a_dev_split_the_last_student_is_final(tmp_path):

@@ -427,6 +427,7 @@ def test_with_splits_per_seed_each_seed_splits_and_evaluates_itself_and_shares_t
     # model's figures (one job evaluates test and dev), the teacher's included
     assert seed.data["qrels_train"] == own + "data/training-qrels.parquet"
     assert seed.data["qrels_dev"] == own + "data/dev-qrels.parquet"
+    assert seed.data["splits_report"] == own + "data/splits.json", "the final student's reason counts its own dev queries"
     for path in [seed.mined_candidates(1), seed.scores_path(1, "teacher"), *seed.train_inputs(1)["scores"],
                  seed.metrics("teacher", "dev"), seed.metrics("student-it0", "dev"), seed.metrics("bm25")]:
         assert path.startswith(own), path
@@ -438,6 +439,8 @@ def test_with_splits_per_seed_each_seed_splits_and_evaluates_itself_and_shares_t
         "a seed's run samples the judged training queries (the hybrid's stand-in) as its split was drawn"
     # the first seed's run is the experiment's, as without per_seed
     assert first.data["qrels_dev"] == "results/x/data/dev-qrels.parquet" and first.mined_candidates(1).startswith(shared)
+    assert Plan(Plan(config(seeds=[7, 21])).seed_configs()[0]).data["splits_report"] == shared + "data/splits.json", \
+        "without per_seed a further seed reads the first seed's split"
     assert not Plan(config(seeds=[7, 21])).seed_configs()[0]["splits"]["per_seed"]
     # a fine-tuned model is made once for every seed: refused beside per_seed
     models = config()["models"]

@@ -91,6 +91,8 @@ class DataAndLabels:
             # what training reads: the train split less the dev queries (and cut to train_queries)
             "qrels_train": f"{splits_root}/data/training-qrels.parquet",
             "qrels_dev": f"{splits_root}/data/dev-qrels.parquet",
+            # the split's report (how many dev queries, or why none): the seed's own with splits.per_seed
+            "splits_report": f"{splits_root}/data/splits.json",
             "qrels_test": self.prepared_qrels(splits["test"]),
         }
 
