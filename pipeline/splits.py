@@ -5,7 +5,7 @@ user with few labels, or a benchmark of one), then a seeded ``dev.fraction`` of 
 ``dev.max_queries``) held out as the dev split. Training (mining, scoring, warm-up texts, distillation)
 reads only the rest; every student is evaluated on dev and the best one becomes the run's final
 student. With fewer than ``dev.min_queries`` dev queries there is no dev split: the report says why and
-the last student is final. A test query never enters the dev split. Torch-free.
+``splits.dev.fallback`` makes the final student (:func:`pipeline.evaluation.select_final_student`). A test query never enters the dev split. Torch-free.
 """
 
 from __future__ import annotations
@@ -42,12 +42,11 @@ def choose_queries(judged: list[str], test_ids: set[str], seed: int, train_queri
     eligible = [q for q in real if q not in test_ids]
     wanted = min(max_queries, int(round(fraction * len(real))), len(eligible))
     if fraction <= 0:
-        return sample, [], "splits.dev.fraction is 0: no dev split; the last student is final"
+        return sample, [], "splits.dev.fraction is 0: no dev split"
     if wanted < min_queries:
         pseudo = f" and {len(sample) - len(real)} pseudo-queries (never dev queries)" if len(real) < len(sample) else ""
         return sample, [], (f"{len(real)} judged training queries{pseudo}: a dev fraction of {fraction} gives {wanted} "
-                            f"dev queries, fewer than splits.dev.min_queries={min_queries}; no dev split, the "
-                            "last student is final")
+                            f"dev queries, fewer than splits.dev.min_queries={min_queries}: no dev split")
     order = np.random.default_rng([seed, 2]).permutation(len(eligible))
     dev = sorted(eligible[i] for i in order[:wanted])
     held_out = set(dev)
@@ -78,7 +77,7 @@ def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: 
                              f"e.g. {overlap[0]!r}")
         training, _, _ = choose_queries(judged, test_ids, seed, train_queries, 0.0, 0, 0)
         training = [q for q in training if q not in set(dev_ids)]
-        reason = None if dev_ids else f"{dev_qrels_path}: no judged query; the last student is final"
+        reason = None if dev_ids else f"{dev_qrels_path}: no judged query: no dev split"
     else:
         training, dev_ids, reason = choose_queries(judged, test_ids, seed, train_queries, dev["fraction"],
                                                    dev["min_queries"], dev["max_queries"])

@@ -70,7 +70,11 @@ rule select_student:
     params:
         # the settings alone, from wildcards: Snakemake tracks (and reruns on) only params
         # that do not derive from input or output, as the job's args do
-        settings=to_json(metric=config["splits"]["dev"]["metric"], select=config["splits"]["dev"]["select"]),
+        settings=to_json(
+            metric=config["splits"]["dev"]["metric"],
+            select=config["splits"]["dev"]["select"],
+            fallback=config["splits"]["dev"]["fallback"],
+        ),
         args=lambda wc, input, output: to_json(
             dev_metric_paths=list(input.dev),
             splits_report=input.splits,
@@ -78,6 +82,7 @@ rule select_student:
             metric=config["splits"]["dev"]["metric"],
             select=config["splits"]["dev"]["select"],
             dev_qrels_path=input.dev_qrels,
+            fallback=config["splits"]["dev"]["fallback"],
             sources={m: plan.model(m)["source"] for m in plan.students()},
         ),
     shell:

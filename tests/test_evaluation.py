@@ -133,7 +133,33 @@ def test_without_a_dev_split_the_last_student_is_final(tmp_path):
     (tmp_path / "splits.json").write_text(json.dumps({"dev_queries": 0, "no_dev_reason": "too few queries"}))
     paths = [metric_file(tmp_path, n, "dev", None, it) for n, it in (("student-it0", 0), ("student-it1", 1))]
     choice = select_final_student(paths, str(tmp_path / "splits.json"), str(tmp_path / "final.json"))
-    assert choice["selected"] == "student-it1" and choice["reason"] == "too few queries"
+    assert choice["selected"] == "student-it1" and choice["reason"] == "too few queries; the last student is final"
+
+
+def test_without_a_dev_split_the_fallback_keeps_the_warm_up_where_no_judged_query_trained(tmp_path):
+    from pipeline.evaluation import select_final_student
+
+    table = [("student-it0", 0, None), ("student-it1-warmup", 1, "warmup"), ("student-it1", 1, None),
+             ("student-it2", 2, None)]
+    paths = [metric_file(tmp_path, n, "dev", None, it, ph) for n, it, ph in table]
+
+    def choose(labels, fallback, rows=paths):
+        (tmp_path / "splits.json").write_text(json.dumps({"dev_queries": 0, "no_dev_reason": "3 dev queries",
+                                                          "labels": labels}))
+        return select_final_student(rows, str(tmp_path / "splits.json"), str(tmp_path / "final.json"),
+                                    fallback=fallback)
+
+    label_free = choose("teacher", "auto")
+    assert label_free["selected"] == "student-it1-warmup" and label_free["fallback"] == "auto"
+    assert label_free["reason"] == ("3 dev queries; the warmed-up student is final (splits.dev.fallback: auto; "
+                                    "no judged query trained the students)")
+    assert choose("qrels", "auto")["selected"] == "student-it2", "judged training queries: the last student"
+    assert choose("teacher", "last")["selected"] == "student-it2"
+    assert choose("qrels", "warmup")["selected"] == "student-it1-warmup"
+    no_warmup = choose("teacher", "auto", rows=[paths[0], paths[2], paths[3]])
+    assert no_warmup["selected"] == "student-it2" and "no warmed-up student" in no_warmup["reason"]
+    with pytest.raises(ValueError, match="splits.dev.fallback: 'first'"):
+        choose("teacher", "first")
 
 
 def test_summary_marks_the_final_student_and_shows_dev_figures(tmp_path):
