@@ -5,7 +5,8 @@ user with few labels, or a benchmark of one), then a seeded ``dev.fraction`` of 
 ``dev.max_queries``) held out as the dev split. Training (mining, scoring, warm-up texts, distillation)
 reads only the rest; every student is evaluated on dev and the best one becomes the run's final
 student. With fewer than ``dev.min_queries`` dev queries there is no dev split: the report says why and
-``splits.dev.fallback`` makes the final student (:func:`pipeline.evaluation.select_final_student`). A test query never enters the dev split. Torch-free.
+``splits.dev.fallback`` names the final student (:func:`pipeline.evaluation.select_final_student`). A test
+query never enters the dev split. Torch-free.
 """
 
 from __future__ import annotations
