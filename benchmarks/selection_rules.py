@@ -43,9 +43,20 @@ def splits_root(run: Path) -> Path:
     return run if (run / "data" / "dev-qrels.parquet").exists() else run.parent
 
 
+def students_in_order(run: Path) -> list[str]:
+    """The students the run chose among, in the order it made them (the rules' preference): final.json's
+    ``students``, or for a run made before it recorded them, summary.json's PyTorch student rows (not
+    final.json's ``dev``, whose keys are written sorted: it1 before it1-warmup)."""
+    final = json.loads((run / "final.json").read_text())
+    if "students" in final:
+        return final["students"]
+    rows = json.loads((run / "summary.json").read_text())["rows"]
+    return [r["name"] for r in rows if r["model"] == "student" and (r.get("backend") or "torch") == "torch"
+            and r["name"] in final["dev"]]
+
+
 def rows_of(run: Path) -> dict:
-    # the students the run chose among, in the order it made them
-    students = list(json.loads((run / "final.json").read_text())["dev"])
+    students = students_in_order(run)
     root = splits_root(run)
     splits = root / "data" / "splits.json"
     qrels = load_qrels(data_dir(run) / "qrels-test.parquet")

@@ -255,7 +255,9 @@ def select_final_student(dev_metric_paths: Sequence[str], splits_report: str, ou
         reason = f"best dev {metric} over {report['dev_queries']} dev queries"
     choice = {"selected": selected, "source": (sources or {}).get(selected), "metric": metric, "reason": reason,
               "select": select, "fallback": fallback, "dev_queries": report.get("dev_queries", 0), "dev": dev,
-              **({"standard_error_to_best": errors} if errors is not None else {}), "last": rows[-1]["name"]}
+              **({"standard_error_to_best": errors} if errors is not None else {}), "last": rows[-1]["name"],
+              # the order the rules prefer, which the sorted keys of "dev" lose
+              "students": [row["name"] for row in rows]}
     write_json(choice, out_path)
     log.info("final student: %s (%s)", selected, reason)
     return choice

@@ -114,6 +114,8 @@ def test_the_one_standard_error_rule_keeps_the_earliest_student_the_dev_queries_
     choice = choose("one-standard-error")
     assert choice["selected"] == "student-it1-warmup" and choice["select"] == "one-standard-error"
     assert choice["standard_error_to_best"]["student-it1-warmup"] == pytest.approx(0.2394, abs=1e-4)
+    saved = json.loads((tmp_path / "final.json").read_text())
+    assert saved["students"] == ["student-it0", "student-it1-warmup", "student-it2"], "the run's order, kept"
     assert "(student-it2)" in choice["reason"]
     assert choose("best")["selected"] == "student-it2", "the best dev figure alone"
     # a gain on every dev query: differences .5, .5, .5, .5 have no spread (standard error 0), so it2 is final
