@@ -174,7 +174,7 @@ def test_two_iterations_end_to_end(tmp_path, tiny_beir, tiny_bert):
     mined = set(pq.read_table(out / "it1/candidates.parquet").column("query_id").to_pylist())
     assert mined and not mined & set(splits["dev_query_ids"]), "no dev query is trained on"
     final = json.loads((out / "final.json").read_text())
-    assert set(final["dev"]) == {"student-it0", "student-it1-warmup", "student-it1", "student-it2"}
+    assert final["students"] == ["student-it0", "student-it1-warmup", "student-it1", "student-it2"], "the run's order"
     # the one-standard-error rule: the earliest trained student within one standard error of the best
     best, errors = max(final["dev"].values()), final["standard_error_to_best"]
     within = [name for name in ["student-it1-warmup", "student-it1", "student-it2", "student-it0"]
