@@ -99,3 +99,18 @@ def complete_section(name: str, value: Any) -> Any:
             raise ConfigError(f"config.{name}: missing (no default)")
         value = root["properties"][name]["default"]
     return _fill({**root["properties"][name], "definitions": root["definitions"]}, value, name)
+
+
+def allowed_values(key: str) -> tuple[Any, ...]:
+    """The values the schema allows at ``key`` (dotted, e.g. ``splits.dev.fallback``): its ``enum``, for a
+    step that checks a value given outside the workflow against the one source of them."""
+    root, node = schema(), schema()
+    for part in key.split("."):
+        while "$ref" in node:  # "#/definitions/<name>"
+            node = root["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+        if part not in node.get("properties", {}):
+            raise KeyError(f"schema: no key {key!r}")
+        node = node["properties"][part]
+    if "enum" not in node:
+        raise KeyError(f"schema: {key!r} has no enum")
+    return tuple(node["enum"])

@@ -7,11 +7,12 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .config import allowed_values
 from .data import atomic_path, load_qrels, load_queries, read_table, write_json
 
 if TYPE_CHECKING:  # torch only where a model runs: selecting the final student and the summary import this too
@@ -168,29 +169,35 @@ def best_row(per_query: np.ndarray, distance: np.ndarray) -> int:
     return int(min(np.flatnonzero(means == means.max()), key=lambda i: distance[i]))
 
 
-def one_standard_error_choice(per_query: np.ndarray, distance: np.ndarray) -> tuple[int, np.ndarray]:
+class OneStandardErrorChoice(NamedTuple):
+    """:func:`one_standard_error_choice`'s answer: rows of its ``per_query``."""
+
+    chosen: int  #: the row to keep
+    best: int  #: the row it was measured against (:func:`best_row`)
+    errors: np.ndarray  #: each row's standard error to the best row
+
+
+def one_standard_error_choice(per_query: np.ndarray, distance: np.ndarray) -> OneStandardErrorChoice:
     """The row of ``per_query`` (candidates x queries) to keep: among those whose mean is within one
     standard error of the best mean (the standard error of their per-query differences to the best row;
-    ties for best: the nearest), the one of least ``distance``, then of higher mean; and each row's
-    standard error to the best."""
+    ties for best: the nearest), the one of least ``distance``, then of higher mean; with the best row and
+    each row's standard error to it."""
     means = per_query.mean(axis=1).round(12)
     best = best_row(per_query, distance)
     differences = per_query[best] - per_query
     errors = differences.std(axis=1, ddof=1) / np.sqrt(per_query.shape[1]) if per_query.shape[1] > 1 \
         else np.zeros(len(per_query))
     eligible = np.flatnonzero(means[best] - means <= errors + 1e-12)
-    return int(min(eligible, key=lambda i: (distance[i], -means[i]))), errors
-
-
-FALLBACKS = ("auto", "last", "warmup")
+    return OneStandardErrorChoice(int(min(eligible, key=lambda i: (distance[i], -means[i]))), best, errors)
 
 
 def no_dev_choice(rows: Sequence[dict[str, Any]], fallback: str, labels: str | None) -> tuple[str, str]:
     """The final student without a dev split (``splits.dev.fallback``; :func:`select_final_student`): its
     name, and why, from the students' metric rows in the order the run made them and the source of the
     training labels (the splits report's ``labels``)."""
-    if fallback not in FALLBACKS:
-        raise ValueError(f"splits.dev.fallback: {fallback!r} is not one of {', '.join(FALLBACKS)}")
+    allowed = allowed_values("splits.dev.fallback")
+    if fallback not in allowed:
+        raise ValueError(f"splits.dev.fallback: {fallback!r} is not one of {', '.join(allowed)}")
     why = ""
     if fallback == "auto":
         fallback = "warmup" if labels == "teacher" else "last"
@@ -243,10 +250,9 @@ def select_final_student(dev_metric_paths: Sequence[str], splits_report: str, ou
                                      metric)
         # preference: the order of training, the untrained student (iteration 0) after every trained one
         order = np.array([len(rows) + i if row.get("iteration") == 0 else i for i, row in enumerate(rows)])
-        chosen, standard_errors = one_standard_error_choice(per_query, order)
-        selected = rows[chosen]["name"]
-        errors = {row["name"]: float(e) for row, e in zip(rows, standard_errors)}
-        best = rows[best_row(per_query, order)]["name"]  # the row the rule measured against
+        rule = one_standard_error_choice(per_query, order)
+        selected, best = rows[rule.chosen]["name"], rows[rule.best]["name"]
+        errors = {row["name"]: float(e) for row, e in zip(rows, rule.errors)}
         reason = (f"the earliest trained student within one standard error of the best dev {metric} ({best}) "
                   f"over {report['dev_queries']} dev queries")
     else:

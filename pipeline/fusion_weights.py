@@ -87,12 +87,12 @@ def choose_weights(pairs: pd.DataFrame, qrels: dict[str, dict[str, int]], config
     grid = weight_grid(members, step)
     per_query = per_query_matrix(qrels, [run_of(fuse_scores(frames, w, normalization)) for w in grid])
     distance = np.array([sum(abs(w[m] - target[m]) for m in members) for w in grid])
-    chosen, errors = one_standard_error_choice(per_query, distance)
-    best = float(per_query.mean(axis=1).max())
+    rule = one_standard_error_choice(per_query, distance)
+    best = float(per_query[rule.best].mean())
     figures = [{"members": w, METRIC: float(row.mean()), "standard_error_to_best": float(error),
                 "within_one_standard_error": bool(best - float(row.mean()) <= error + 1e-12)}
-               for w, row, error in zip(grid, per_query, errors)]
-    return dict(grid[chosen]), figures
+               for w, row, error in zip(grid, per_query, rule.errors)]
+    return dict(grid[rule.chosen]), figures
 
 
 def judged_training_sample(qrels_path: str, test_qrels_path: str, seed: int,

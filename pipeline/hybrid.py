@@ -87,7 +87,7 @@ def choose_weight_one_standard_error(pairs: pd.DataFrame, qrels: dict[str, dict[
     the best mean nDCG@10, the nearest 0.5), with every weight's figure: for a few judged queries, where
     the best of the grid is mostly noise."""
     per_query = per_query_matrix(qrels, [fused_run(pairs, w, normalization) for w in grid])
-    chosen, _ = one_standard_error_choice(per_query, np.array([abs(w - 0.5) for w in grid]))
+    chosen = one_standard_error_choice(per_query, np.array([abs(w - 0.5) for w in grid])).chosen
     return float(grid[chosen]), {f"{w:g}": float(row.mean()) for w, row in zip(grid, per_query)}
 
 

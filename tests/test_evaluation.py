@@ -160,7 +160,7 @@ def test_without_a_dev_split_the_fallback_keeps_the_warm_up_where_no_judged_quer
     assert choose("qrels", "warmup")["selected"] == "student-it1-warmup"
     no_warmup = choose("teacher", "auto", rows=[paths[0], paths[2], paths[3]])
     assert no_warmup["selected"] == "student-it2" and "no warmed-up student" in no_warmup["reason"]
-    with pytest.raises(ValueError, match="splits.dev.fallback: 'first'"):
+    with pytest.raises(ValueError, match="splits.dev.fallback: 'first' is not one of auto, last, warmup"):
         choose("teacher", "first")
 
 

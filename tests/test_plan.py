@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from pipeline.config import SCHEMA_PATH, ConfigError, complete, method_sections, section_defaults
+from pipeline.config import SCHEMA_PATH, ConfigError, allowed_values, complete, method_sections, section_defaults
 from pipeline.methods import METHODS
 from pipeline.plan import DATA_DIR_TOKEN, ROOT_TOKEN, Plan, deep_merge, expand_tokens
 
@@ -447,3 +447,12 @@ def test_with_splits_per_seed_each_seed_splits_and_evaluates_itself_and_shares_t
     models["teacher"] = {**models["teacher"], "finetune": {}}
     with pytest.raises(ConfigError, match=r"splits.per_seed: models.teacher.finetune trains on the training queries"):
         Plan(config(seeds=[7, 21], splits={"per_seed": True}, models=models)).check()
+
+
+def test_a_step_reads_the_allowed_values_of_a_key_from_the_schema():
+    assert allowed_values("splits.dev.fallback") == ("auto", "last", "warmup")
+    assert allowed_values("splits.dev.select") == ("one-standard-error", "best")
+    with pytest.raises(KeyError, match="no key 'splits.dev.fallbak'"):
+        allowed_values("splits.dev.fallbak")
+    with pytest.raises(KeyError, match="'splits.dev' has no enum"):
+        allowed_values("splits.dev")
