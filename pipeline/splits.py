@@ -29,8 +29,10 @@ def judged_queries(qrels: pd.DataFrame) -> list[str]:
 
 
 def choose_queries(judged: list[str], test_ids: set[str], seed: int, train_queries: int | None,
-                   fraction: float, min_queries: int, max_queries: int) -> tuple[list[str], list[str], str | None]:
+                   fraction: float, min_queries: int, max_queries: int,
+                   labelled: str = "judged") -> tuple[list[str], list[str], str | None]:
     """(training query ids, dev query ids, why there is no dev split or None); deterministic in ``seed``.
+    ``labelled`` names the labels' source in that reason ("teacher-labelled" where a teacher made them).
 
     The sample and the dev split use separate random streams, so the same sample of N training queries
     gets the same dev split whatever else changes."""
@@ -46,7 +48,7 @@ def choose_queries(judged: list[str], test_ids: set[str], seed: int, train_queri
         return sample, [], "splits.dev.fraction is 0: no dev split"
     if wanted < min_queries:
         pseudo = f" and {len(sample) - len(real)} pseudo-queries (never dev queries)" if len(real) < len(sample) else ""
-        return sample, [], (f"{len(real)} judged training queries{pseudo}: a dev fraction of {fraction} gives {wanted} "
+        return sample, [], (f"{len(real)} {labelled} training queries{pseudo}: a dev fraction of {fraction} gives {wanted} "
                             f"dev queries, fewer than splits.dev.min_queries={min_queries}: no dev split")
     order = np.random.default_rng([seed, 2]).permutation(len(eligible))
     dev = sorted(eligible[i] for i in order[:wanted])
@@ -69,6 +71,7 @@ def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: 
     qrels = read_table(qrels_path)
     test_ids = set(judged_queries(read_table(test_qrels_path)))
     judged = judged_queries(qrels)
+    labels = read_provenance(qrels_path).get("labels", "qrels")  # or "teacher" (pipeline/labels.py)
     if dev_qrels_path:
         dev_qrels = read_table(dev_qrels_path)
         dev_ids = judged_queries(dev_qrels)
@@ -81,7 +84,8 @@ def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: 
         reason = None if dev_ids else f"{dev_qrels_path}: no judged query: no dev split"
     else:
         training, dev_ids, reason = choose_queries(judged, test_ids, seed, train_queries, dev["fraction"],
-                                                   dev["min_queries"], dev["max_queries"])
+                                                   dev["min_queries"], dev["max_queries"],
+                                                   "teacher-labelled" if labels == "teacher" else "judged")
         dev_qrels = qrels[qrels["query_id"].isin(set(dev_ids))]
         if graded_dev_path:
             graded = read_table(graded_dev_path)
@@ -97,7 +101,7 @@ def split_training_queries(qrels_path: str, test_qrels_path: str, out_training: 
         provenance["teacher_labels"] = read_provenance(teacher_qrels_path).get("teacher")
     write_table(training_qrels.reset_index(drop=True), out_training, {**provenance, "role": "training"}, QRELS_SCHEMA)
     write_table(dev_qrels.reset_index(drop=True), out_dev, {**provenance, "role": "dev"}, QRELS_SCHEMA)
-    report = {"labels": read_provenance(qrels_path).get("labels", "qrels"),  # or "teacher" (pipeline/labels.py)
+    report = {"labels": labels,
               "judged_training_queries": len(judged), "training_queries": len(training), "dev_queries": len(dev_ids),
               "no_dev_reason": reason, "seed": seed, "train_queries": train_queries, "dev": dev,
               "dev_source": dev_qrels_path or "fraction of the training queries", "dev_query_ids": dev_ids,

@@ -42,10 +42,26 @@ def test_too_few_queries_for_a_dev_split_fall_back_with_a_reason():
     assert reason.endswith("no dev split"), "which student is final is select_final_student's (splits.dev.fallback)"
 
 
-def qrels_file(path, query_ids):
+def qrels_file(path, query_ids, **provenance):
     frame = pd.DataFrame({"query_id": query_ids, "doc_id": [f"d{q}" for q in query_ids], "relevance": 1})
-    write_table(frame, path, {"split": path.stem}, QRELS_SCHEMA)
+    write_table(frame, path, {"split": path.stem, **provenance}, QRELS_SCHEMA)
     return str(path)
+
+
+def test_the_reason_for_no_dev_split_says_whose_labels_the_training_queries_have(tmp_path):
+    test = qrels_file(tmp_path / "qrels-test.parquet", JUDGED[150:])
+
+    def reason(name, **provenance):
+        train = qrels_file(tmp_path / f"{name}.parquet", JUDGED[:15], **provenance)
+        return split_training_queries(train, test, str(tmp_path / f"{name}-training.parquet"),
+                                      str(tmp_path / f"{name}-dev.parquet"), str(tmp_path / f"{name}.json"), seed=2,
+                                      dev={"fraction": 0.2})
+
+    label_free = reason("teacher", labels="teacher")  # as pipeline/labels.py records the teacher's labels
+    assert label_free["labels"] == "teacher"
+    assert label_free["no_dev_reason"].startswith("15 teacher-labelled training queries: ")
+    judged = reason("judged")
+    assert judged["labels"] == "qrels" and judged["no_dev_reason"].startswith("15 judged training queries: ")
 
 
 def test_split_step_writes_training_dev_and_report(tmp_path):
