@@ -345,6 +345,13 @@ def summarize(metric_paths: Sequence[str], out_markdown: str, out_json: str, exp
     for export in exports:
         lines += ["", f"Export {export['model']['name']} (`{export['folder']}`): " + "; ".join(
             _export_format_line(export, fmt, evaluated) for fmt in export["formats"])]
+        if final and export["model"]["name"] != final["selected"]:
+            # the run exports the last student, fixed when the DAG is built; the final one is chosen later
+            target = Path(export["folder"]).parent / final["selected"]
+            lines[-1] += (f". This is the last student, not the final one ({final['selected']}): "
+                          f"`snakemake --cores all {target}` exports that one")
+            log.warning("the export %s is the last student, not the final %s: snakemake %s exports that one",
+                        export["folder"], final["selected"], target)
     described = [dict(entry, reports=[json.loads(Path(p).read_text()) for p in entry.get("reports", [])])
                  for entry in iterations]
     if described:

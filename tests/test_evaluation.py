@@ -164,6 +164,30 @@ def test_without_a_dev_split_the_fallback_keeps_the_warm_up_where_no_judged_quer
         choose("teacher", "first")
 
 
+def test_the_summary_says_when_the_export_is_not_the_final_student_and_how_to_export_that_one(tmp_path):
+    from pipeline.evaluation import select_final_student
+
+    (tmp_path / "splits.json").write_text(json.dumps({"dev_queries": 20, "no_dev_reason": None}))
+    names = [("student-it1-warmup", 1, "warmup", 0.6), ("student-it1", 1, None, 0.5)]
+    test = [metric_file(tmp_path, n, "test", 0.4, it, ph) for n, it, ph, _ in names]
+    dev = [metric_file(tmp_path, n, "dev", v, it, ph) for n, it, ph, v in names]
+    select_final_student(dev, str(tmp_path / "splits.json"), str(tmp_path / "final.json"), select="best")
+
+    def export_line(exported):
+        folder = tmp_path / "results" / "x" / "export" / exported
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "export.json").write_text(json.dumps({"model": {"name": exported},
+                                                        "formats": {"onnx": {"size_mb": 90.0}}}))
+        summarize(test, str(tmp_path / "s.md"), str(tmp_path / "s.json"), "x", dev, str(tmp_path / "final.json"),
+                  export_paths=[str(folder / "export.json")])
+        return next(line for line in (tmp_path / "s.md").read_text().splitlines() if line.startswith("Export "))
+
+    last = export_line("student-it1")
+    assert "This is the last student, not the final one (student-it1-warmup)" in last
+    assert f"`snakemake --cores all {tmp_path / 'results' / 'x' / 'export' / 'student-it1-warmup'}`" in last
+    assert "not the final one" not in export_line("student-it1-warmup")
+
+
 def test_summary_marks_the_final_student_and_shows_dev_figures(tmp_path):
     from pipeline.evaluation import select_final_student
 
