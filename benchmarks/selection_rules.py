@@ -24,7 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pipeline.compare import data_dir, parse_experiment, run_seed  # noqa: E402
+from pipeline.compare import data_dir, eval_folder, parse_experiment, run_seed  # noqa: E402
 from pipeline.data import load_qrels  # noqa: E402
 from pipeline.evaluation import per_query_metrics, read_trec_run, select_final_student  # noqa: E402
 from pipeline.significance import paired_query_tests  # noqa: E402
@@ -34,7 +34,7 @@ WARMUP = "student-it1-warmup"
 
 
 def test_figures(run: Path, model: str, qrels) -> dict[str, float]:
-    return per_query_metrics(qrels, read_trec_run(run / "eval" / "test" / model / "run.trec"))["ndcg@10"]
+    return per_query_metrics(qrels, read_trec_run(eval_folder(run, "test", model) / "run.trec"))["ndcg@10"]
 
 
 def splits_root(run: Path) -> Path:
@@ -68,7 +68,8 @@ def rows_of(run: Path) -> dict:
            "test_ndcg@10": mean, "rules": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for rule in RULES:
-            choice = select_final_student([str(run / "eval" / "dev" / s / "metrics.json") for s in students],
+            # a further seed's run reads the students it shares (the untrained one) from the experiment's folder
+            choice = select_final_student([str(eval_folder(run, "dev", s) / "metrics.json") for s in students],
                                           str(splits), str(Path(scratch) / f"{rule}.json"), select=rule,
                                           dev_qrels_path=str(root / "data" / "dev-qrels.parquet"))
             chosen = choice["selected"]

@@ -180,12 +180,20 @@ def judged_split(summary: dict[str, Any]) -> str:
     return next(r.get("split") for r in summary["rows"]) or "test"
 
 
+def eval_folder(run: Path, split: str, model: str) -> Path:
+    """Where ``run`` keeps ``model``'s evaluation on ``split`` (metrics.json, run.trec): its own eval/, or
+    for one seed's run of ``seeds``, the experiment's where the seed does not change the model (the
+    teachers, the untrained student)."""
+    folder = run / "eval" / split / model
+    if not folder.is_dir() and seed_of_experiment(run):
+        return run.parent / "eval" / split / model
+    return folder
+
+
 def per_query_ndcg(run: Path, summary: dict[str, Any], model: str) -> dict[str, float]:
     """nDCG@10 of each judged test query of ``model``'s TREC run in ``run`` (read back from eval/)."""
     split = judged_split(summary)
-    trec = run / "eval" / split / model / "run.trec"
-    if not trec.is_file() and seed_of_experiment(run):  # a model the seed does not change: the shared run
-        trec = run.parent / "eval" / split / model / "run.trec"
+    trec = eval_folder(run, split, model) / "run.trec"
     if not trec.is_file():
         raise InputError(trec, f"missing: the per-query tests read {model}'s ranking of the {split} queries")
     return per_query_metrics(load_qrels(data_dir(run) / f"qrels-{split}.parquet"), read_trec_run(trec))["ndcg@10"]

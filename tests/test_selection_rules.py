@@ -23,3 +23,18 @@ def test_the_students_order_is_the_runs_not_final_jsons_sorted_keys(tmp_path):
     # a run that records the order: it is read as recorded
     (tmp_path / "final.json").write_text(json.dumps({"dev": dev, "students": IN_ORDER[::-1]}))
     assert selection_rules.students_in_order(tmp_path) == IN_ORDER[::-1]
+
+
+def test_a_further_seeds_run_reads_the_students_it_shares_from_the_experiments_folder(tmp_path):
+    from pipeline.compare import eval_folder
+
+    experiment, seed = tmp_path / "exp", tmp_path / "exp" / "seed-7"
+    (experiment / "seeds.json").parent.mkdir(parents=True)
+    (experiment / "seeds.json").write_text(json.dumps({"experiment": "exp", "seeds": [13, 7]}))
+    for run, names in ((experiment, IN_ORDER), (seed, IN_ORDER[1:])):  # the seed's run has no untrained student
+        for name in names:
+            (run / "eval" / "dev" / name).mkdir(parents=True)
+    assert eval_folder(seed, "dev", "student-it0") == experiment / "eval" / "dev" / "student-it0"
+    assert eval_folder(seed, "dev", "student-it2") == seed / "eval" / "dev" / "student-it2", "its own, where it has one"
+    assert eval_folder(experiment, "dev", "student-it9") == experiment / "eval" / "dev" / "student-it9", \
+        "a run of one seed reads its own folder (missing files are named by their reader)"
