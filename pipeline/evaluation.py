@@ -175,20 +175,22 @@ class OneStandardErrorChoice(NamedTuple):
     chosen: int  #: the row to keep
     best: int  #: the row it was measured against (:func:`best_row`)
     errors: np.ndarray  #: each row's standard error to the best row
+    within: np.ndarray  #: whether each row's mean is within that standard error of the best's (the eligible rows)
 
 
 def one_standard_error_choice(per_query: np.ndarray, distance: np.ndarray) -> OneStandardErrorChoice:
     """The row of ``per_query`` (candidates x queries) to keep: among those whose mean is within one
     standard error of the best mean (the standard error of their per-query differences to the best row;
-    ties for best: the nearest), the one of least ``distance``, then of higher mean; with the best row and
-    each row's standard error to it."""
+    ties for best: the nearest), the one of least ``distance``, then of higher mean; with the best row,
+    each row's standard error to it and which rows were within it."""
     means = per_query.mean(axis=1).round(12)
     best = best_row(per_query, distance)
     differences = per_query[best] - per_query
     errors = differences.std(axis=1, ddof=1) / np.sqrt(per_query.shape[1]) if per_query.shape[1] > 1 \
         else np.zeros(len(per_query))
-    eligible = np.flatnonzero(means[best] - means <= errors + 1e-12)
-    return OneStandardErrorChoice(int(min(eligible, key=lambda i: (distance[i], -means[i]))), best, errors)
+    within = means[best] - means <= errors + 1e-12
+    chosen = int(min(np.flatnonzero(within), key=lambda i: (distance[i], -means[i])))
+    return OneStandardErrorChoice(chosen, best, errors, within)
 
 
 def no_dev_choice(rows: Sequence[dict[str, Any]], fallback: str, labels: str | None) -> tuple[str, str]:

@@ -88,10 +88,9 @@ def choose_weights(pairs: pd.DataFrame, qrels: dict[str, dict[str, int]], config
     per_query = per_query_matrix(qrels, [run_of(fuse_scores(frames, w, normalization)) for w in grid])
     distance = np.array([sum(abs(w[m] - target[m]) for m in members) for w in grid])
     rule = one_standard_error_choice(per_query, distance)
-    best = float(per_query[rule.best].mean())
     figures = [{"members": w, METRIC: float(row.mean()), "standard_error_to_best": float(error),
-                "within_one_standard_error": bool(best - float(row.mean()) <= error + 1e-12)}
-               for w, row, error in zip(grid, per_query, rule.errors)]
+                "within_one_standard_error": bool(within)}
+               for w, row, error, within in zip(grid, per_query, rule.errors, rule.within)]
     return dict(grid[rule.chosen]), figures
 
 

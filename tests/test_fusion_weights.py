@@ -52,6 +52,7 @@ def test_the_one_standard_error_rule_keeps_the_nearest_weighting_a_noisy_differe
                           [0.9, 0.9, 0.5, 0.7]])  # C
     rule = one_standard_error_choice(per_query, distance=np.array([1.0, 0.5, 0.0]))
     assert (rule.chosen, rule.best) == (1, 0), "D kept, measured against A"
+    assert rule.within.tolist() == [True, True, False], "A itself and D are within one standard error; C is not"
     np.testing.assert_allclose(rule.errors, [0.0, np.sqrt(0.35 / 3) / 2, 0.0], atol=1e-12)
     assert one_standard_error_choice(per_query, distance=np.array([0.0, 0.5, 1.0])).chosen == 0, "the best, when nearest"
     assert one_standard_error_choice(per_query[:, :1], distance=np.array([1.0, 0.5, 0.0])).chosen == 0, \
