@@ -69,6 +69,8 @@ JOB_ENVIRONMENT = {  # shell words
     "PYTHONPATH": shlex.quote(workflow.basedir) + "${PYTHONPATH:+:$PYTHONPATH}",
     "PIPELINE_ROOT": shlex.quote(plan.shared_root),
     "PIPELINE_DATA_DIR": shlex.quote(plan.data_dir),
+    # config warm_start: each job forked from a job server that has imported torch (pipeline.warm_start)
+    "PIPELINE_WARM_START": "1" if config["warm_start"] else "0",
 }
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     JOB_ENVIRONMENT["PATH"] = shlex.quote(os.path.dirname(sys.executable)) + ":$PATH"

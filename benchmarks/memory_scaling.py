@@ -98,7 +98,9 @@ def main() -> None:
                   "models": {"tiny-teacher": tiny, "bm25": {"kind": "bm25"}}, "teacher": "tiny-teacher",
                   "student": tiny, "encode": {"shards": shards},
                   "mine": {"first_miner": "tiny-teacher", "depth": 50, "window": [0, 30]},
-                  "export": {"formats": []}}
+                  "export": {"formats": []},
+                  # each job a fresh process: a forked job's memory is not in its benchmark: file
+                  "warm_start": False}
         workdir = work / experiment
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))

@@ -104,4 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if os.environ.get("PIPELINE_WARM_START") == "1":  # a workflow job: forked from a job server that has
+        # imported torch and transformers (pipeline.warm_start); None where none can serve it
+        from .warm_start import run_in_server, wanted
+
+        if wanted():
+            code = run_in_server(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
     sys.exit(main())
