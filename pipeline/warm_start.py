@@ -64,6 +64,8 @@ from pathlib import Path
 
 #: the environment variable the workflow sets (config ``warm_start``) for its jobs
 ENVVAR = "PIPELINE_WARM_START"
+#: the module whose ``main(argv)`` a forked job runs: what ``python -m pipeline`` runs
+ENTRY = "pipeline.__main__"
 #: what the server imports before it serves: the third-party libraries a model job imports (never our code)
 PRELOADED = (
     "numpy", "pandas", "pyarrow", "pyarrow.parquet", "tqdm.auto", "torch", "transformers",
@@ -326,9 +328,9 @@ def _run_job(connection: socket.socket, request: dict, fds: list[int], address: 
                 os.killpg(0, signal.SIGKILL)
 
         threading.Thread(target=die_with_client, daemon=True).start()
-        from pipeline.__main__ import main
-
-        code = main(request["argv"])
+        # by name, as `python -m pipeline` finds it, from the job's sys.path (the server imports no code of
+        # ours that a job would run: pipeline.__main__ calls this module, not the other way round)
+        code = importlib.import_module(ENTRY).main(request["argv"])
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         if not isinstance(exit_.code, (int, type(None))):
