@@ -95,38 +95,38 @@ def wanted(environ=os.environ) -> bool:
             and not os.path.exists("/dev/nvidiactl"))
 
 
-def server_key(environ=os.environ) -> str:
+def server_key(environ=os.environ, owner: list | None = None) -> str:
     """What a server must share with a job to serve it: the interpreter, the installed packages (their folder's
-    mtime changes on every install), the environment, and the Snakemake process that runs the job."""
+    mtime changes on every install), the environment, and the Snakemake process that runs the job (``owner``,
+    :func:`owner_process`)."""
     purelib = sysconfig.get_paths()["purelib"]
     keyed = {name: value for name, value in environ.items() if name not in UNKEYED_VARIABLES}
-    identity = {"python": sys.executable, "packages": [purelib, _mtime(purelib)], "environment": keyed,
-                "owner": owner_process()}
+    installed = _stat(purelib)
+    identity = {"python": sys.executable, "packages": [purelib, installed and installed.st_mtime_ns],
+                "environment": keyed, "owner": owner}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _mtime(path: str) -> int | None:
+def _stat(path: str) -> os.stat_result | None:
     try:
-        return os.stat(path).st_mtime_ns
+        return os.stat(path)
     except OSError:
         return None
+
+
+def _process_stat(pid: int) -> tuple[str, list[str]] | None:
+    """A process's name and the fields of ``/proc/<pid>/stat`` after it (the name may hold spaces)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
 
 
 def _process_start(pid: int) -> str | None:
     """A process's start time (clock ticks since boot; with its pid, it names one process even if pids wrap)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _parent_and_name(pid: int) -> tuple[int | None, str | None]:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[1]), stat[stat.index("(") + 1:stat.rindex(")")]
-    except (OSError, ValueError, IndexError):
-        return None, None
+    stat = _process_stat(pid)
+    return stat[1][19] if stat else None
 
 
 def owner_process() -> list | None:
@@ -134,13 +134,12 @@ def owner_process() -> list | None:
     a shell (Snakemake, which runs a job's command in ``bash -c``; a shell may exec the client or not)."""
     pid = os.getppid()
     for _ in range(16):
-        parent, name = _parent_and_name(pid)
-        if name not in SHELLS or parent is None:
+        stat = _process_stat(pid)
+        if stat is None or stat[0] not in SHELLS:
             break
-        pid = parent
-    if pid <= 1 or _process_start(pid) is None:
-        return None
-    return [pid, _process_start(pid)]
+        pid = int(stat[1][1])
+    start = _process_start(pid) if pid > 1 else None
+    return None if start is None else [pid, start]
 
 
 def server_folder() -> Path:
@@ -153,12 +152,13 @@ def server_folder() -> Path:
 def run_in_server(argv: list[str]) -> int | None:
     """Run ``python -m pipeline`` with ``argv`` in a child of a job server; its exit code, or None where no
     server could serve the job (the caller then runs it itself)."""
-    key = server_key()
+    owner = owner_process()
+    key = server_key(owner=owner)
     folder = server_folder()
     address = str(folder / f"{key}.sock")
     if len(address.encode()) > MAX_ADDRESS_BYTES or (folder / f"{key}.failed").exists():
         return None  # a socket's name this long cannot be bound; or this run's server could not start
-    connection = _connect(address) or _start_server(address, folder / f"{key}")
+    connection = _connect(address) or _start_server(address, folder / f"{key}", owner)
     if connection is None:
         return None
     umask = os.umask(0)
@@ -196,7 +196,7 @@ def _connect(address: str) -> socket.socket | None:
     return connection
 
 
-def _start_server(address: str, stem: Path) -> socket.socket | None:
+def _start_server(address: str, stem: Path, owner: list | None) -> socket.socket | None:
     """Start the server for this key, unless a job beside this one did (the lock), and connect to it; where it
     cannot start, say so once (``<key>.failed``: the run's other jobs go cold at once)."""
     server_log = stem.with_suffix(".log")
@@ -209,7 +209,7 @@ def _start_server(address: str, stem: Path) -> socket.socket | None:
             os.unlink(address)  # a server that died without cleaning up
         with open(server_log, "a") as log_file:
             server = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.warm_start", address, json.dumps(owner_process())],
+                [sys.executable, "-m", "pipeline.warm_start", address, json.dumps(owner)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline and server.poll() is None:
@@ -291,10 +291,8 @@ def serve(address: str, owner: list | None) -> None:
 
 
 def _inode(address: str) -> int | None:
-    try:
-        return os.stat(address).st_ino
-    except OSError:
-        return None
+    stat = _stat(address)
+    return stat and stat.st_ino
 
 
 def _run_job(connection: socket.socket, request: dict, fds: list[int], address: str) -> None:

@@ -122,7 +122,7 @@ def test_a_job_dies_with_its_client_killed_hard(tmp_path):
             owner.wait()
 
 
-def test_where_warm_start_is_off_and_what_a_server_is_keyed_by(monkeypatch):
+def test_where_warm_start_is_off_and_what_a_server_is_keyed_by():
     assert not warm_start.wanted({})
     assert not warm_start.wanted({warm_start.ENVVAR: "0"})
     assert not warm_start.wanted({warm_start.ENVVAR: "1", "SLURM_JOB_ID": "7"})
@@ -132,8 +132,7 @@ def test_where_warm_start_is_off_and_what_a_server_is_keyed_by(monkeypatch):
     assert warm_start.server_key({**base, "PWD": "/b", "SHLVL": "3"}) == key  # shell bookkeeping
     assert warm_start.server_key({**base, "OMP_NUM_THREADS": "1"}) != key  # read when OpenMP loads
     assert warm_start.server_key({**base, "HF_HUB_OFFLINE": "1"}) != key  # read when huggingface_hub loads
-    monkeypatch.setattr(warm_start, "owner_process", lambda: [12345, "678"])
-    assert warm_start.server_key(base) != key  # another Snakemake run
+    assert warm_start.server_key(base, owner=[12345, "678"]) != key  # another Snakemake run
 
 
 def test_a_job_runs_cold_where_no_server_can_listen(tmp_path, monkeypatch):
