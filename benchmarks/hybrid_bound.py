@@ -32,6 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from pipeline.compare import data_dir, data_file  # noqa: E402
 from pipeline.data import load_qrels, load_queries, qrels_lines, read_table, write_json  # noqa: E402
 from pipeline.embeddings import read_embeddings  # noqa: E402
 from pipeline.evaluation import compute_metrics, judged_queries, ranked_pairs  # noqa: E402
@@ -44,32 +45,27 @@ GRID = [round(w, 1) for w in np.arange(0.0, 1.01, 0.1)]
 SPLIT_QRELS = {"dev": "dev-qrels.parquet", "test": "qrels-test.parquet"}
 
 
-def experiment_root(run: Path) -> Path:
-    """The experiment's folder (a further seed's run shares its data)."""
-    return run if (run / "data").is_dir() else run.parent
-
-
-def unread_judgments(root: Path, path: str, test_queries: set[str]) -> dict[str, dict[str, int]]:
+def unread_judgments(run: Path, path: str, test_queries: set[str]) -> dict[str, dict[str, int]]:
     """The judgments in ``path`` of the run's dev queries, or without a dev split of every query outside
     the test split."""
     judged: dict[str, dict[str, int]] = {}
     for _, fields in qrels_lines(Path(path)):
         judged.setdefault(fields[0].strip(), {})[fields[1].strip()] = int(float(fields[2]))
-    dev = set(json.loads((root / "data/splits.json").read_text()).get("dev_query_ids") or [])
+    dev = set(json.loads(data_file(run, "splits.json").read_text()).get("dev_query_ids") or [])
     keep = dev if dev else set(judged) - test_queries
     return {q: docs for q, docs in judged.items() if q in keep}
 
 
 def bound(run: Path, judgments: str | None = None) -> dict:
-    root = experiment_root(run)
+    data = data_dir(run)
     summary = json.loads((run / "summary.json").read_text())
     rows = {r["name"]: r for r in summary["rows"]}
     serving = json.loads((run / "export/hybrid/hybrid.json").read_text())
     student, depth, normalization = serving["student"], serving["first_stage"]["depth"], serving["normalization"]
     name = student["name"]
-    corpus = read_table(str(root / "data/corpus.parquet"))
+    corpus = read_table(str(data / "corpus.parquet"))
     bm25 = BM25.from_corpus(corpus, include_title=serving["include_title"], **serving["lexical"].get("bm25", {}))
-    queries = load_queries(str(root / "data/queries.parquet"))
+    queries = load_queries(str(data / "queries.parquet"))
     spec = ModelSpec.from_config(name, {**student["model"], "source": str(run / "export/hybrid" / student["path"])})
     doc_ids, doc_embeddings = read_embeddings(sorted((run / "embeddings" / name).glob("*.parquet")))
     scorer = BiEncoderScorer(spec, queries, doc_ids, doc_embeddings, "cpu")
@@ -79,9 +75,9 @@ def bound(run: Path, judgments: str | None = None) -> dict:
               "rows": {r["name"]: {"model": r["model"], "test_ndcg@10": r["ndcg@10"], "dev_ndcg@10": r.get("dev")}
                        for r in summary["rows"] if r["model"] in ("teacher", "baseline", "hybrid") or r["name"] == name},
               "splits": {}}
-    split_qrels = {split: load_qrels(str(root / "data" / file)) for split, file in SPLIT_QRELS.items()}
+    split_qrels = {split: load_qrels(str(data_file(run, file))) for split, file in SPLIT_QRELS.items()}
     if judgments:
-        split_qrels["judged-unread"] = unread_judgments(root, judgments, set(split_qrels["test"]))
+        split_qrels["judged-unread"] = unread_judgments(run, judgments, set(split_qrels["test"]))
     for split, qrels in split_qrels.items():
         query_ids = sorted(judged_queries(qrels))
         if not query_ids:

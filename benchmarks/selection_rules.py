@@ -24,7 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pipeline.compare import data_dir, eval_folder, parse_experiment, run_seed  # noqa: E402
+from pipeline.compare import data_dir, data_file, eval_folder, parse_experiment, run_seed  # noqa: E402
 from pipeline.data import load_qrels  # noqa: E402
 from pipeline.evaluation import per_query_metrics, read_trec_run, select_final_student  # noqa: E402
 from pipeline.significance import paired_query_tests  # noqa: E402
@@ -35,12 +35,6 @@ WARMUP = "student-it1-warmup"
 
 def test_figures(run: Path, model: str, qrels) -> dict[str, float]:
     return per_query_metrics(qrels, read_trec_run(eval_folder(run, "test", model) / "run.trec"))["ndcg@10"]
-
-
-def splits_root(run: Path) -> Path:
-    """Where the run's dev judgments are: its own folder when it split the queries itself, else the
-    experiment's (a further seed's run without ``splits.per_seed`` shares the first seed's)."""
-    return run if (run / "data" / "dev-qrels.parquet").exists() else run.parent
 
 
 def students_in_order(run: Path) -> list[str]:
@@ -57,8 +51,7 @@ def students_in_order(run: Path) -> list[str]:
 
 def rows_of(run: Path) -> dict:
     students = students_in_order(run)
-    root = splits_root(run)
-    splits = root / "data" / "splits.json"
+    splits = data_file(run, "splits.json")
     qrels = load_qrels(data_dir(run) / "qrels-test.parquet")
     figures = {name: test_figures(run, name, qrels) for name in students}
     queries = sorted(figures[students[0]])
@@ -71,7 +64,7 @@ def rows_of(run: Path) -> dict:
             # a further seed's run reads the students it shares (the untrained one) from the experiment's folder
             choice = select_final_student([str(eval_folder(run, "dev", s) / "metrics.json") for s in students],
                                           str(splits), str(Path(scratch) / f"{rule}.json"), select=rule,
-                                          dev_qrels_path=str(root / "data" / "dev-qrels.parquet"))
+                                          dev_qrels_path=str(data_file(run, "dev-qrels.parquet")))
             chosen = choice["selected"]
             out["rules"][rule] = {"selected": chosen, "test_ndcg@10": mean[chosen], "reason": choice["reason"],
                                   "standard_error_to_best": choice.get("standard_error_to_best")}

@@ -141,12 +141,19 @@ def seed_of_experiment(run: Path) -> bool:
     return (run.parent / "seeds.json").is_file()
 
 
+def data_file(run: Path, name: str) -> Path:
+    """``data/<name>`` of a run: its own, or for one seed's run of ``seeds`` (``seed-K/``) without it, the
+    experiment's, which every seed shares (a seed's own ``data/`` holds at most its own split,
+    ``splits.per_seed``: its ``splits.json`` and ``dev-qrels.parquet``)."""
+    own = run / "data" / name
+    if not own.is_file() and seed_of_experiment(run):
+        return run.parent / "data" / name
+    return own
+
+
 def data_dir(run: Path) -> Path:
-    """A run's prepared data: its own, or for one seed's run of ``seeds`` (``seed-K/``), the experiment's,
-    which every seed shares (a seed's own ``data/`` holds at most its own split, ``splits.per_seed``)."""
-    if not (run / "data" / "corpus.parquet").is_file() and seed_of_experiment(run):
-        return run.parent / "data"
-    return run / "data"
+    """A run's prepared data (the corpus, queries, test judgments): :func:`data_file`'s folder."""
+    return data_file(run, "corpus.parquet").parent
 
 
 def run_seed(run: Path) -> int | None:
